@@ -1,0 +1,43 @@
+# Floodgate's entry points. Every target creates .venv (at the repo root) and installs into it when needed.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_CLI_TELEMETRY := true
+
+.PHONY: install test lint unit bench demo sample clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,infra]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+# The whole suite: linters, unit, property and integration tests (moto server over HTTP).
+test: lint
+	$(VENV)/bin/pytest -n 2 --dist loadgroup
+
+unit: $(STAMP)
+	$(VENV)/bin/pytest -m "not integration"
+
+# Figures as JSON lines, each process pinned to one core.
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+demo: $(STAMP)
+	$(VENV)/bin/floodgate analyze samples/attack.log.gz --vpc-cidr 10.0.0.0/16
+
+# Regenerates the bundled capture (deterministic).
+sample: $(STAMP)
+	$(PY) -m tests.traffic samples/attack.log.gz
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis cdk.out .bench

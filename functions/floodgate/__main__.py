@@ -1,0 +1,3 @@
+from floodgate.cli.main import main
+
+raise SystemExit(main())

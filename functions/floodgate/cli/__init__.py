@@ -1,0 +1,1 @@
+"""The `floodgate` command line: analyze captures offline, review and act on live deployments."""

@@ -1,0 +1,50 @@
+"""Reading flow-log captures: plain files, gzip files and standard input, in bounded blocks of lines."""
+
+from __future__ import annotations
+
+import gzip
+import sys
+import zlib
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from floodgate.cli.errors import CliError
+
+BLOCK_BYTES = 4 << 20  # ~35,000 default-format records: large enough to amortise, small enough for memory
+
+
+def _open(path: str) -> BinaryIO:
+    if path == "-":
+        return sys.stdin.buffer
+    try:
+        handle: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by read_line_blocks
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if handle.read(2) == b"\x1f\x8b":
+        handle.seek(0)
+        return gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[return-value]
+    handle.seek(0)
+    return handle
+
+
+def read_line_blocks(path: str) -> Iterator[list[str]]:
+    """Lines of `path` in blocks, decoded once per block (undecodable bytes become U+FFFD)."""
+    stream = _open(path)
+    try:
+        pending = b""
+        while True:
+            data = stream.read(BLOCK_BYTES)
+            if not data:
+                break
+            data = pending + data
+            cut = data.rfind(b"\n") + 1
+            pending = data[cut:]
+            if cut:
+                yield data[:cut].decode("utf-8", "replace").split("\n")[:-1]
+        if pending:
+            yield [pending.decode("utf-8", "replace")]
+    except (OSError, EOFError, zlib.error) as exc:
+        raise CliError(f"cannot read {path}: {exc}") from None
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()

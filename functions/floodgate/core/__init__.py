@@ -1,0 +1,1 @@
+"""The pure domain core: parsing, detection, slot planning and expiry decisions. No I/O, no boto3."""

@@ -1,0 +1,180 @@
+"""Detection: which few sources or prefixes carry a concentrated share of inbound traffic.
+
+A source is abusive when its rate is high in absolute terms (min_pps, min_bps) *and* it carries a
+concentrated share (min_share) of inbound packets. Levels are walked finest first (hierarchical heavy
+hitters with conditioned counts): a prefix is chosen when the traffic it carries beyond its already-chosen
+members is abusive by itself and the prefix is *dense* — most of the sources seen in it send at least the
+member rate floor, so the entry hits attackers and little else. A chosen prefix absorbs its chosen members:
+a prefix and its own members are never both in a plan. If more entries qualify than the budget holds,
+dense prefixes that cover several chosen entries replace them, then the heaviest entries win.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from floodgate.core.model import DenyPlan, PlannedDeny, Verdict
+from floodgate.core.networks import DenyPolicy, Network
+from floodgate.core.summary import ADDRESS_BITS, ASSUMED_SPAN_S, Counter, TrafficSummary
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionConfig:
+    policy: DenyPolicy
+    min_pps: float = 5000.0
+    min_bps: float = 0.0
+    min_share: float = 0.01
+    budget: int = 10
+    member_floor_pps: float = 50.0  # a prefix member at or above this rate counts as hot
+    dense_ratio: float = 0.5  # share of a prefix's sources that must be hot for the prefix to be denied
+    window_s: float | None = None  # None: the records' own time span
+
+    def __post_init__(self) -> None:
+        if self.budget < 0:
+            raise ValueError("budget must not be negative")
+        if not 0 < self.min_share <= 1:
+            raise ValueError("min_share must be in (0, 1]")
+        if self.window_s is not None and self.window_s <= 0:
+            raise ValueError("window must be positive")
+
+
+@dataclass(slots=True)
+class _Candidate:
+    network: Network
+    packets: int
+    bytes: int
+    members: int
+    reason: str
+
+    @property
+    def order(self) -> tuple[int, int, int, int]:
+        """Heaviest first; ties broken by address so that plans are deterministic."""
+        net = self.network
+        return (-self.packets, net.version, int(net.network_address), net.prefixlen)
+
+
+def _network(version: int, prefix_len: int, key: int) -> Network:
+    value = key << (ADDRESS_BITS[version] - prefix_len)
+    if version == 4:
+        return ipaddress.IPv4Network((value, prefix_len))
+    return ipaddress.IPv6Network((value, prefix_len))
+
+
+class _Detector:
+    def __init__(self, summary: TrafficSummary, config: DetectionConfig) -> None:
+        self.summary = summary
+        self.config = config
+        self.window_s = float(config.window_s or summary.span_s or ASSUMED_SPAN_S)
+        self.total = summary.total_packets
+
+    def abusive(self, packets: int, octets: int, error: int) -> bool:
+        """Rate and share tests on the count's upper bound, so no true heavy hitter is ever missed."""
+        upper = packets + error
+        config = self.config
+        return (
+            upper / self.window_s >= config.min_pps
+            and upper >= config.min_share * self.total
+            and octets * 8 / self.window_s >= config.min_bps
+        )
+
+    def dense(self, counter: Counter) -> bool:
+        return counter.hot_members >= 2 and counter.hot_members >= self.config.dense_ratio * counter.members
+
+    def candidates(self, version: int) -> list[_Candidate]:
+        chosen: dict[Network, _Candidate] = {}
+        policy = self.config.policy
+        for length in self.summary.level_lengths(version):
+            level = self.summary.levels[(version, length)]
+            is_host = length == ADDRESS_BITS[version]
+            for key, counter in sorted(level.counters.items()):
+                network = _network(version, length, key)
+                if not is_host and not self.dense(counter):
+                    continue
+                inside = [c for net, c in chosen.items() if net.subnet_of(network)] if not is_host else []  # type: ignore[arg-type]
+                conditioned = counter.packets - sum(c.packets for c in inside)
+                conditioned_bytes = max(0, counter.bytes - sum(c.bytes for c in inside))
+                if not self.abusive(max(0, conditioned), conditioned_bytes, level.error):
+                    continue
+                if policy.refusal(network) is not None:
+                    continue
+                for absorbed in inside:
+                    del chosen[absorbed.network]
+                chosen[network] = _Candidate(
+                    network, counter.packets, counter.bytes, counter.members, self.reason(network, counter)
+                )
+        return list(chosen.values())
+
+    def reason(self, network: Network, counter: Counter) -> str:
+        pps = counter.packets / self.window_s
+        share = counter.packets / self.total
+        rejected = counter.reject_packets / counter.packets if counter.packets else 0.0
+        already = f"; {rejected:.0%} already rejected" if rejected >= 0.01 else ""
+        if network.prefixlen == ADDRESS_BITS[network.version]:
+            return f"single source at {pps:,.0f} pps, {share:.1%} of inbound packets{already}"
+        return (
+            f"{counter.hot_members} hot sources of {counter.members} seen in this /{network.prefixlen}, "
+            f"{pps / max(counter.members, 1):,.0f} pps each on average; together {pps:,.0f} pps, "
+            f"{share:.1%} of inbound packets{already}"
+        )
+
+    def fit_budget(self, chosen: list[_Candidate]) -> list[_Candidate]:
+        """Replace groups of entries by a dense covering prefix while over budget, then keep the heaviest."""
+        budget = self.config.budget
+        policy = self.config.policy
+        while len(chosen) > budget:
+            best: tuple[tuple[int, int], _Candidate, list[_Candidate]] | None = None
+            for (version, length), level in self.summary.levels.items():
+                if length == ADDRESS_BITS[version]:
+                    continue
+                for key, counter in level.counters.items():
+                    network = _network(version, length, key)
+                    inside = [c for c in chosen if c.network != network and c.network.subnet_of(network)]  # type: ignore[arg-type]
+                    if len(inside) < 2 or not self.dense(counter) or policy.refusal(network) is not None:
+                        continue
+                    merged = _Candidate(
+                        network,
+                        max(counter.packets, sum(c.packets for c in inside)),
+                        max(counter.bytes, sum(c.bytes for c in inside)),
+                        max(counter.members, len(inside)),
+                        f"covers {len(inside)} chosen entries in one slot; "
+                        + self.reason(network, counter),
+                    )
+                    score = (len(inside), merged.packets)
+                    if best is None or score > best[0]:
+                        best = (score, merged, inside)
+            if best is None:
+                break
+            _, merged, inside = best
+            chosen = [c for c in chosen if c not in inside] + [merged]
+        return sorted(chosen, key=lambda c: c.order)[:budget]
+
+
+def plan_denies(summary: TrafficSummary, config: DetectionConfig) -> DenyPlan:
+    """The deny plan for the traffic in `summary`: at most `budget` entries covering the most abuse."""
+    detector = _Detector(summary, config)
+    window_s = detector.window_s
+    total_pps = summary.total_packets / window_s
+    total_bps = summary.total_bytes * 8 / window_s
+    chosen: list[_Candidate] = []
+    if summary.total_packets:
+        chosen = detector.candidates(4) + detector.candidates(6)
+    chosen = detector.fit_budget(chosen)
+    denies = tuple(
+        PlannedDeny(
+            cidr=str(c.network),
+            pps=c.packets / window_s,
+            bps=c.bytes * 8 / window_s,
+            share=c.packets / summary.total_packets,
+            members=c.members,
+            reason=c.reason,
+        )
+        for c in chosen
+    )
+    if denies:
+        verdict = Verdict.CONCENTRATED
+    elif total_pps >= config.min_pps and total_bps >= config.min_bps:
+        verdict = Verdict.DISTRIBUTED
+    else:
+        verdict = Verdict.QUIET
+    return DenyPlan(verdict, window_s, denies, total_pps, total_bps, summary.stats)

@@ -1,0 +1,40 @@
+"""Names shared by the handlers that emit metrics and the stack that graphs and alarms on them."""
+
+from __future__ import annotations
+
+SERVICE_NAME = "floodgate"
+METRIC_NAMESPACE = "Floodgate"
+
+
+class METRIC:
+    """CloudWatch metric names (EMF, via powertools Metrics)."""
+
+    RECORDS_PARSED = "RecordsParsed"
+    RECORDS_SKIPPED = "RecordsSkipped"
+    WINDOW_WRITES = "WindowWrites"
+    DENIES_ACTIVE = "DeniesActive"  # also emitted with a NaclId dimension, one series per NACL
+    BLOCKS = "Blocks"
+    EXTENSIONS = "Extensions"
+    EVICTIONS = "Evictions"
+    EXPIRIES = "Expiries"
+    UNBLOCKS = "Unblocks"
+    REFUSALS = "Refusals"
+    REPAIRS = "Repairs"
+    DECISION_LATENCY_MS = "DecisionLatencyMs"
+
+
+class OUTPUT:
+    """CloudFormation output keys the CLI reads with `--stack`."""
+
+    STATE_TABLE = "StateTableName"
+    LOG_TABLE = "LogTableName"
+    DETECTOR_FUNCTION = "DetectorFunctionName"
+    EXPIRER_FUNCTION = "ExpirerFunctionName"
+    TOPIC_ARN = "TopicArn"
+    NACL_IDS = "NaclIds"  # comma-separated, empty when the VPC is the target
+    VPC_ID = "VpcId"
+
+
+# Lambda handler entry points, relative to the `functions/` asset root.
+DETECTOR_HANDLER = "floodgate.handlers.detector.lambda_handler"
+EXPIRER_HANDLER = "floodgate.handlers.expirer.lambda_handler"

@@ -1,0 +1,107 @@
+"""Synthetic VPC Flow Log traffic for tests, benchmarks and the sample capture.
+
+Lines are shaped like real default-format (v2) records: one record per flow per 60 s aggregation interval on
+an interface, packets split across a source's flows, ~bytes per packet by traffic kind.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+ACCOUNT = "123456789012"
+INTERVAL_S = 60
+START = 1_764_000_000  # 2025-11-24T16:00:00Z, aligned to the minute
+VPC_CIDR = "10.0.0.0/16"
+TARGETS = tuple(f"10.0.{subnet}.{host}" for subnet in (1, 2) for host in range(10, 14))
+ENIS = tuple(f"eni-0{n:016x}" for n in range(1, len(TARGETS) + 1))
+
+
+@dataclass(frozen=True)
+class Source:
+    address: str
+    pps: float
+    flows: int = 4  # records per interval
+    bytes_per_packet: int = 600
+    action: str = "ACCEPT"
+
+
+def public_addresses(rng: random.Random, count: int, version: int = 4) -> list[str]:
+    """Distinct random globally routable addresses (no private, reserved or documentation ranges)."""
+    seen: set[str] = set()
+    while len(seen) < count:
+        if version == 4:
+            candidate = ipaddress.IPv4Address(rng.getrandbits(32))
+        else:
+            candidate = ipaddress.IPv6Address((0x2 << 124) | rng.getrandbits(124))  # 2000::/3
+        if candidate.is_global and not candidate.is_multicast:
+            seen.add(str(candidate))
+    return sorted(seen)
+
+
+def prefix_hosts(prefix: str, count: int) -> list[str]:
+    hosts = list(ipaddress.ip_network(prefix).hosts())
+    return [str(h) for h in hosts[:count]]
+
+
+def background(rng: random.Random, clients: int, pps: float = 5.0) -> list[Source]:
+    return [Source(a, pps * rng.uniform(0.5, 1.5), flows=2) for a in public_addresses(rng, clients)]
+
+
+def flow_lines(sources: list[Source], intervals: int = 5, seed: int = 7) -> Iterator[str]:
+    """Default-format lines for `intervals` minutes of traffic from `sources` to the VPC's targets."""
+    rng = random.Random(seed)
+    for interval in range(intervals):
+        start = START + interval * INTERVAL_S
+        end = start + INTERVAL_S
+        for source in sources:
+            packets_total = source.pps * INTERVAL_S
+            for flow in range(source.flows):
+                packets = max(1, round(packets_total / source.flows * rng.uniform(0.8, 1.2)))
+                target = rng.randrange(len(TARGETS))
+                yield (
+                    f"2 {ACCOUNT} {ENIS[target]} {source.address} {TARGETS[target]} "
+                    f"{1024 + (flow * 7919 + interval) % 60000} 443 6 {packets} "
+                    f"{packets * source.bytes_per_packet} {start} {end} {source.action} OK"
+                )
+
+
+def garbage_lines(rng: random.Random, count: int) -> list[str]:
+    """Malformed records of every kind the parser must survive."""
+    kinds = [
+        "",
+        "not a flow log line",
+        f"2 {ACCOUNT} eni-0abc 198.51.100.1 10.0.1.10 1 2 6 12",
+        f"2 {ACCOUNT} eni-0abc 198.51.100.1 10.0.1.10 1 2 6 abc 400 {START} {START + 60} ACCEPT OK",
+        f"2 {ACCOUNT} eni-0abc 198.51.100.1 10.0.1.10 1 2 6 -5 400 {START} {START + 60} ACCEPT OK",
+        f"2 {ACCOUNT} eni-0abc 198.51.100.1 10.0.1.10 1 2 6 10 99999999999999999 {START} {START + 60} ACCEPT OK",
+        f"2 {ACCOUNT} eni-0abc 999.1.2.3 10.0.1.10 1 2 6 10 4000 {START} {START + 60} ACCEPT OK",
+        f"2 {ACCOUNT} eni-0abc 198.51.100.1 10.0.1.10 1 2 6 10 4000 {START + 60} {START} ACCEPT OK",
+        f"2 {ACCOUNT} eni-0abc 198.51.100.1 10.0.1.10 1 2 6 10 4000 {START} {START + 60} MAYBE OK",
+        f"2 {ACCOUNT} eni-0abc - - - - - - - {START} {START + 60} - NODATA",
+        f"2 {ACCOUNT} eni-0abc - - - - - - - {START} {START + 60} - SKIPDATA",
+        "\x00\x01\x02 binary junk \xff",
+    ]
+    return [rng.choice(kinds) for _ in range(count)]
+
+
+def sample_attack() -> list[Source]:
+    """The bundled capture: 2,000 ordinary clients, three single floods and a /24 of bots."""
+    rng = random.Random(2026)
+    return (
+        background(rng, 2000, pps=8.0)
+        + [Source(a, 12000, flows=16) for a in public_addresses(rng, 3)]
+        + [Source(a, 250, flows=2) for a in prefix_hosts("203.0.113.0/24", 200)]
+        + [Source(public_addresses(rng, 1, 6)[0], 15000, flows=8)]
+    )
+
+
+if __name__ == "__main__":
+    import gzip
+    import sys
+
+    with gzip.open(sys.argv[1], "wt", compresslevel=9) as out:
+        for line in flow_lines(sample_attack(), intervals=3):
+            out.write(line + "\n")
