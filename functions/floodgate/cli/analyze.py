@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from floodgate.cli.errors import CliError
-from floodgate.cli.inputs import read_line_blocks
+from floodgate.cli.inputs import read_blocks
 from floodgate.cli.render import rate, table
 from floodgate.core.detect import DetectionConfig, plan_denies
 from floodgate.core.durations import parse_duration
-from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat, FlowLogParser
+from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat, FlowLogParser, PendingBatch
 from floodgate.core.model import DenyPlan, Verdict
 from floodgate.core.networks import DenyPolicy, InvalidCidr, parse_network
 from floodgate.core.summary import TrafficSummary
+
+if TYPE_CHECKING:
+    from floodgate.core.fastscan import FastScanner
+
+FLUSH_SOURCES = 50_000  # distinct sources gathered before they are validated and summarised
 
 VERDICT_TEXT = {
     Verdict.CONCENTRATED: "concentrated: a few sources carry the flood; the entries above deny them",
@@ -132,10 +137,44 @@ def analyze_paths(paths: list[str], fmt: FlowLogFormat, config: DetectionConfig,
     summary = TrafficSummary.for_share(
         config.min_share, config.member_floor_pps, policy.max_prefix_v4, policy.max_prefix_v6
     )
+    scanner = _block_scanner(parser)
+    pending = PendingBatch()
     for path in paths:
-        for lines in read_line_blocks(path):
-            summary.add(parser.parse(lines))
+        for block in read_blocks(path):
+            scanner.scan_into(block, pending)
+            # Sources are validated and folded into the summary once per batch of blocks: far fewer
+            # repeats than per block, and memory stays bounded by the flush size, not by the input.
+            if scanner.pending_sources + len(pending.by_text) >= FLUSH_SOURCES:
+                scanner.drain(pending)
+                summary.add(parser.finish(pending))
+                pending = PendingBatch()
+    scanner.drain(pending)
+    summary.add(parser.finish(pending))
     return plan_denies(summary, config)
+
+
+class _ReferenceScanner:
+    """Blocks through the reference parser: what runs where numpy is not installed."""
+
+    pending_sources = 0
+
+    def __init__(self, parser: FlowLogParser) -> None:
+        self.parser = parser
+
+    def scan_into(self, block: bytes, pending: PendingBatch) -> None:
+        self.parser.accumulate(block.decode("utf-8", "replace").split("\n")[:-1], pending)
+
+    def drain(self, pending: PendingBatch) -> None:
+        """Nothing is held outside `pending`."""
+
+
+def _block_scanner(parser: FlowLogParser) -> _ReferenceScanner | FastScanner:
+    """The vectorised scanner when numpy is installed, else the reference parser (same answers)."""
+    try:
+        from floodgate.core.fastscan import FastScanner  # noqa: PLC0415 - numpy is optional
+    except ImportError:
+        return _ReferenceScanner(parser)
+    return FastScanner(parser)
 
 
 def plan_as_json(plan: DenyPlan) -> dict[str, Any]:

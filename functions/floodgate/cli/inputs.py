@@ -27,8 +27,8 @@ def _open(path: str) -> BinaryIO:
     return handle
 
 
-def read_line_blocks(path: str) -> Iterator[list[str]]:
-    """Lines of `path` in blocks, decoded once per block (undecodable bytes become U+FFFD)."""
+def read_blocks(path: str) -> Iterator[bytes]:
+    """`path` in blocks of whole lines, each ending with a newline (the last one gets one if it lacks it)."""
     stream = _open(path)
     try:
         pending = b""
@@ -40,9 +40,9 @@ def read_line_blocks(path: str) -> Iterator[list[str]]:
             cut = data.rfind(b"\n") + 1
             pending = data[cut:]
             if cut:
-                yield data[:cut].decode("utf-8", "replace").split("\n")[:-1]
+                yield data[:cut]
         if pending:
-            yield [pending.decode("utf-8", "replace")]
+            yield pending + b"\n"
     except (OSError, EOFError, zlib.error) as exc:
         raise CliError(f"cannot read {path}: {exc}") from None
     finally:

@@ -84,18 +84,24 @@ class _Detector:
     def candidates(self, version: int) -> list[_Candidate]:
         chosen: dict[Network, _Candidate] = {}
         policy = self.config.policy
+        bits = ADDRESS_BITS[version]
         for length in self.summary.level_lengths(version):
             level = self.summary.levels[(version, length)]
-            is_host = length == ADDRESS_BITS[version]
+            is_host = length == bits
+            # Chosen finer entries grouped under their prefix at this level.
+            members: dict[int, list[_Candidate]] = {}
+            for candidate in chosen.values():
+                parent = int(candidate.network.network_address) >> (bits - length)
+                members.setdefault(parent, []).append(candidate)
             for key, counter in sorted(level.counters.items()):
-                network = _network(version, length, key)
                 if not is_host and not self.dense(counter):
                     continue
-                inside = [c for net, c in chosen.items() if net.subnet_of(network)] if not is_host else []  # type: ignore[arg-type]
+                inside = members.get(key, [])
                 conditioned = counter.packets - sum(c.packets for c in inside)
                 conditioned_bytes = max(0, counter.bytes - sum(c.bytes for c in inside))
                 if not self.abusive(max(0, conditioned), conditioned_bytes, level.error):
                     continue
+                network = _network(version, length, key)
                 if policy.refusal(network) is not None:
                     continue
                 for absorbed in inside:
@@ -129,7 +135,13 @@ class _Detector:
                     continue
                 for key, counter in level.counters.items():
                     network = _network(version, length, key)
-                    inside = [c for c in chosen if c.network != network and c.network.subnet_of(network)]  # type: ignore[arg-type]
+                    inside = [
+                        c
+                        for c in chosen
+                        if c.network.version == version
+                        and c.network != network
+                        and c.network.subnet_of(network)  # type: ignore[arg-type]
+                    ]
                     if len(inside) < 2 or not self.dense(counter) or policy.refusal(network) is not None:
                         continue
                     merged = _Candidate(

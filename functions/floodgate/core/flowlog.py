@@ -111,25 +111,20 @@ def _address_value(text: str) -> tuple[int, int] | None:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class _Range:
-    version: int
-    first: int
-    last: int
-
-
 class InsideTest:
     """Is an address inside the protected network (the VPC CIDRs)? Intervals over integers, no ipaddress."""
 
     def __init__(self, cidrs: Iterable[str]) -> None:
-        ranges = []
+        self._ranges: dict[int, tuple[tuple[int, int], ...]] = {4: (), 6: ()}
         for cidr in cidrs:
             net = ipaddress.ip_network(cidr, strict=False)
-            ranges.append(_Range(net.version, int(net.network_address), int(net.broadcast_address)))
-        self._ranges = tuple(ranges)
+            self._ranges[net.version] += ((int(net.network_address), int(net.broadcast_address)),)
 
     def __call__(self, version: int, value: int) -> bool:
-        return any(r.version == version and r.first <= value <= r.last for r in self._ranges)
+        for first, last in self._ranges[version]:
+            if first <= value <= last:
+                return True
+        return False
 
 
 # Per-source tally of one batch: [packets, bytes, reject_packets, records].
@@ -151,6 +146,14 @@ class SourceBatch:
         if self.first_start is None or self.last_end is None:
             return 0
         return self.last_end - self.first_start
+
+
+@dataclass(slots=True)
+class PendingBatch:
+    """Traffic gathered per source as written, before each distinct source is validated once (`finish`)."""
+
+    by_text: dict[str, Tally] = field(default_factory=dict)
+    batch: SourceBatch = field(default_factory=SourceBatch)
 
 
 # Private and link-local destinations stand for "the VPC" when no VPC CIDRs are configured.
@@ -187,11 +190,15 @@ class FlowLogParser:
 
     def parse(self, lines: Iterable[str | bytes]) -> SourceBatch:
         """Aggregate one batch. Lines may be str or bytes (undecodable bytes count as bad values)."""
-        batch = SourceBatch()
-        by_text: dict[str, Tally] = {}
+        pending = PendingBatch()
+        self.accumulate(lines, pending)
+        return self.finish(pending)
+
+    def accumulate(self, lines: Iterable[str | bytes], pending: PendingBatch) -> None:
+        """Add each line's traffic to `pending`: per source as written, and the records' time span."""
+        batch, by_text = pending.batch, pending.by_text
         stats = batch.stats
-        first_start: int | None = None
-        last_end: int | None = None
+        first_start, last_end = batch.first_start, batch.last_end
         for raw in lines:
             line = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
             fields = line.split()
@@ -220,8 +227,6 @@ class FlowLogParser:
                 if rejected:
                     tally[REJECT_PACKETS] += packets
         batch.first_start, batch.last_end = first_start, last_end
-        self._resolve_sources(by_text, batch)
-        return batch
 
     def _source_text(self, fields: list[str]) -> str:
         if self._pkt_src is not None and fields[self._pkt_src] != "-":
@@ -275,19 +280,26 @@ class FlowLogParser:
         if dst_index is None:
             return BAD_VALUE  # no direction and no destination: cannot tell
         dst = fields[dst_index]
-        inside = self._dst_inside.get(dst)
-        if inside is None and dst not in self._dst_inside:
-            value = _address_value(dst)
-            inside = None if value is None else self._inside(*value)
-            if len(self._dst_inside) > 65536:  # destinations are our own interfaces; bound it anyway
-                self._dst_inside.clear()
-            self._dst_inside[dst] = inside
+        inside = self.destination_inside(dst)
         if inside is None:
             return NO_ADDRESS if dst == "-" else BAD_ADDRESS
         return None if inside else NOT_INBOUND
 
-    def _resolve_sources(self, by_text: dict[str, Tally], batch: SourceBatch) -> None:
+    def destination_inside(self, text: str) -> bool | None:
+        """Whether a destination lies inside the protected network; None when it is not an address."""
+        cached = self._dst_inside.get(text, self)
+        if cached is not self:
+            return cached  # type: ignore[return-value]
+        value = _address_value(text)
+        inside = None if value is None else self._inside(*value)
+        if len(self._dst_inside) > 65536:  # destinations are our own interfaces; bound it anyway
+            self._dst_inside.clear()
+        self._dst_inside[text] = inside
+        return inside
+
+    def finish(self, pending: PendingBatch) -> SourceBatch:
         """Validate each distinct source once; drop internal ones and move their records to `skipped`."""
+        batch, by_text = pending.batch, pending.by_text
         stats = batch.stats
         sources = batch.sources
         inside = self._inside
@@ -306,3 +318,4 @@ class FlowLogParser:
                 for i in range(4):
                     existing[i] += tally[i]
             stats.parsed += tally[RECORDS]
+        return batch

@@ -12,6 +12,7 @@ Memory is O(levels × capacity), whatever the number of distinct sources.
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 
@@ -48,22 +49,36 @@ class LevelSummary:
     def host_bits(self) -> int:
         return ADDRESS_BITS[self.version] - self.prefix_len
 
-    def add(self, key: int, packets: int, octets: int, rejected: int, members: int, hot: int) -> None:
-        counter = self.counters.get(key)
-        if counter is None:
-            self.counters[key] = Counter(packets, octets, rejected, members, hot)
-            return
-        counter.packets += packets
-        counter.bytes += octets
-        counter.reject_packets += rejected
-        counter.members = max(counter.members, members)
-        counter.hot_members = max(counter.hot_members, hot)
+    def merge(self, exact: dict[int, list[int]]) -> None:
+        """Fold exact [packets, bytes, rejected, members, hot members] per key in, then compact."""
+        counters = self.counters
+        if len(exact) > self.capacity + 1 + len(counters):
+            # Keys new to the summary and outside the heaviest capacity+1 of them cannot survive compaction:
+            # at least capacity+1 merged counts reach the weight of the lightest kept one, so the cut does
+            # too. Leaving them out up front spares the work; `floor` carries that lower bound of the cut.
+            new = [item for item in exact.items() if item[0] not in counters]
+            heaviest = heapq.nlargest(self.capacity + 1, new, key=_packets_of)
+            floor = heaviest[-1][1][0]
+            exact = {key: exact[key] for key in exact.keys() & counters.keys()} | dict(heaviest)
+        else:
+            floor = 0
+        for key, (packets, octets, rejected, members, hot) in exact.items():
+            counter = counters.get(key)
+            if counter is None:
+                counters[key] = Counter(packets, octets, rejected, members, hot)
+            else:
+                counter.packets += packets
+                counter.bytes += octets
+                counter.reject_packets += rejected
+                counter.members = max(counter.members, members)
+                counter.hot_members = max(counter.hot_members, hot)
+        self.compact(floor)
 
-    def compact(self) -> None:
+    def compact(self, floor: int = 0) -> None:
         if len(self.counters) <= self.capacity:
-            return
+            return  # nothing was left out: merge only leaves keys out when compaction must follow
         values = sorted((c.packets for c in self.counters.values()), reverse=True)
-        cut = values[self.capacity]
+        cut = max(values[self.capacity], floor)
         kept: dict[int, Counter] = {}
         for key, counter in self.counters.items():
             remaining = counter.packets - cut
@@ -76,6 +91,10 @@ class LevelSummary:
                 kept[key] = counter
         self.counters = kept
         self.error += cut
+
+
+def _packets_of(item: tuple[int, list[int]]) -> int:
+    return item[1][0]
 
 
 @dataclass(slots=True)
@@ -127,27 +146,25 @@ class TrafficSummary:
         if batch.last_end is not None:
             self.last_end = max(batch.last_end, self.last_end or batch.last_end)
         hot_packets = self.member_floor_pps * (batch.span_s or ASSUMED_SPAN_S)
-        for (version, value), tally in batch.sources.items():
-            self.total_packets += tally[PACKETS]
-            self.total_bytes += tally[BYTES]
-            self.reject_packets += tally[REJECT_PACKETS]
+        rows: dict[int, list[tuple[int, int, int, int, int]]] = {4: [], 6: []}
+        for (version, value), (packets, octets, rejected, _records) in batch.sources.items():
+            rows[version].append((value, packets, octets, rejected, 1 if packets >= hot_packets else 0))
+            self.total_packets += packets
+            self.total_bytes += octets
+            self.reject_packets += rejected
         for (version, length), level in self.levels.items():
             shift = ADDRESS_BITS[version] - length
             grouped: dict[int, list[int]] = {}
-            for (source_version, value), tally in batch.sources.items():
-                if source_version != version:
-                    continue
+            for value, packets, octets, rejected, hot in rows[version]:
                 key = value >> shift
-                hot = 1 if tally[PACKETS] >= hot_packets else 0
                 entry = grouped.get(key)
                 if entry is None:
-                    grouped[key] = [tally[PACKETS], tally[BYTES], tally[REJECT_PACKETS], 1, hot]
+                    grouped[key] = [packets, octets, rejected, 1, hot]
                 else:
-                    entry[0] += tally[PACKETS]
-                    entry[1] += tally[BYTES]
-                    entry[2] += tally[REJECT_PACKETS]
+                    entry[0] += packets
+                    entry[1] += octets
+                    entry[2] += rejected
                     entry[3] += 1
                     entry[4] += hot
-            for key, (packets, octets, rejected, members, hot_members) in grouped.items():
-                level.add(key, packets, octets, rejected, members, hot_members)
-            level.compact()
+            if grouped:
+                level.merge(grouped)

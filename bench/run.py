@@ -1,0 +1,19 @@
+"""`make bench`: every benchmark script, each printing its figures as JSON lines."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+SCRIPTS = ("bench_detection.py", "bench_enforcement.py", "bench_handlers.py")
+
+if __name__ == "__main__":
+    failed = []
+    for name in SCRIPTS:
+        script = BENCH / name
+        if subprocess.run([sys.executable, str(script)], check=False).returncode != 0:
+            failed.append(name)
+    if failed:
+        raise SystemExit(f"benchmarks failed: {', '.join(failed)}")

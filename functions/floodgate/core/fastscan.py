@@ -1,0 +1,278 @@
+"""Vectorised flow-log scanning with numpy: the same answers as FlowLogParser, several times faster.
+
+The reference parser splits every line into Python strings, and creating those objects is what costs. Here
+a whole block of regular lines is read as one byte array: field boundaries come from the positions of the
+separators, counters are parsed as digit matrices, and IPv4 addresses become exact 60-bit keys (4 bits per
+character of "0123456789.-"), aggregated with numpy before any Python object is made. Whatever is not plainly
+regular — IPv6, NODATA, non-ASCII, odd whitespace, any value the reference would question — is handed to the
+reference parser line by line, so that counts, reasons and tallies are identical (a property test checks it).
+numpy is optional: without it, callers use FlowLogParser.parse.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from floodgate.core.flowlog import (
+    MAX_BYTES,
+    MAX_PACKETS,
+    MIN_BYTES_PER_PACKET,
+    NOT_INBOUND,
+    FlowLogParser,
+    PendingBatch,
+    SourceBatch,
+    Tally,
+)
+
+NDArray = Any  # numpy arrays; the stubs add nothing but noise here
+
+_ADDRESS_WIDTH = 15  # "255.255.255.255"
+_PAD = 16  # widest field read at once
+# Address characters become nibbles (byte - 44): "-" 1, "." 2, "0".."9" 4..13; padding is "," (0).
+_NIBBLE_BASE = 44
+_PAD_BYTE = np.uint8(_NIBBLE_BASE)
+_ADDRESS_BYTE = np.zeros(256, dtype=bool)
+_ADDRESS_BYTE[list(b"0123456789.-,")] = True
+_DECODE = np.zeros(16, dtype=np.uint8)
+for _nibble in range(1, 14):
+    _DECODE[_nibble] = _nibble + _NIBBLE_BASE
+_NIBBLE_SHIFTS = np.arange(16, dtype=np.uint64) * np.uint64(4)
+_DASH_KEY = 1  # "-" alone
+_OFFSETS = {width: np.arange(width) for width in (3, 8, 10, 12, 15, 16)}
+
+
+def _word(text: bytes) -> int:
+    return int(np.frombuffer(text.ljust(8, b"\0"), dtype=np.uint64)[0])
+
+
+_OK, _ACCEPT, _REJECT = _word(b"OK"), _word(b"ACCEPT"), _word(b"REJECT")
+_INGRESS, _EGRESS, _DASH = _word(b"ingress"), _word(b"egress"), _word(b"-")
+_IPV4, _IPV6 = _word(b"IPv4"), _word(b"IPv6")
+
+
+class _Block:
+    """Field geometry of a block in which every line has exactly nf non-empty, single-space-separated fields.
+
+    Fields are read through a sliding-window view of the (zero-padded) buffer: indexing it by field position
+    copies just the 16 bytes around each field, with no index matrices.
+    """
+
+    def __init__(self, buf: NDArray, ends: NDArray, starts: NDArray) -> None:
+        pad = np.zeros(_PAD, dtype=np.uint8)
+        self.windows = np.lib.stride_tricks.sliding_window_view(np.concatenate([pad, buf, pad]), _PAD)
+        self.ends, self.starts = ends, starts
+
+    def _chars(self, col: int, *, right_aligned_width: int = 0) -> tuple[NDArray, NDArray]:
+        """(chars, widths): the 16 bytes from the field's start, or the `width` bytes ending at its end."""
+        start, end = self.starts[:, col], self.ends[:, col]
+        first = end - right_aligned_width if right_aligned_width else start
+        return self.windows[first + _PAD], end - start
+
+    def number(self, col: int, width: int) -> tuple[NDArray, NDArray]:
+        """(value, ok) of an unsigned decimal field of at most `width` digits."""
+        chars, widths = self._chars(col, right_aligned_width=width)
+        digits = chars[:, :width] - np.uint8(48)  # bytes below '0' wrap to large values
+        digits[_OFFSETS[width] < (width - widths)[:, None]] = 0  # bytes before the field are not its digits
+        ok = (digits <= 9).all(axis=1) & (widths <= width)
+        value = digits[:, 0].astype(np.int64)
+        for column in range(1, width):  # Horner, one vector operation per digit position
+            value *= 10
+            value += digits[:, column]
+        return value, ok
+
+    def word(self, col: int) -> NDArray:
+        """Fields of up to 8 bytes as one uint64 each (longer fields never match a known word)."""
+        chars, widths = self._chars(col)
+        head = chars[:, :8].copy()
+        head[_OFFSETS[8] >= widths[:, None]] = 0
+        words = head.view(np.uint64).ravel()
+        return np.where(widths <= 8, words, 0)
+
+    def address(self, col: int) -> tuple[NDArray, NDArray]:
+        """(key, ok): exact 64-bit keys of IPv4-alphabet fields; ok is False for anything else (IPv6 too).
+
+        Each of the 16 bytes becomes a nibble in its own byte lane; two rounds of shift-and-mask then pack
+        the lanes of each 8-byte word into 32 bits, with no per-character loop.
+        """
+        chars, widths = self._chars(col)
+        chars = chars.copy()
+        chars[_OFFSETS[16] >= widths[:, None]] = _PAD_BYTE
+        ok = _ADDRESS_BYTE[chars].all(axis=1) & (widths <= _ADDRESS_WIDTH)
+        chars -= _PAD_BYTE
+        chars &= np.uint8(15)
+        words = chars.view(np.uint64)  # (n, 2): little-endian, byte i of a word holds nibble i
+        words = (words | (words >> np.uint64(4))) & np.uint64(0x00FF00FF00FF00FF)
+        words = (words | (words >> np.uint64(8))) & np.uint64(0x0000FFFF0000FFFF)
+        words = (words | (words >> np.uint64(16))) & np.uint64(0x00000000FFFFFFFF)
+        return words[:, 0] | (words[:, 1] << np.uint64(32)), ok
+
+
+def _decode_keys(keys: NDArray) -> list[str]:
+    nibbles = (keys[:, None] >> _NIBBLE_SHIFTS) & np.uint64(15)
+    chars = _DECODE[nibbles.astype(np.intp)][:, :_ADDRESS_WIDTH]
+    return [raw.decode("ascii") for raw in chars.view(f"S{_ADDRESS_WIDTH}").ravel().tolist()]
+
+
+class FastScanner:
+    """Scans bytes blocks (whole lines, ending in a newline) into SourceBatches, like `parser.parse` would."""
+
+    def __init__(self, parser: FlowLogParser) -> None:
+        self.parser = parser
+        fmt = parser.format
+        self.nf = len(fmt.fields)
+        ix = fmt.index
+        self.src, self.pkt_src = ix("srcaddr"), ix("pkt-srcaddr")
+        self.dst = ix("dstaddr") if ix("dstaddr") is not None else ix("pkt-dstaddr")
+        self.packets, self.bytes = ix("packets"), ix("bytes")
+        self.start, self.end = ix("start"), ix("end")
+        self.action, self.status = ix("action"), ix("log-status")
+        self.direction, self.type, self.tcp_flags = ix("flow-direction"), ix("type"), ix("tcp-flags")
+        self._keys: NDArray | None = None
+        self._sums: list[NDArray] = []
+
+    def scan(self, data: bytes) -> SourceBatch:
+        pending = PendingBatch()
+        self.scan_into(data, pending)
+        self.drain(pending)
+        return self.parser.finish(pending)
+
+    def scan_into(self, data: bytes, pending: PendingBatch) -> None:
+        """Add a block's traffic to `pending` (several blocks may share one, to validate sources once)."""
+        if data and not data.endswith(b"\n"):
+            data += b"\n"
+        leftovers = self._scan_block(data, pending.by_text, pending.batch)
+        if leftovers:
+            self.parser.accumulate(leftovers, pending)
+
+    def _scan_block(self, data: bytes, by_text: dict[str, Tally], batch: SourceBatch) -> list[bytes]:
+        """Scan what is regular; return the lines the reference parser must see."""
+        buf = np.frombuffer(data, dtype=np.uint8)
+        seps = np.flatnonzero(buf <= 32)
+        nf = self.nf
+        if len(seps) % nf == 0 and len(seps):
+            grid = seps.reshape(-1, nf)
+            regular = (
+                (buf[grid[:, -1]] == 10).all()
+                and (buf[grid[:, :-1]] == 32).all()
+                and buf.max() < 128
+            )
+            if regular:
+                starts = np.empty_like(grid)
+                starts[0, 0] = 0
+                starts[1:, 0] = grid[:-1, -1] + 1
+                starts[:, 1:] = grid[:, :-1] + 1
+                if (grid > starts).all():
+                    return self._scan_regular(_Block(buf, grid, starts), data, by_text, batch)
+        # Mixed block: route lines that cannot be regular to the reference, scan the rest in one go.
+        lines = data.split(b"\n")[:-1]
+        spaces = nf - 1
+        plain = [line for line in lines if line.count(b" ") == spaces and line.isascii()]
+        if len(plain) == len(lines):
+            return lines  # the structure is odd in a way a count cannot see: let the reference judge
+        odd = [line for line in lines if not (line.count(b" ") == spaces and line.isascii())]
+        if plain:
+            odd += self._scan_block(b"\n".join(plain) + b"\n", by_text, batch)
+        return odd
+
+    def _scan_regular(self, block: _Block, data: bytes, by_text: dict[str, Tally], batch: SourceBatch) -> list[bytes]:
+        n = block.ends.shape[0]
+        good = np.ones(n, dtype=bool)
+        packets, ok = block.number(self.packets, 12)  # type: ignore[arg-type]
+        good &= ok & (packets <= MAX_PACKETS)
+        octets, ok = block.number(self.bytes, 15)  # type: ignore[arg-type]
+        good &= ok & (octets <= MAX_BYTES) & (octets >= MIN_BYTES_PER_PACKET * packets)
+        if self.start is not None and self.end is not None:
+            start, ok_start = block.number(self.start, 10)
+            end, ok_end = block.number(self.end, 10)
+            good &= ok_start & ok_end & (end >= start)
+        if self.status is not None:
+            good &= block.word(self.status) == _OK
+        rejected = np.zeros(n, dtype=bool)
+        if self.action is not None:
+            action = block.word(self.action)
+            rejected = action == _REJECT
+            good &= (action == _ACCEPT) | rejected
+        if self.type is not None:
+            kind = block.word(self.type)
+            good &= (kind == _IPV4) | (kind == _IPV6) | (kind == _DASH)
+        if self.tcp_flags is not None:
+            flags, ok = block.number(self.tcp_flags, 3)
+            good &= (ok & (flags < 512)) | (block.word(self.tcp_flags) == _DASH)
+        if self.src is not None:
+            src, ok = block.address(self.src)
+            good &= ok
+        if self.pkt_src is not None:
+            pkt_src, ok = block.address(self.pkt_src)
+            good &= ok
+            src = pkt_src if self.src is None else np.where(pkt_src != _DASH_KEY, pkt_src, src)
+        good &= src != _DASH_KEY
+        inbound = np.ones(n, dtype=bool)
+        check_dst = np.ones(n, dtype=bool)
+        if self.direction is not None:
+            direction = block.word(self.direction)
+            good &= (direction == _INGRESS) | (direction == _EGRESS) | (direction == _DASH)
+            inbound &= direction != _EGRESS
+            check_dst = direction == _DASH
+        if self.dst is not None and check_dst.any():
+            dst, ok = block.address(self.dst)
+            needs = check_dst & good
+            good &= ok | ~check_dst
+            keys, index = np.unique(dst[needs & ok], return_inverse=True)
+            verdicts = [self.parser.destination_inside(text) for text in _decode_keys(keys)]
+            inside = np.array([v is True for v in verdicts], dtype=bool)
+            unknown = np.array([v is None for v in verdicts], dtype=bool)
+            positions = np.flatnonzero(needs & ok)
+            inbound[positions] &= inside[index]
+            good[positions] &= ~unknown[index]
+        elif self.dst is None and self.direction is not None:
+            good &= ~check_dst  # no destination field: a "-" direction cannot be told apart
+        outbound = good & ~inbound
+        if outbound.any():
+            batch.stats.skip(NOT_INBOUND, int(outbound.sum()))
+        use = good & inbound
+        if use.any():
+            self._aggregate(src[use], packets[use], octets[use], rejected[use])
+            if self.start is not None and self.end is not None:
+                first, last = int(start[use].min()), int(end[use].max())
+                batch.first_start = first if batch.first_start is None else min(first, batch.first_start)
+                batch.last_end = last if batch.last_end is None else max(last, batch.last_end)
+        line_starts, line_ends = block.starts[:, 0], block.ends[:, -1]
+        return [data[line_starts[i] : line_ends[i]] for i in np.flatnonzero(~good).tolist()]
+
+    def _aggregate(self, src: NDArray, packets: NDArray, octets: NDArray, rejected: NDArray) -> None:
+        """Fold a block's records into the per-source sums kept as arrays until `drain`."""
+        # bincount sums in float64, exact below 2**53: bytes are summed as two 32-bit halves.
+        columns = [packets, octets >> 32, octets & 0xFFFFFFFF, packets * rejected, np.ones_like(packets)]
+        keys = src
+        if self._keys is not None:
+            keys = np.concatenate([self._keys, src])
+            columns = [np.concatenate([mine, new]) for mine, new in zip(self._sums, columns, strict=True)]
+        self._keys, index = np.unique(keys, return_inverse=True)
+        size = len(self._keys)
+        self._sums = [np.bincount(index, weights=column, minlength=size).astype(np.int64) for column in columns]
+
+    @property
+    def pending_sources(self) -> int:
+        """Distinct sources held in arrays, not yet drained."""
+        return 0 if self._keys is None else len(self._keys)
+
+    def drain(self, pending: PendingBatch) -> None:
+        """Move the sums held in arrays into `pending` (once per batch of blocks: one Python object each)."""
+        if self._keys is None:
+            return
+        by_text = pending.by_text
+        columns = (column.tolist() for column in self._sums)
+        rows = zip(_decode_keys(self._keys), *columns, strict=True)
+        for text, packets, high, low, rejected, records in rows:
+            octets = (high << 32) + low
+            tally = by_text.get(text)
+            if tally is None:
+                by_text[text] = [packets, octets, rejected, records]
+            else:
+                tally[0] += packets
+                tally[1] += octets
+                tally[2] += rejected
+                tally[3] += records
+        self._keys, self._sums = None, []

@@ -1,0 +1,93 @@
+"""The bounded summary keeps its stated guarantee; the vectorised scanner agrees with the reference parser."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat, FlowLogParser, SourceBatch
+from floodgate.core.summary import TrafficSummary
+from tests.traffic import VPC_CIDR, Source, background, flow_lines, garbage_lines, public_addresses
+
+V2 = FlowLogFormat.parse(DEFAULT_FORMAT)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    weights=st.lists(st.lists(st.integers(1, 5000), min_size=1, max_size=300), min_size=1, max_size=6),
+    capacity=st.integers(4, 40),
+)
+def test_misra_gries_bounds_hold_across_batches(weights: list[list[int]], capacity: int) -> None:
+    summary = TrafficSummary(capacity=capacity, member_floor_pps=50)
+    truth: dict[int, int] = {}
+    for batch_weights in weights:
+        batch = SourceBatch()
+        for i, packets in enumerate(batch_weights):
+            key = (4, 0x2D000000 + (i * 7919) % 1000)  # keys repeat across batches
+            tally = batch.sources.setdefault(key, [0, 0, 0, 0])
+            tally[0] += packets
+            tally[1] += 40 * packets
+            truth[key[1]] = truth.get(key[1], 0) + packets
+        summary.add(batch)
+    level = summary.levels[(4, 32)]
+    total = sum(truth.values())
+    assert len(level.counters) <= capacity
+    assert level.error <= total / (capacity + 1)
+    for key, true in truth.items():
+        counter = level.counters.get(key)
+        estimate = counter.packets if counter else 0
+        assert estimate <= true <= estimate + level.error
+        if true > total / (capacity + 1):
+            assert counter is not None, "a heavy hitter was dropped"
+
+
+def _lines(seed: int) -> list[str]:
+    rng = random.Random(seed)
+    sources = background(rng, 300, 10) + [Source(public_addresses(rng, 1, 6)[0], 900, flows=3)]
+    sources += [Source(a, 5000, flows=6, action="REJECT") for a in public_addresses(rng, 2)]
+    lines = list(flow_lines(sources, intervals=2, seed=seed))
+    for junk in garbage_lines(rng, len(lines) // 20):
+        lines.insert(rng.randrange(len(lines)), junk)
+    return lines
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fast_scanner_matches_the_reference_parser(seed: int) -> None:
+    fastscan = pytest.importorskip("floodgate.core.fastscan")
+    data = ("\n".join(_lines(seed)) + "\n").encode()
+    reference = FlowLogParser(V2, [VPC_CIDR]).parse(data.decode().split("\n")[:-1])
+    fast = fastscan.FastScanner(FlowLogParser(V2, [VPC_CIDR])).scan(data)
+    assert fast.sources == reference.sources
+    assert fast.stats == reference.stats
+    assert (fast.first_start, fast.last_end) == (reference.first_start, reference.last_end)
+
+
+_field = st.one_of(
+    st.sampled_from(["-", "OK", "ACCEPT", "REJECT", "NODATA", "ingress", "egress", "IPv4", "10.0.1.10", "0"]),
+    st.from_regex(r"[0-9]{1,16}", fullmatch=True),
+    st.from_regex(r"[0-9.]{1,17}", fullmatch=True),
+    st.from_regex(r"[ -~]{0,6}", fullmatch=True),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(st.lists(_field, min_size=13, max_size=15), max_size=25), custom=st.booleans())
+def test_fast_scanner_agrees_on_arbitrary_field_soup(rows: list[list[str]], custom: bool) -> None:
+    fastscan = pytest.importorskip("floodgate.core.fastscan")
+    fmt = (
+        FlowLogFormat.parse(
+            "${version} ${srcaddr} ${dstaddr} ${pkt-srcaddr} ${packets} ${bytes} ${start} ${end} ${action} "
+            "${log-status} ${flow-direction} ${type} ${tcp-flags} ${account-id}"
+        )
+        if custom
+        else V2
+    )
+    text = "\n".join(" ".join(row) for row in rows) + "\n"
+    reference = FlowLogParser(fmt, [VPC_CIDR]).parse(text.split("\n")[:-1])
+    fast = fastscan.FastScanner(FlowLogParser(fmt, [VPC_CIDR])).scan(text.encode())
+    assert fast.sources == reference.sources
+    assert fast.stats == reference.stats
+    assert (fast.first_start, fast.last_end) == (reference.first_start, reference.last_end)
