@@ -128,8 +128,9 @@ def bench_memory() -> None:
 def bench_batch() -> None:
     """One subscription delivery of 10,000 records, as the detector Lambda sees it (reference parser)."""
     rng = random.Random(17)
-    sources = background(rng, 3_000, pps=5.0) + [Source(a, 20_000, flows=400) for a in public_addresses(rng, 5)]
+    sources = background(rng, 4_000, pps=5.0) + [Source(a, 20_000, flows=400) for a in public_addresses(rng, 5)]
     lines = list(flow_lines(sources, intervals=1))[:10_000]
+    assert len(lines) == 10_000
     parser = FlowLogParser(FlowLogFormat.parse(DEFAULT_FORMAT), [VPC_CIDR])
     config = DetectionConfig(policy=DenyPolicy.build(vpc_cidrs=[VPC_CIDR]))
     parse_ms, plan_ms = [], []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -91,3 +92,30 @@ def test_fast_scanner_agrees_on_arbitrary_field_soup(rows: list[list[str]], cust
     assert fast.sources == reference.sources
     assert fast.stats == reference.stats
     assert (fast.first_start, fast.last_end) == (reference.first_start, reference.last_end)
+
+
+@pytest.mark.parametrize("flush", [50, 1_000_000])
+def test_analyze_plans_identically_with_and_without_numpy(
+    flush: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("floodgate.core.fastscan")
+    from floodgate.cli import analyze, inputs  # noqa: PLC0415 - patched per case
+
+    rng = random.Random(flush)
+    sources = background(rng, 400, 10) + [Source(a, 6000, flows=5) for a in public_addresses(rng, 4)]
+    sources += [Source(f"203.0.113.{i}", 200, flows=2) for i in range(1, 120)]
+    sources += [Source(public_addresses(rng, 1, 6)[0], 9000, flows=3), Source("10.0.7.7", 9000, flows=3)]
+    lines = list(flow_lines(sources, intervals=3))
+    for junk in garbage_lines(rng, len(lines) // 30):
+        lines.insert(rng.randrange(len(lines)), junk)
+    capture = tmp_path / "capture.log"
+    capture.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(analyze, "FLUSH_SOURCES", flush)
+    monkeypatch.setattr(inputs, "BLOCK_BYTES", 64 << 10)
+    config = analyze.DetectionConfig(policy=analyze.DenyPolicy.build(vpc_cidrs=[VPC_CIDR]), min_share=0.005)
+    fmt = FlowLogFormat.parse(DEFAULT_FORMAT)
+    fast = analyze.analyze_paths([str(capture)], fmt, config, [VPC_CIDR])
+    monkeypatch.setattr(analyze, "_block_scanner", analyze._ReferenceScanner)
+    reference = analyze.analyze_paths([str(capture)], fmt, config, [VPC_CIDR])
+    assert fast == reference
+    assert {d.cidr for d in fast.denies} >= {"203.0.113.0/24"}

@@ -19,7 +19,7 @@ from floodgate.core.summary import TrafficSummary
 if TYPE_CHECKING:
     from floodgate.core.fastscan import FastScanner
 
-FLUSH_SOURCES = 50_000  # distinct sources gathered before they are validated and summarised
+FLUSH_SOURCES = 65536  # distinct sources gathered before they are validated and summarised
 
 VERDICT_TEXT = {
     Verdict.CONCENTRATED: "concentrated: a few sources carry the flood; the entries above deny them",
@@ -145,11 +145,9 @@ def analyze_paths(paths: list[str], fmt: FlowLogFormat, config: DetectionConfig,
             # Sources are validated and folded into the summary once per batch of blocks: far fewer
             # repeats than per block, and memory stays bounded by the flush size, not by the input.
             if scanner.pending_sources + len(pending.by_text) >= FLUSH_SOURCES:
-                scanner.drain(pending)
-                summary.add(parser.finish(pending))
+                scanner.drain_into(pending, summary)
                 pending = PendingBatch()
-    scanner.drain(pending)
-    summary.add(parser.finish(pending))
+    scanner.drain_into(pending, summary)
     return plan_denies(summary, config)
 
 
@@ -164,8 +162,8 @@ class _ReferenceScanner:
     def scan_into(self, block: bytes, pending: PendingBatch) -> None:
         self.parser.accumulate(block.decode("utf-8", "replace").split("\n")[:-1], pending)
 
-    def drain(self, pending: PendingBatch) -> None:
-        """Nothing is held outside `pending`."""
+    def drain_into(self, pending: PendingBatch, summary: TrafficSummary) -> None:
+        summary.add(self.parser.finish(pending))
 
 
 def _block_scanner(parser: FlowLogParser) -> _ReferenceScanner | FastScanner:

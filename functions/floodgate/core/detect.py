@@ -131,26 +131,25 @@ class _Detector:
         while len(chosen) > budget:
             best: tuple[tuple[int, int], _Candidate, list[_Candidate]] | None = None
             for (version, length), level in self.summary.levels.items():
-                if length == ADDRESS_BITS[version]:
-                    continue
-                for key, counter in level.counters.items():
+                bits = ADDRESS_BITS[version]
+                groups: dict[int, list[_Candidate]] = {}
+                for candidate in chosen:
+                    net = candidate.network
+                    if net.version == version and net.prefixlen > length:
+                        groups.setdefault(int(net.network_address) >> (bits - length), []).append(candidate)
+                for key in sorted(groups):
+                    inside, counter = groups[key], level.counters.get(key)
+                    if len(inside) < 2 or counter is None or not self.dense(counter):
+                        continue
                     network = _network(version, length, key)
-                    inside = [
-                        c
-                        for c in chosen
-                        if c.network.version == version
-                        and c.network != network
-                        and c.network.subnet_of(network)  # type: ignore[arg-type]
-                    ]
-                    if len(inside) < 2 or not self.dense(counter) or policy.refusal(network) is not None:
+                    if policy.refusal(network) is not None:
                         continue
                     merged = _Candidate(
                         network,
                         max(counter.packets, sum(c.packets for c in inside)),
                         max(counter.bytes, sum(c.bytes for c in inside)),
                         max(counter.members, len(inside)),
-                        f"covers {len(inside)} chosen entries in one slot; "
-                        + self.reason(network, counter),
+                        f"covers {len(inside)} chosen entries in one slot; " + self.reason(network, counter),
                     )
                     score = (len(inside), merged.packets)
                     if best is None or score > best[0]:

@@ -25,6 +25,7 @@ from floodgate.core.flowlog import (
     SourceBatch,
     Tally,
 )
+from floodgate.core.summary import TrafficSummary
 
 NDArray = Any  # numpy arrays; the stubs add nothing but noise here
 
@@ -32,15 +33,11 @@ _ADDRESS_WIDTH = 15  # "255.255.255.255"
 _PAD = 16  # widest field read at once
 # Address characters become nibbles (byte - 44): "-" 1, "." 2, "0".."9" 4..13; padding is "," (0).
 _NIBBLE_BASE = 44
-_PAD_BYTE = np.uint8(_NIBBLE_BASE)
-_ADDRESS_BYTE = np.zeros(256, dtype=bool)
-_ADDRESS_BYTE[list(b"0123456789.-,")] = True
 _DECODE = np.zeros(16, dtype=np.uint8)
 for _nibble in range(1, 14):
     _DECODE[_nibble] = _nibble + _NIBBLE_BASE
 _NIBBLE_SHIFTS = np.arange(16, dtype=np.uint64) * np.uint64(4)
 _DASH_KEY = 1  # "-" alone
-_OFFSETS = {width: np.arange(width) for width in (3, 8, 10, 12, 15, 16)}
 
 
 def _word(text: bytes) -> int:
@@ -52,11 +49,38 @@ _INGRESS, _EGRESS, _DASH = _word(b"ingress"), _word(b"egress"), _word(b"-")
 _IPV4, _IPV6 = _word(b"IPv4"), _word(b"IPv6")
 
 
+def _lanes(byte: int) -> np.uint64:
+    """`byte` repeated in all eight byte lanes of a 64-bit word."""
+    return np.uint64(0x0101010101010101 * byte)
+
+
+_HIGH_BITS = _lanes(0x80)
+# Byte masks by field width: MASKS[w] keeps the first w of 16 bytes, as (low word, high word).
+_MASKS = np.array(
+    [[(1 << 8 * min(w, 8)) - 1, (1 << 8 * max(0, min(w, 16) - 8)) - 1] for w in range(17)], dtype=np.uint64
+)
+
+
+def _any_byte_below(words: NDArray, limit: int) -> NDArray:
+    """Per word: does any byte lie below `limit`? (SWAR; valid for bytes < 128)."""
+    return ((words - _lanes(limit)) & ~words & _HIGH_BITS) != 0
+
+
+def _any_byte_above(words: NDArray, limit: int) -> NDArray:
+    """Per word: does any byte lie above `limit`? (SWAR; valid for bytes < 128)."""
+    return (((words + _lanes(127 - limit)) | words) & _HIGH_BITS) != 0
+
+
+def _any_byte_equal(words: NDArray, byte: int) -> NDArray:
+    return _any_byte_below(words ^ _lanes(byte), 1)
+
+
 class _Block:
     """Field geometry of a block in which every line has exactly nf non-empty, single-space-separated fields.
 
     Fields are read through a sliding-window view of the (zero-padded) buffer: indexing it by field position
-    copies just the 16 bytes around each field, with no index matrices.
+    copies the 16 bytes around each field, which are then worked on as two 64-bit words per field (SWAR:
+    eight byte lanes per operation), never character by character. Every byte is ASCII (checked by caller).
     """
 
     def __init__(self, buf: NDArray, ends: NDArray, starts: NDArray) -> None:
@@ -64,45 +88,45 @@ class _Block:
         self.windows = np.lib.stride_tricks.sliding_window_view(np.concatenate([pad, buf, pad]), _PAD)
         self.ends, self.starts = ends, starts
 
-    def _chars(self, col: int, *, right_aligned_width: int = 0) -> tuple[NDArray, NDArray]:
-        """(chars, widths): the 16 bytes from the field's start, or the `width` bytes ending at its end."""
+    def _words(self, col: int, *, right_aligned: bool = False) -> tuple[NDArray, NDArray]:
+        """(words, widths): the 16 bytes from the field's start (or ending at its end) as two uint64."""
         start, end = self.starts[:, col], self.ends[:, col]
-        first = end - right_aligned_width if right_aligned_width else start
-        return self.windows[first + _PAD], end - start
+        first = end - _PAD if right_aligned else start
+        return self.windows[first + _PAD].view(np.uint64), end - start
 
     def number(self, col: int, width: int) -> tuple[NDArray, NDArray]:
-        """(value, ok) of an unsigned decimal field of at most `width` digits."""
-        chars, widths = self._chars(col, right_aligned_width=width)
-        digits = chars[:, :width] - np.uint8(48)  # bytes below '0' wrap to large values
-        digits[_OFFSETS[width] < (width - widths)[:, None]] = 0  # bytes before the field are not its digits
-        ok = (digits <= 9).all(axis=1) & (widths <= width)
-        value = digits[:, 0].astype(np.int64)
-        for column in range(1, width):  # Horner, one vector operation per digit position
-            value *= 10
-            value += digits[:, column]
-        return value, ok
+        """(value, ok) of an unsigned decimal field of at most `width` (≤ 16) digits."""
+        words, widths = self._words(col, right_aligned=True)
+        fits = widths <= width
+        # Right-aligned: the field is the last `widths` bytes; the bytes before it become "0".
+        keep = _MASKS[16 - np.minimum(widths, 16)]  # bytes before the field
+        digits = (words & ~keep) | (_lanes(48) & keep)
+        ok = fits & ~(_any_byte_below(digits, 48) | _any_byte_above(digits, 57)).any(axis=1)
+        digits = digits - _lanes(48)
+        # Eight digits per word, first digit in the lowest byte: pairs, quads, then all eight.
+        digits = (digits * np.uint64(10) + (digits >> np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
+        digits = (digits * np.uint64(100) + (digits >> np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
+        digits = (digits * np.uint64(10000) + (digits >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
+        value = digits[:, 0] * np.uint64(100_000_000) + digits[:, 1]
+        return value.astype(np.int64), ok
 
     def word(self, col: int) -> NDArray:
         """Fields of up to 8 bytes as one uint64 each (longer fields never match a known word)."""
-        chars, widths = self._chars(col)
-        head = chars[:, :8].copy()
-        head[_OFFSETS[8] >= widths[:, None]] = 0
-        words = head.view(np.uint64).ravel()
-        return np.where(widths <= 8, words, 0)
+        words, widths = self._words(col)
+        return np.where(widths <= 8, words[:, 0] & _MASKS[np.minimum(widths, 8), 0], 0)
 
     def address(self, col: int) -> tuple[NDArray, NDArray]:
         """(key, ok): exact 64-bit keys of IPv4-alphabet fields; ok is False for anything else (IPv6 too).
 
-        Each of the 16 bytes becomes a nibble in its own byte lane; two rounds of shift-and-mask then pack
-        the lanes of each 8-byte word into 32 bits, with no per-character loop.
+        Each byte becomes a nibble (byte - 44: "-" 1, "." 2, digits 4..13, padding 0) in its own lane; three
+        rounds of shift-and-mask then pack the eight lanes of each word into 32 bits.
         """
-        chars, widths = self._chars(col)
-        chars = chars.copy()
-        chars[_OFFSETS[16] >= widths[:, None]] = _PAD_BYTE
-        ok = _ADDRESS_BYTE[chars].all(axis=1) & (widths <= _ADDRESS_WIDTH)
-        chars -= _PAD_BYTE
-        chars &= np.uint8(15)
-        words = chars.view(np.uint64)  # (n, 2): little-endian, byte i of a word holds nibble i
+        words, widths = self._words(col)
+        keep = _MASKS[np.minimum(widths, 16)]
+        words = (words & keep) | (_lanes(_NIBBLE_BASE) & ~keep)
+        bad = _any_byte_below(words, _NIBBLE_BASE) | _any_byte_above(words, 57) | _any_byte_equal(words, 47)
+        ok = ~bad.any(axis=1) & (widths <= _ADDRESS_WIDTH)
+        words = (words - _lanes(_NIBBLE_BASE)) & _lanes(15)
         words = (words | (words >> np.uint64(4))) & np.uint64(0x00FF00FF00FF00FF)
         words = (words | (words >> np.uint64(8))) & np.uint64(0x0000FFFF0000FFFF)
         words = (words | (words >> np.uint64(16))) & np.uint64(0x00000000FFFFFFFF)
@@ -258,13 +282,44 @@ class FastScanner:
         """Distinct sources held in arrays, not yet drained."""
         return 0 if self._keys is None else len(self._keys)
 
+    def drain_into(self, pending: PendingBatch, summary: TrafficSummary) -> None:
+        """Fold everything gathered so far into `summary`, then start afresh.
+
+        Plain dotted-quad sources held in arrays go straight into the summary's levels, keeping only the
+        counters that can survive compaction: no Python object per distinct source. The rest (IPv6, odd
+        spellings, lines the reference parser took) go through `parser.finish` as usual.
+        """
+        if self._keys is not None:
+            keys, sums = self._keys, self._sums
+            self._keys, self._sums = None, []
+            values, plain = _dotted_quads(keys)
+            if not plain.all():
+                self._drain_rows(keys[~plain], [column[~plain] for column in sums], pending)
+            packets, high, low, rejected, records = (column[plain] for column in sums)
+            values = values[plain]
+            inside = _inside_mask(values, self.parser.inside_ranges(4))
+            stats = pending.batch.stats
+            if inside.any():
+                stats.skip(NOT_INBOUND, int(records[inside].sum()))
+            stats.parsed += int(records[~inside].sum())
+            outside = ~inside
+            hot_packets = summary.hot_packets(pending.batch)
+            _fold_into_levels(
+                summary, values[outside], packets[outside], high[outside], low[outside], rejected[outside], hot_packets
+            )
+        summary.add(self.parser.finish(pending))
+
     def drain(self, pending: PendingBatch) -> None:
         """Move the sums held in arrays into `pending` (once per batch of blocks: one Python object each)."""
-        if self._keys is None:
-            return
+        if self._keys is not None:
+            self._drain_rows(self._keys, self._sums, pending)
+            self._keys, self._sums = None, []
+
+    @staticmethod
+    def _drain_rows(keys: NDArray, sums: list[NDArray], pending: PendingBatch) -> None:
         by_text = pending.by_text
-        columns = (column.tolist() for column in self._sums)
-        rows = zip(_decode_keys(self._keys), *columns, strict=True)
+        columns = (column.tolist() for column in sums)
+        rows = zip(_decode_keys(keys), *columns, strict=True)
         for text, packets, high, low, rejected, records in rows:
             octets = (high << 32) + low
             tally = by_text.get(text)
@@ -275,4 +330,86 @@ class FastScanner:
                 tally[1] += octets
                 tally[2] += rejected
                 tally[3] += records
-        self._keys, self._sums = None, []
+
+
+def _dotted_quads(keys: NDArray) -> tuple[NDArray, NDArray]:
+    """(value, ok) of address keys read as strict dotted quads (as inet_pton reads them: no leading zeros)."""
+    nibbles = ((keys[:, None] >> _NIBBLE_SHIFTS[:_ADDRESS_WIDTH]) & np.uint64(15)).astype(np.int64)
+    total = np.zeros(len(keys), dtype=np.int64)
+    octet = np.zeros(len(keys), dtype=np.int64)
+    digits = np.zeros(len(keys), dtype=np.int64)
+    dots = np.zeros(len(keys), dtype=np.int64)
+    ok = np.ones(len(keys), dtype=bool)
+    for column in nibbles.T:
+        is_digit = (column >= 4) & (column <= 13)
+        is_dot = column == 2
+        ok &= ~(is_digit & (digits == 1) & (octet == 0))  # a leading zero
+        ok &= ~(is_dot & (digits == 0))  # an empty octet
+        ok &= (column == 0) | is_digit | is_dot
+        octet = np.where(is_digit, octet * 10 + column - 4, octet)
+        digits += is_digit
+        ok &= octet <= 255
+        total = np.where(is_dot, total * 256 + octet, total)
+        octet = np.where(is_dot, 0, octet)
+        digits = np.where(is_dot, 0, digits)
+        dots += is_dot
+    ok &= (dots == 3) & (digits > 0)
+    return total * 256 + octet, ok
+
+
+def _inside_mask(values: NDArray, ranges: tuple[tuple[int, int], ...]) -> NDArray:
+    inside = np.zeros(len(values), dtype=bool)
+    for first, last in ranges:
+        inside |= (values >= first) & (values <= last)
+    return inside
+
+
+def _fold_into_levels(
+    summary: TrafficSummary,
+    values: NDArray,
+    packets: NDArray,
+    high: NDArray,
+    low: NDArray,
+    rejected: NDArray,
+    hot_packets: float,
+) -> None:
+    """Add IPv4 sources held in arrays to every IPv4 level of `summary`, like TrafficSummary.add would."""
+    if not len(values):
+        return
+    octets = (high << 32) + low
+    summary.total_packets += int(packets.sum())
+    summary.total_bytes += int(octets.sum())
+    summary.reject_packets += int(rejected.sum())
+    hot = packets >= hot_packets
+    for (version, length), level in summary.levels.items():
+        if version != 4:
+            continue
+        prefixes, index = np.unique(values >> (32 - length), return_inverse=True)
+        size = len(prefixes)
+        # Sums of 32-bit halves stay below 2**53 in float64 bincount: exact.
+        columns = [
+            _exact_sums(index, packets, size),
+            _exact_sums(index, octets, size),
+            _exact_sums(index, rejected, size),
+            np.bincount(index, minlength=size),
+            np.bincount(index, weights=hot, minlength=size).astype(np.int64),
+        ]
+        floor = 0
+        known = np.isin(prefixes, np.fromiter(level.counters, dtype=np.int64, count=len(level.counters)))
+        fresh = np.flatnonzero(~known)
+        if len(fresh) > level.capacity + 1:
+            # As in LevelSummary.merge: only the capacity+1 heaviest new keys can survive compaction.
+            weights = columns[0][fresh]
+            top = np.argpartition(-weights, level.capacity)[: level.capacity + 1]
+            floor = int(weights[top].min())
+            chosen = np.concatenate([np.flatnonzero(known), fresh[top]])
+        else:
+            chosen = np.arange(size)
+        rows = zip(prefixes[chosen].tolist(), *(column[chosen].tolist() for column in columns), strict=True)
+        level.merge({key: [p, b, r, m, h] for key, p, b, r, m, h in rows}, floor=floor)
+
+
+def _exact_sums(index: NDArray, values: NDArray, size: int) -> NDArray:
+    high = np.bincount(index, weights=values >> 32, minlength=size).astype(np.int64)
+    low = np.bincount(index, weights=values & 0xFFFFFFFF, minlength=size).astype(np.int64)
+    return (high << 32) + low

@@ -120,6 +120,9 @@ class InsideTest:
             net = ipaddress.ip_network(cidr, strict=False)
             self._ranges[net.version] += ((int(net.network_address), int(net.broadcast_address)),)
 
+    def ranges(self, version: int) -> tuple[tuple[int, int], ...]:
+        return self._ranges[version]
+
     def __call__(self, version: int, value: int) -> bool:
         for first, last in self._ranges[version]:
             if first <= value <= last:
@@ -285,6 +288,10 @@ class FlowLogParser:
             return NO_ADDRESS if dst == "-" else BAD_ADDRESS
         return None if inside else NOT_INBOUND
 
+    def inside_ranges(self, version: int) -> tuple[tuple[int, int], ...]:
+        """The protected network as inclusive integer intervals of one IP version."""
+        return self._inside.ranges(version)
+
     def destination_inside(self, text: str) -> bool | None:
         """Whether a destination lies inside the protected network; None when it is not an address."""
         cached = self._dst_inside.get(text, self)
@@ -298,7 +305,10 @@ class FlowLogParser:
         return inside
 
     def finish(self, pending: PendingBatch) -> SourceBatch:
-        """Validate each distinct source once; drop internal ones and move their records to `skipped`."""
+        """Validate each distinct source once; drop internal ones and move their records to `skipped`.
+
+        Consumes `pending`: its per-text tallies move into the returned batch.
+        """
         batch, by_text = pending.batch, pending.by_text
         stats = batch.stats
         sources = batch.sources
@@ -318,4 +328,5 @@ class FlowLogParser:
                 for i in range(4):
                     existing[i] += tally[i]
             stats.parsed += tally[RECORDS]
+        by_text.clear()
         return batch

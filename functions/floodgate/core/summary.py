@@ -49,8 +49,12 @@ class LevelSummary:
     def host_bits(self) -> int:
         return ADDRESS_BITS[self.version] - self.prefix_len
 
-    def merge(self, exact: dict[int, list[int]]) -> None:
-        """Fold exact [packets, bytes, rejected, members, hot members] per key in, then compact."""
+    def merge(self, exact: dict[int, list[int]], floor: int = 0) -> None:
+        """Fold exact [packets, bytes, rejected, members, hot members] per key in, then compact.
+
+        A caller that already left out light keys new to the summary passes `floor`: the heaviest of them
+        weighed at most that, and at least capacity+1 new keys of `exact` weigh at least that.
+        """
         counters = self.counters
         if len(exact) > self.capacity + 1 + len(counters):
             # Keys new to the summary and outside the heaviest capacity+1 of them cannot survive compaction:
@@ -60,8 +64,6 @@ class LevelSummary:
             heaviest = heapq.nlargest(self.capacity + 1, new, key=_packets_of)
             floor = heaviest[-1][1][0]
             exact = {key: exact[key] for key in exact.keys() & counters.keys()} | dict(heaviest)
-        else:
-            floor = 0
         for key, (packets, octets, rejected, members, hot) in exact.items():
             counter = counters.get(key)
             if counter is None:
@@ -138,6 +140,10 @@ class TrafficSummary:
             return 0
         return self.last_end - self.first_start
 
+    def hot_packets(self, batch: SourceBatch) -> float:
+        """Packets a source must send within `batch` to count as a hot member of its prefixes."""
+        return self.member_floor_pps * (batch.span_s or ASSUMED_SPAN_S)
+
     def add(self, batch: SourceBatch) -> None:
         """Fold one batch's exact per-source tallies into every level."""
         self.stats.merge(batch.stats)
@@ -145,7 +151,7 @@ class TrafficSummary:
             self.first_start = min(batch.first_start, self.first_start or batch.first_start)
         if batch.last_end is not None:
             self.last_end = max(batch.last_end, self.last_end or batch.last_end)
-        hot_packets = self.member_floor_pps * (batch.span_s or ASSUMED_SPAN_S)
+        hot_packets = self.hot_packets(batch)
         rows: dict[int, list[tuple[int, int, int, int, int]]] = {4: [], 6: []}
         for (version, value), (packets, octets, rejected, _records) in batch.sources.items():
             rows[version].append((value, packets, octets, rejected, 1 if packets >= hot_packets else 0))
