@@ -61,6 +61,18 @@ _MASKS = np.array(
 )
 
 
+# Right-aligned numbers: FIELD[w] keeps the last w of 16 bytes; ZERO_FILL[w] puts "0" in the bytes before.
+_FIELD = ~_MASKS[16 - np.arange(17)]
+_ZERO_FILL = _MASKS[16 - np.arange(17)] & _lanes(48)
+_HIGH_NIBBLES = _lanes(0xF0)
+
+
+def _all_digits(words: NDArray) -> NDArray:
+    """Per row of words: is every byte an ASCII digit? (high nibble 3 before and after adding 6)"""
+    valid = ((words & _HIGH_NIBBLES) == _lanes(0x30)) & (((words + _lanes(6)) & _HIGH_NIBBLES) == _lanes(0x30))
+    return valid[:, 0] & valid[:, 1]
+
+
 def _any_byte_below(words: NDArray, limit: int) -> NDArray:
     """Per word: does any byte lie below `limit`? (SWAR; valid for bytes < 128)."""
     return ((words - _lanes(limit)) & ~words & _HIGH_BITS) != 0
@@ -98,11 +110,10 @@ class _Block:
         """(value, ok) of an unsigned decimal field of at most `width` (≤ 16) digits."""
         words, widths = self._words(col, right_aligned=True)
         fits = widths <= width
-        # Right-aligned: the field is the last `widths` bytes; the bytes before it become "0".
-        keep = _MASKS[16 - np.minimum(widths, 16)]  # bytes before the field
-        digits = (words & ~keep) | (_lanes(48) & keep)
-        ok = fits & ~(_any_byte_below(digits, 48) | _any_byte_above(digits, 57)).any(axis=1)
-        digits = digits - _lanes(48)
+        clipped = np.minimum(widths, 16)
+        digits = (words & _FIELD[clipped]) | _ZERO_FILL[clipped]
+        ok = fits & _all_digits(digits)
+        digits -= _lanes(48)
         # Eight digits per word, first digit in the lowest byte: pairs, quads, then all eight.
         digits = (digits * np.uint64(10) + (digits >> np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
         digits = (digits * np.uint64(100) + (digits >> np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
@@ -125,7 +136,7 @@ class _Block:
         keep = _MASKS[np.minimum(widths, 16)]
         words = (words & keep) | (_lanes(_NIBBLE_BASE) & ~keep)
         bad = _any_byte_below(words, _NIBBLE_BASE) | _any_byte_above(words, 57) | _any_byte_equal(words, 47)
-        ok = ~bad.any(axis=1) & (widths <= _ADDRESS_WIDTH)
+        ok = ~(bad[:, 0] | bad[:, 1]) & (widths <= _ADDRESS_WIDTH)
         words = (words - _lanes(_NIBBLE_BASE)) & _lanes(15)
         words = (words | (words >> np.uint64(4))) & np.uint64(0x00FF00FF00FF00FF)
         words = (words | (words >> np.uint64(8))) & np.uint64(0x0000FFFF0000FFFF)
@@ -153,8 +164,8 @@ class FastScanner:
         self.start, self.end = ix("start"), ix("end")
         self.action, self.status = ix("action"), ix("log-status")
         self.direction, self.type, self.tcp_flags = ix("flow-direction"), ix("type"), ix("tcp-flags")
-        self._keys: NDArray | None = None
-        self._sums: list[NDArray] = []
+        self._sums = _SourceSums()
+        self._destinations = _DestinationVerdicts()
 
     def scan(self, data: bytes) -> SourceBatch:
         pending = PendingBatch()
@@ -241,15 +252,12 @@ class FastScanner:
             check_dst = direction == _DASH
         if self.dst is not None and check_dst.any():
             dst, ok = block.address(self.dst)
-            needs = check_dst & good
+            needs = check_dst & good & ok
             good &= ok | ~check_dst
-            keys, index = np.unique(dst[needs & ok], return_inverse=True)
-            verdicts = [self.parser.destination_inside(text) for text in _decode_keys(keys)]
-            inside = np.array([v is True for v in verdicts], dtype=bool)
-            unknown = np.array([v is None for v in verdicts], dtype=bool)
-            positions = np.flatnonzero(needs & ok)
-            inbound[positions] &= inside[index]
-            good[positions] &= ~unknown[index]
+            inside, known = self._destinations.lookup(dst[needs], self.parser)
+            positions = np.flatnonzero(needs)
+            inbound[positions] &= inside
+            good[positions] &= known
         elif self.dst is None and self.direction is not None:
             good &= ~check_dst  # no destination field: a "-" direction cannot be told apart
         outbound = good & ~inbound
@@ -257,7 +265,7 @@ class FastScanner:
             batch.stats.skip(NOT_INBOUND, int(outbound.sum()))
         use = good & inbound
         if use.any():
-            self._aggregate(src[use], packets[use], octets[use], rejected[use])
+            self._sums.add(src[use], packets[use], octets[use], rejected[use])
             if self.start is not None and self.end is not None:
                 first, last = int(start[use].min()), int(end[use].max())
                 batch.first_start = first if batch.first_start is None else min(first, batch.first_start)
@@ -265,22 +273,10 @@ class FastScanner:
         line_starts, line_ends = block.starts[:, 0], block.ends[:, -1]
         return [data[line_starts[i] : line_ends[i]] for i in np.flatnonzero(~good).tolist()]
 
-    def _aggregate(self, src: NDArray, packets: NDArray, octets: NDArray, rejected: NDArray) -> None:
-        """Fold a block's records into the per-source sums kept as arrays until `drain`."""
-        # bincount sums in float64, exact below 2**53: bytes are summed as two 32-bit halves.
-        columns = [packets, octets >> 32, octets & 0xFFFFFFFF, packets * rejected, np.ones_like(packets)]
-        keys = src
-        if self._keys is not None:
-            keys = np.concatenate([self._keys, src])
-            columns = [np.concatenate([mine, new]) for mine, new in zip(self._sums, columns, strict=True)]
-        self._keys, index = np.unique(keys, return_inverse=True)
-        size = len(self._keys)
-        self._sums = [np.bincount(index, weights=column, minlength=size).astype(np.int64) for column in columns]
-
     @property
     def pending_sources(self) -> int:
-        """Distinct sources held in arrays, not yet drained."""
-        return 0 if self._keys is None else len(self._keys)
+        """Distinct sources held in arrays, not yet drained (an upper bound)."""
+        return self._sums.size
 
     def drain_into(self, pending: PendingBatch, summary: TrafficSummary) -> None:
         """Fold everything gathered so far into `summary`, then start afresh.
@@ -289,9 +285,9 @@ class FastScanner:
         counters that can survive compaction: no Python object per distinct source. The rest (IPv6, odd
         spellings, lines the reference parser took) go through `parser.finish` as usual.
         """
-        if self._keys is not None:
-            keys, sums = self._keys, self._sums
-            self._keys, self._sums = None, []
+        drained = self._sums.take()
+        if drained is not None:
+            keys, sums = drained
             values, plain = _dotted_quads(keys)
             if not plain.all():
                 self._drain_rows(keys[~plain], [column[~plain] for column in sums], pending)
@@ -311,9 +307,9 @@ class FastScanner:
 
     def drain(self, pending: PendingBatch) -> None:
         """Move the sums held in arrays into `pending` (once per batch of blocks: one Python object each)."""
-        if self._keys is not None:
-            self._drain_rows(self._keys, self._sums, pending)
-            self._keys, self._sums = None, []
+        drained = self._sums.take()
+        if drained is not None:
+            self._drain_rows(*drained, pending)
 
     @staticmethod
     def _drain_rows(keys: NDArray, sums: list[NDArray], pending: PendingBatch) -> None:
@@ -330,6 +326,99 @@ class FastScanner:
                 tally[1] += octets
                 tally[2] += rejected
                 tally[3] += records
+
+
+class _SourceSums:
+    """Per-source sums [packets, bytes high, bytes low, rejected packets, records] kept as arrays.
+
+    Keys are kept sorted: a block's sources that are already known are added in place (binary search);
+    new ones wait in a small side list and are merged in once it grows, so most blocks sort only themselves.
+    """
+
+    MERGE_ROWS = 16_384
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.keys = np.empty(0, dtype=np.uint64)
+        self.sums = [np.empty(0, dtype=np.int64) for _ in range(5)]
+        self.fresh: list[tuple[NDArray, list[NDArray]]] = []
+        self.fresh_rows = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.keys) + self.fresh_rows
+
+    def add(self, src: NDArray, packets: NDArray, octets: NDArray, rejected: NDArray) -> None:
+        # bincount sums in float64, exact below 2**53: bytes are summed as two 32-bit halves.
+        columns = [packets, octets >> 32, octets & 0xFFFFFFFF, packets * rejected, np.ones_like(packets)]
+        keys, sums = _group(src, columns)
+        if len(self.keys):
+            at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+            known = self.keys[at] == keys
+            for mine, theirs in zip(self.sums, sums, strict=True):
+                mine[at[known]] += theirs[known]
+            keys, sums = keys[~known], [column[~known] for column in sums]
+        if len(keys):
+            self.fresh.append((keys, sums))
+            self.fresh_rows += len(keys)
+            if self.fresh_rows >= self.MERGE_ROWS:
+                self._merge()
+
+    def _merge(self) -> None:
+        keys = np.concatenate([self.keys, *(k for k, _ in self.fresh)])
+        columns = [np.concatenate([mine, *(s[i] for _, s in self.fresh)]) for i, mine in enumerate(self.sums)]
+        self.keys, self.sums = _group(keys, columns)
+        self.fresh, self.fresh_rows = [], 0
+
+    def take(self) -> tuple[NDArray, list[NDArray]] | None:
+        """The merged keys and sums, leaving this empty; None when there is nothing."""
+        if self.fresh:
+            self._merge()
+        if not len(self.keys):
+            return None
+        taken = self.keys, self.sums
+        self._reset()
+        return taken
+
+
+def _group(keys: NDArray, columns: list[NDArray]) -> tuple[NDArray, list[NDArray]]:
+    """Sorted distinct keys and the per-key sums of each column."""
+    distinct, index = np.unique(keys, return_inverse=True)
+    size = len(distinct)
+    return distinct, [np.bincount(index, weights=c, minlength=size).astype(np.int64) for c in columns]
+
+
+class _DestinationVerdicts:
+    """Destination address keys already judged inside / outside / not an address, as sorted arrays."""
+
+    LIMIT = 65_536  # destinations are mostly our own interfaces; outbound records could bring many more
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.keys = np.empty(0, dtype=np.uint64)
+        self.inside = np.empty(0, dtype=bool)
+        self.known = np.empty(0, dtype=bool)
+
+    def lookup(self, keys: NDArray, parser: FlowLogParser) -> tuple[NDArray, NDArray]:
+        """(inside, is an address) for each key; keys never seen before are judged once by the parser."""
+        at = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
+        seen = self.keys[at] == keys if len(self.keys) else np.zeros(len(keys), dtype=bool)
+        if not seen.all():
+            if len(self.keys) > self.LIMIT:
+                self._reset()
+                seen[:] = False
+            new = np.unique(keys[~seen])
+            verdicts = [parser.destination_inside(text) for text in _decode_keys(new)]
+            order = np.argsort(np.concatenate([self.keys, new]), kind="stable")
+            self.keys = np.concatenate([self.keys, new])[order]
+            self.inside = np.concatenate([self.inside, [v is True for v in verdicts]])[order]
+            self.known = np.concatenate([self.known, [v is not None for v in verdicts]])[order]
+            at = np.searchsorted(self.keys, keys)
+        return self.inside[at], self.known[at]
 
 
 def _dotted_quads(keys: NDArray) -> tuple[NDArray, NDArray]:
