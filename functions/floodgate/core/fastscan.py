@@ -95,14 +95,24 @@ class _Block:
     eight byte lanes per operation), never character by character. Every byte is ASCII (checked by caller).
     """
 
-    def __init__(self, buf: NDArray, ends: NDArray, starts: NDArray) -> None:
+    def __init__(self, buf: NDArray, ends: NDArray, line_starts: NDArray) -> None:
         pad = np.zeros(_PAD, dtype=np.uint8)
-        self.windows = np.lib.stride_tricks.sliding_window_view(np.concatenate([pad, buf, pad]), _PAD)
-        self.ends, self.starts = ends, starts
+        padded = np.concatenate([pad, buf, pad])
+        self.windows = np.lib.stride_tricks.sliding_window_view(padded, _PAD)
+        # The 8 bytes from any offset as one (unaligned) uint64: one gather for short fields.
+        self.words_at = np.ndarray((len(padded) - 7,), dtype=np.uint64, buffer=padded, strides=(1,))
+        self.ends, self.line_starts = ends, line_starts
+
+    def start(self, col: int) -> NDArray:
+        return self.line_starts if col == 0 else self.ends[:, col - 1] + 1
+
+    def no_empty_fields(self) -> bool:
+        """False when two separators touch (an empty field, which the reference parser does not see)."""
+        return bool((self.ends[:, 0] > self.line_starts).all() and (np.diff(self.ends, axis=1) > 1).all())
 
     def _words(self, col: int, *, right_aligned: bool = False) -> tuple[NDArray, NDArray]:
         """(words, widths): the 16 bytes from the field's start (or ending at its end) as two uint64."""
-        start, end = self.starts[:, col], self.ends[:, col]
+        start, end = self.start(col), self.ends[:, col]
         first = end - _PAD if right_aligned else start
         return self.windows[first + _PAD].view(np.uint64), end - start
 
@@ -123,8 +133,10 @@ class _Block:
 
     def word(self, col: int) -> NDArray:
         """Fields of up to 8 bytes as one uint64 each (longer fields never match a known word)."""
-        words, widths = self._words(col)
-        return np.where(widths <= 8, words[:, 0] & _MASKS[np.minimum(widths, 8), 0], 0)
+        start = self.start(col)
+        widths = self.ends[:, col] - start
+        words = self.words_at[start + _PAD]
+        return np.where(widths <= 8, words & _MASKS[np.minimum(widths, 8), 0], 0)
 
     def address(self, col: int) -> tuple[NDArray, NDArray]:
         """(key, ok): exact 64-bit keys of IPv4-alphabet fields; ok is False for anything else (IPv6 too).
@@ -187,19 +199,20 @@ class FastScanner:
         seps = np.flatnonzero(buf <= 32)
         nf = self.nf
         if len(seps) % nf == 0 and len(seps):
-            grid = seps.reshape(-1, nf)
+            ends = seps.reshape(-1, nf)
+            # Regular: ASCII only, the one control byte is the newline, and it ends each row of nf fields.
             regular = (
-                (buf[grid[:, -1]] == 10).all()
-                and (buf[grid[:, :-1]] == 32).all()
-                and buf.max() < 128
+                buf.max() < 128
+                and np.count_nonzero(buf < 32) == len(ends)
+                and bool((buf[ends[:, -1]] == 10).all())
             )
             if regular:
-                starts = np.empty_like(grid)
-                starts[0, 0] = 0
-                starts[1:, 0] = grid[:-1, -1] + 1
-                starts[:, 1:] = grid[:, :-1] + 1
-                if (grid > starts).all():
-                    return self._scan_regular(_Block(buf, grid, starts), data, by_text, batch)
+                line_starts = np.empty(len(ends), dtype=ends.dtype)
+                line_starts[0] = 0
+                line_starts[1:] = ends[:-1, -1] + 1
+                block = _Block(buf, ends, line_starts)
+                if block.no_empty_fields():
+                    return self._scan_regular(block, data, by_text, batch)
         # Mixed block: route lines that cannot be regular to the reference, scan the rest in one go.
         lines = data.split(b"\n")[:-1]
         spaces = nf - 1
@@ -270,7 +283,7 @@ class FastScanner:
                 first, last = int(start[use].min()), int(end[use].max())
                 batch.first_start = first if batch.first_start is None else min(first, batch.first_start)
                 batch.last_end = last if batch.last_end is None else max(last, batch.last_end)
-        line_starts, line_ends = block.starts[:, 0], block.ends[:, -1]
+        line_starts, line_ends = block.line_starts, block.ends[:, -1]
         return [data[line_starts[i] : line_ends[i]] for i in np.flatnonzero(~good).tolist()]
 
     @property
