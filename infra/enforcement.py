@@ -1,0 +1,254 @@
+"""Enforcement: the detector and expirer functions, their tables, failure queue, schedule and permissions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Aws, CfnResource, Duration, RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from floodgate.observability import DETECTOR_HANDLER, EXPIRER_HANDLER
+from floodgate.tables import (
+    LOG_BY_CIDR_INDEX,
+    LOG_BY_CIDR_PARTITION_KEY,
+    LOG_BY_CIDR_SORT_KEY,
+    PARTITION_KEY,
+    SORT_KEY,
+    TTL_ATTRIBUTE,
+)
+from infra.nag import acknowledge, logical_id
+from infra.notifications import Notifications
+from infra.settings import RETENTION_DAYS, FloodgateSettings, FunctionSettings
+
+# The Lambda asset: the `functions/` directory (the floodgate package), without build and cache debris.
+FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
+ASSET_EXCLUDE = ["**/__pycache__", "**/*.pyc", "*.egg-info", "**/*.egg-info", ".mypy_cache", ".pytest_cache"]
+
+NACL_ENTRY_ACTIONS = ["ec2:CreateNetworkAclEntry", "ec2:ReplaceNetworkAclEntry", "ec2:DeleteNetworkAclEntry"]
+POWERTOOLS_LAYER_ACCOUNT = "017000801446"  # the public Powertools for AWS Lambda (Python) layers
+
+
+def retention(days: int) -> logs.RetentionDays:
+    return getattr(logs.RetentionDays, RETENTION_DAYS[days])  # type: ignore[no-any-return]
+
+
+def powertools_layer_arn(version: int) -> str:
+    """Powertools v3 for python3.13 on arm64, in the stack's own region (a pseudo parameter: no lookup)."""
+    return (
+        f"arn:{Aws.PARTITION}:lambda:{Aws.REGION}:{POWERTOOLS_LAYER_ACCOUNT}:layer:"
+        f"AWSLambdaPowertoolsPythonV3-python313-arm64:{version}"
+    )
+
+
+def nacl_arn(nacl_id: str) -> str:
+    return f"arn:{Aws.PARTITION}:ec2:{Aws.REGION}:{Aws.ACCOUNT_ID}:network-acl/{nacl_id}"
+
+
+class Enforcement(Construct):
+    """Tables, functions and the expirer schedule; failed asynchronous invocations land in an SQS queue."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: FloodgateSettings,
+        notifications: Notifications,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        removal = RemovalPolicy.RETAIN if settings.retain_tables else RemovalPolicy.DESTROY
+        self.state_table = self._table("StateTable", removal)
+        self.log_table = self._table("LogTable", removal)
+        self.log_table.add_global_secondary_index(
+            index_name=LOG_BY_CIDR_INDEX,
+            partition_key=dynamodb.Attribute(
+                name=LOG_BY_CIDR_PARTITION_KEY, type=dynamodb.AttributeType.STRING
+            ),
+            sort_key=dynamodb.Attribute(name=LOG_BY_CIDR_SORT_KEY, type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+
+        self.failures = sqs.Queue(
+            self,
+            "FailedInvocations",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            self.failures,
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead-letter destination of the functions' asynchronous invocations "
+            "(Lambda on-failure destination); a DLQ of a DLQ would only move the same records again.",
+        )
+
+        self.layer = lambda_.LayerVersion.from_layer_version_arn(
+            self, "Powertools", powertools_layer_arn(settings.powertools_layer_version)
+        )
+        # One asset for both functions: the same code, one upload.
+        self.code = lambda_.Code.from_asset(str(FUNCTIONS_DIR), exclude=ASSET_EXCLUDE)
+        environment = settings.runtime_environment(
+            state_table=self.state_table.table_name,
+            log_table=self.log_table.table_name,
+            topic_arn=notifications.topic.topic_arn,
+        )
+        self.detector = self._function(
+            "Detector",
+            handler=DETECTOR_HANDLER,
+            description="Floodgate detector: flow logs, alarm changes and manual actions -> NACL denies",
+            config=settings.detector,
+            settings=settings,
+            environment=environment,
+        )
+        self.expirer = self._function(
+            "Expirer",
+            handler=EXPIRER_HANDLER,
+            description="Floodgate expirer: removes NACL denies whose time is up",
+            config=settings.expirer,
+            settings=settings,
+            environment=environment,
+        )
+        for function in (self.detector, self.expirer):
+            self._grant_nacl_entries(function, settings)
+            self.state_table.grant_read_write_data(function)
+            self.log_table.grant_read_write_data(function)
+            notifications.grant_publish(function)
+            if function.role is not None:
+                acknowledge(
+                    function.role,
+                    "AwsSolutions-IAM5[Resource::*]",
+                    "ec2:DescribeNetworkAcls supports no resource-level permissions: it needs Resource '*'. "
+                    "It is the only action on '*'; every mutating EC2 action is scoped to the NACLs.",
+                )
+                acknowledge(
+                    function.role,
+                    f"AwsSolutions-IAM5[Resource::<{logical_id(self.log_table)}.Arn>/index/*]",
+                    "Granted by Table.grant_read_write_data: the deny log is queried through its by-cidr "
+                    "index (`floodgate show CIDR`); the wildcard covers only this table's indexes.",
+                )
+
+        self.schedule = events.Rule(
+            self,
+            "ExpirerSchedule",
+            description="Floodgate: run the expirer",
+            schedule=events.Schedule.rate(Duration.minutes(settings.expirer_schedule_minutes)),
+            targets=[targets.LambdaFunction(self.expirer, retry_attempts=settings.async_retry_attempts)],
+        )
+
+    def _table(self, construct_id: str, removal: RemovalPolicy) -> dynamodb.Table:
+        return dynamodb.Table(
+            self,
+            construct_id,
+            partition_key=dynamodb.Attribute(name=PARTITION_KEY, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=SORT_KEY, type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            time_to_live_attribute=TTL_ATTRIBUTE,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            removal_policy=removal,
+        )
+
+    def _function(
+        self,
+        construct_id: str,
+        *,
+        handler: str,
+        description: str,
+        config: FunctionSettings,
+        settings: FloodgateSettings,
+        environment: dict[str, str],
+    ) -> lambda_.Function:
+        log_group = logs.LogGroup(
+            self,
+            f"{construct_id}Logs",
+            retention=retention(settings.function_log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        # Our own role: no AWSLambdaBasicExecutionRole managed policy; logging is granted on this group only.
+        role = iam.Role(
+            self,
+            f"{construct_id}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Floodgate {construct_id.lower()} function",
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[log_group.log_group_arn],
+            )
+        )
+        function = lambda_.Function(
+            self,
+            construct_id,
+            description=description,
+            runtime=lambda_.Runtime.PYTHON_3_13,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=handler,
+            code=self.code,
+            layers=[self.layer],
+            environment=environment,
+            memory_size=config.memory_mb,
+            timeout=Duration.seconds(config.timeout_s),
+            reserved_concurrent_executions=config.reserved_concurrency,
+            role=role,
+            log_group=log_group,
+            on_failure=destinations.SqsDestination(self.failures),
+            retry_attempts=settings.async_retry_attempts,
+            max_event_age=Duration.seconds(settings.async_max_event_age_s),
+        )
+        # CDK makes the function depend on its role and on the role's policy; the role is already a dependency
+        # through the function's Role GetAtt (cfn-lint W3005), so keep only the policy in DependsOn.
+        policy = role.node.try_find_child("DefaultPolicy")
+        cfn_function = function.node.default_child
+        if isinstance(policy, iam.Policy) and isinstance(cfn_function, CfnResource):
+            cfn_function.add_override("DependsOn", [logical_id(policy)])
+        acknowledge(
+            function,
+            "AwsSolutions-L1",
+            "The runtime is pinned to python3.13 on purpose: the public Powertools v3 layer used here is "
+            "published per Python version (python313-arm64), and the handlers are tested on 3.13.",
+        )
+        return function
+
+    @staticmethod
+    def _grant_nacl_entries(function: lambda_.Function, settings: FloodgateSettings) -> None:
+        if settings.nacl_ids:
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="NaclEntriesOfTheProtectedNacls",
+                    actions=NACL_ENTRY_ACTIONS,
+                    resources=[nacl_arn(nacl_id) for nacl_id in settings.nacl_ids],
+                )
+            )
+        else:
+            assert settings.vpc_id is not None
+            vpc_arn = f"arn:{Aws.PARTITION}:ec2:{Aws.REGION}:{Aws.ACCOUNT_ID}:vpc/{settings.vpc_id}"
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="NaclEntriesOfTheProtectedVpc",
+                    actions=NACL_ENTRY_ACTIONS,
+                    resources=[nacl_arn("*")],
+                    conditions={"ArnEquals": {"ec2:Vpc": vpc_arn}},
+                )
+            )
+            assert function.role is not None
+            acknowledge(
+                function.role,
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:"
+                "network-acl/*]",
+                "The target is every NACL of one VPC (no NACL ids configured): the statement is limited to "
+                "network-acl resources and conditioned on ec2:Vpc equal to that VPC's ARN.",
+            )
+        function.add_to_role_policy(
+            iam.PolicyStatement(sid="DescribeNacls", actions=["ec2:DescribeNetworkAcls"], resources=["*"])
+        )
