@@ -137,3 +137,10 @@ def test_bad_formats_are_refused_with_a_reason(text: str, message: str) -> None:
 def test_format_round_trips_and_accepts_plain_names() -> None:
     assert FlowLogFormat.parse(V2.text) == V2
     assert FlowLogFormat.parse(DEFAULT_FORMAT.replace("${", "").replace("}", "")) == V2
+
+
+def test_a_format_with_only_the_packet_source_counts_missing_sources() -> None:
+    fmt = FlowLogFormat.parse("${pkt-srcaddr} ${dstaddr} ${packets} ${bytes}")
+    batch = parse(["198.51.100.9 10.0.1.10 10 4000", "- 10.0.1.10 10 4000"], fmt=fmt)
+    assert batch.stats.parsed == 1
+    assert batch.stats.skipped == {"no_address": 1}

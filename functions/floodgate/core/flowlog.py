@@ -190,6 +190,12 @@ class FlowLogParser:
         self._type = ix("type")
         self._tcp_flags = ix("tcp-flags")
         self._dst_inside: dict[str, bool | None] = {}
+        # Optional fields whose plain values are a known few (status and action are tested inline).
+        plain_words = (
+            (self._type, frozenset({"IPv4", "IPv6", "-"})),
+            (self._direction, frozenset({"ingress", "-"})),
+        )
+        self._word_checks = tuple((index, allowed) for index, allowed in plain_words if index is not None)
 
     def parse(self, lines: Iterable[str | bytes]) -> SourceBatch:
         """Aggregate one batch. Lines may be str or bytes (undecodable bytes count as bad values)."""
@@ -198,28 +204,69 @@ class FlowLogParser:
         return self.finish(pending)
 
     def accumulate(self, lines: Iterable[str | bytes], pending: PendingBatch) -> None:
-        """Add each line's traffic to `pending`: per source as written, and the records' time span."""
+        """Add each line's traffic to `pending`: per source as written, and the records' time span.
+
+        The loop tests the plain case inline (this is the detector's hot path); a record failing any of
+        those tests goes to `_record_problem`, the one place that names what is wrong with it.
+        """
         batch, by_text = pending.batch, pending.by_text
         stats = batch.stats
         first_start, last_end = batch.first_start, batch.last_end
+        nf, i_packets, i_bytes = self._nf, self._packets, self._bytes
+        i_start, i_end, i_action, i_flags = self._start, self._end, self._action, self._tcp_flags
+        i_direction, i_status = self._direction, self._status
+        i_dst = self._dst if self._dst is not None else self._pkt_dst
+        word_checks = self._word_checks
+        i_src, i_pkt_src = self._src, self._pkt_src
+        dst_inside, known_inside, problem = self.destination_inside, self._dst_inside, self._record_problem
         for raw in lines:
             line = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
             fields = line.split()
-            if len(fields) != self._nf:
+            if len(fields) != nf:
                 stats.skip(EMPTY if not fields else FIELD_COUNT)
                 continue
-            reason = self._record_problem(fields)
-            if reason is not None:
-                stats.skip(reason)
-                continue
-            packets = int(fields[self._packets])  # type: ignore[index]
-            octets = int(fields[self._bytes])  # type: ignore[index]
-            if self._start is not None and self._end is not None:
-                start, end = int(fields[self._start]), int(fields[self._end])
+            packets_text, bytes_text = fields[i_packets], fields[i_bytes]  # type: ignore[index]
+            plain = (
+                (i_status is None or fields[i_status] == "OK")
+                and (i_action is None or fields[i_action] in ("ACCEPT", "REJECT"))
+                and (not word_checks or all(fields[index] in allowed for index, allowed in word_checks))
+                and packets_text.isdigit()
+                and bytes_text.isdigit()
+                and packets_text.isascii()
+                and bytes_text.isascii()
+            )
+            if plain:
+                packets, octets = int(packets_text), int(bytes_text)
+                plain = packets <= MAX_PACKETS and MIN_BYTES_PER_PACKET * packets <= octets <= MAX_BYTES
+            if plain and i_start is not None and i_end is not None:
+                start_text, end_text = fields[i_start], fields[i_end]
+                plain = start_text.isdigit() and end_text.isdigit() and start_text.isascii() and end_text.isascii()
+                if plain:
+                    start, end = int(start_text), int(end_text)
+                    plain = end >= start
+            if plain and i_flags is not None:
+                flags = fields[i_flags]
+                plain = flags == "-" or (flags.isdigit() and flags.isascii() and int(flags) < 512)
+            if i_pkt_src is not None and (i_src is None or fields[i_pkt_src] != "-"):
+                src = fields[i_pkt_src]
+            else:
+                src = fields[i_src]  # type: ignore[index]
+            plain = plain and src != "-"
+            if plain and (i_direction is None or fields[i_direction] == "-"):
+                dst = fields[i_dst] if i_dst is not None else "-"
+                plain = known_inside.get(dst) is True or (i_dst is not None and dst_inside(dst) is True)
+            if not plain:
+                reason = problem(fields)
+                if reason is not None:
+                    stats.skip(reason)
+                    continue
+                packets, octets = int(packets_text), int(bytes_text)
+                if i_start is not None and i_end is not None:
+                    start, end = int(fields[i_start]), int(fields[i_end])
+            if i_start is not None and i_end is not None:
                 first_start = start if first_start is None or start < first_start else first_start
                 last_end = end if last_end is None or end > last_end else last_end
-            src = self._source_text(fields)
-            rejected = self._action is not None and fields[self._action] == "REJECT"
+            rejected = i_action is not None and fields[i_action] == "REJECT"
             tally = by_text.get(src)
             if tally is None:
                 by_text[src] = [packets, octets, packets if rejected else 0, 1]
@@ -232,7 +279,7 @@ class FlowLogParser:
         batch.first_start, batch.last_end = first_start, last_end
 
     def _source_text(self, fields: list[str]) -> str:
-        if self._pkt_src is not None and fields[self._pkt_src] != "-":
+        if self._pkt_src is not None and (self._src is None or fields[self._pkt_src] != "-"):
             return fields[self._pkt_src]
         return fields[self._src]  # type: ignore[index]
 
