@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from floodgate import __version__
-from floodgate.cli import analyze
+from floodgate.cli import act, analyze, log, report, show, status
 from floodgate.cli.errors import USAGE, CliError
 
 
@@ -21,6 +21,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"floodgate {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     analyze.register(commands)
+    status.register(commands)
+    log.register(commands)
+    show.register(commands)
+    act.register(commands)
+    report.register(commands)
     return parser
 
 

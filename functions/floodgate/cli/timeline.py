@@ -1,0 +1,178 @@
+"""What the incident report shows, computed from the deny log: one lane per deny (NACL, direction, CIDR) with
+the spans it was in force, and the top sources by rate. Pure: no I/O.
+
+A span opens at BLOCK and closes at EXPIRE, EVICT or UNBLOCK; EXTEND and REPAIR mark it on the way. A span
+whose BLOCK lies before the window starts at the window's edge (`started_before`); one still open at the end
+of the window runs to that edge (`open_end`). Denies in force that left no event in the window get a lane too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from floodgate.adapters.ledger import DenyRecord, EventKind, Evidence, LogEvent, Origin
+from floodgate.core.slots import Direction
+
+ENDS = frozenset({EventKind.EXPIRE, EventKind.EVICT, EventKind.UNBLOCK})
+MARKS = frozenset({EventKind.EXTEND, EventKind.REPAIR})
+CHARTED = ENDS | MARKS | {EventKind.BLOCK}
+RATED = frozenset({EventKind.BLOCK, EventKind.EXTEND, EventKind.REFUSED})
+
+LaneKey = tuple[str, Direction, str]  # NACL, direction, CIDR
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    at: float
+    kind: EventKind
+    reason: str
+
+
+@dataclass(slots=True)
+class Span:
+    start: float
+    end: float
+    started_before: bool
+    origin: Origin | None
+    rule: int | None
+    reason: str  # why it began (the BLOCK's reason), or why it is known at all
+    ended_by: EventKind | None = None  # None: still in force at the window's end
+    end_reason: str = ""
+    marks: list[Mark] = field(default_factory=list)
+
+    @property
+    def open_end(self) -> bool:
+        return self.ended_by is None
+
+    def close(self, event: LogEvent) -> None:
+        self.end = event.at
+        self.ended_by = event.kind
+        self.end_reason = event.reason
+
+
+@dataclass(frozen=True, slots=True)
+class Lane:
+    nacl_id: str
+    direction: Direction
+    cidr: str
+    spans: tuple[Span, ...]
+
+
+@dataclass(slots=True)
+class Source:
+    """One source's part in the incident: its peak evidence and what was done about it."""
+
+    cidr: str
+    first_seen: float
+    last_seen: float
+    peak_pps: float = 0.0
+    peak_bps: float = 0.0
+    peak_share: float = 0.0
+    members: int = 0
+    offences: int = 0  # the highest offence count its denies carried
+    refusals: int = 0
+    nacls: set[str] = field(default_factory=set)  # where it was denied
+
+    def add(self, kind: EventKind, event: LogEvent, evidence: Evidence) -> None:
+        self.first_seen = min(self.first_seen, event.at)
+        self.last_seen = max(self.last_seen, event.at)
+        self.peak_pps = max(self.peak_pps, evidence.pps, evidence.reject_pps or 0.0)
+        self.peak_bps = max(self.peak_bps, evidence.bps)
+        self.peak_share = max(self.peak_share, evidence.share)
+        self.members = max(self.members, evidence.members)
+        self.offences = max(self.offences, event.offences or 0)
+        if kind is EventKind.REFUSED:
+            self.refusals += 1
+        elif event.nacl_id:
+            self.nacls.add(event.nacl_id)
+
+
+def lanes(
+    events: Iterable[LogEvent], active: Sequence[DenyRecord], *, since: float, until: float
+) -> list[Lane]:
+    """The window's deny lanes, grouped by NACL; `events` oldest first, `active` the denies in force now."""
+    spans: dict[LaneKey, list[Span]] = {}
+    open_spans: dict[LaneKey, Span] = {}
+    for event in events:
+        if event.nacl_id is None or event.kind not in CHARTED:
+            continue
+        key = (event.nacl_id, event.direction or Direction.INGRESS, event.cidr)
+        span = open_spans.get(key)
+        if span is None:
+            span = open_spans[key] = _opened_by(event, since, until)
+            spans.setdefault(key, []).append(span)
+        if event.kind in ENDS:
+            span.close(event)
+            del open_spans[key]
+        elif event.kind in MARKS:
+            span.marks.append(Mark(event.at, event.kind, event.reason))
+    for deny in active:  # in force all through the window, without an event in it
+        key = (deny.nacl_id, deny.direction, deny.cidr)
+        if key not in open_spans and deny.created <= until:
+            span = Span(
+                max(deny.created, since), until, deny.created < since, deny.origin, deny.rule, deny.reason
+            )
+            spans.setdefault(key, []).append(span)
+    by_nacl_then_start = sorted(spans.items(), key=lambda item: (*item[0][:2], item[1][0].start, item[0][2]))
+    return [Lane(*key, tuple(found)) for key, found in by_nacl_then_start]
+
+
+def _opened_by(event: LogEvent, since: float, until: float) -> Span:
+    """The span of an event when none is open: a BLOCK begins one; any other event means the deny began
+    before the window."""
+    if event.kind is EventKind.BLOCK:
+        return Span(event.at, until, False, event.origin, event.rule, event.reason)
+    return Span(since, until, True, event.origin, event.rule, "denied before the window")
+
+
+def top_sources(events: Iterable[LogEvent], limit: int = 15) -> list[Source]:
+    """The sources with the highest rates seen in the window (evidence of BLOCK, EXTEND, REFUSED, and of
+    the dry runs standing for them), busiest first."""
+    sources: dict[str, Source] = {}
+    for event in events:
+        kind = event.would if event.kind is EventKind.DRYRUN and event.would else event.kind
+        evidence = event.evidence
+        if evidence is None or kind not in RATED or max(evidence.pps, evidence.reject_pps or 0.0) <= 0:
+            continue
+        sources.setdefault(event.cidr, Source(event.cidr, event.at, event.at)).add(kind, event, evidence)
+    return sorted(sources.values(), key=lambda s: (-s.peak_pps, s.cidr))[:limit]
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Everything the post-incident page shows."""
+
+    stack: str
+    since: float
+    until: float
+    generated: float
+    events: tuple[LogEvent, ...]  # oldest first
+    lanes: tuple[Lane, ...]
+    sources: tuple[Source, ...]
+    in_force: int  # denies in force when the report was made
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        stack: str,
+        events: Sequence[LogEvent],
+        active: Sequence[DenyRecord],
+        since: float,
+        until: float,
+        generated: float,
+    ) -> Report:
+        return cls(
+            stack=stack,
+            since=since,
+            until=until,
+            generated=generated,
+            events=tuple(events),
+            lanes=tuple(lanes(events, active, since=since, until=until)),
+            sources=tuple(top_sources(events)),
+            in_force=len(active),
+        )
+
+    def count(self, kind: EventKind) -> int:
+        return sum(1 for event in self.events if event.kind is kind)
