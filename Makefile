@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: install test lint unit bench demo sample clean
+.PHONY: install test lint unit bench demo demo-keep sample clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -32,12 +32,17 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run.py
 
+# The main job on the embedded emulator: deploy the stack into moto, play an attack, show the deny log.
 demo: $(STAMP)
-	$(VENV)/bin/floodgate analyze samples/attack.log.gz --vpc-cidr 10.0.0.0/16
+	$(PY) -m emulator.demo
+
+# The same, leaving the emulator running for the CLI (Ctrl-C stops it).
+demo-keep: $(STAMP)
+	$(PY) -m emulator.demo --keep
 
 # Regenerates the bundled capture (deterministic).
 sample: $(STAMP)
-	$(PY) -m tests.traffic samples/attack.log.gz
+	$(PY) -m emulator.traffic samples/attack.log.gz
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis cdk.out .bench

@@ -22,7 +22,7 @@ from floodgate.core.detect import DetectionConfig, plan_denies  # noqa: E402
 from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat, FlowLogParser  # noqa: E402
 from floodgate.core.networks import DenyPolicy  # noqa: E402
 from floodgate.core.summary import TrafficSummary  # noqa: E402
-from tests.traffic import (  # noqa: E402
+from emulator.traffic import (  # noqa: E402
     VPC_CIDR,
     Source,
     background,

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 ACCOUNT = "123456789012"
 INTERVAL_S = 60
 START = 1_764_000_000  # 2025-11-24T16:00:00Z, aligned to the minute
 VPC_CIDR = "10.0.0.0/16"
-TARGETS = tuple(f"10.0.{subnet}.{host}" for subnet in (1, 2) for host in range(10, 14))
-ENIS = tuple(f"eni-0{n:016x}" for n in range(1, len(TARGETS) + 1))
+# Network interfaces receiving the traffic: (ENI id, private address).
+INTERFACES = tuple(
+    (f"eni-0{n:016x}", f"10.0.{subnet}.{host}")
+    for n, (subnet, host) in enumerate(((s, h) for s in (1, 2) for h in range(10, 14)), start=1)
+)
+ENIS = tuple(eni for eni, _ in INTERFACES)
 
 
 @dataclass(frozen=True)
@@ -50,21 +54,28 @@ def background(rng: random.Random, clients: int, pps: float = 5.0) -> list[Sourc
     return [Source(a, pps * rng.uniform(0.5, 1.5), flows=2) for a in public_addresses(rng, clients)]
 
 
-def flow_lines(sources: list[Source], intervals: int = 5, seed: int = 7) -> Iterator[str]:
-    """Default-format lines for `intervals` minutes of traffic from `sources` to the VPC's targets."""
+def flow_lines(
+    sources: list[Source],
+    intervals: int = 5,
+    seed: int = 7,
+    *,
+    start: int = START,
+    interfaces: Sequence[tuple[str, str]] = INTERFACES,
+) -> Iterator[str]:
+    """Default-format lines for `intervals` minutes of traffic from `sources` to the interfaces."""
     rng = random.Random(seed)
     for interval in range(intervals):
-        start = START + interval * INTERVAL_S
-        end = start + INTERVAL_S
+        begin = start + interval * INTERVAL_S
+        end = begin + INTERVAL_S
         for source in sources:
             packets_total = source.pps * INTERVAL_S
             for flow in range(source.flows):
                 packets = max(1, round(packets_total / source.flows * rng.uniform(0.8, 1.2)))
-                target = rng.randrange(len(TARGETS))
+                eni, address = interfaces[rng.randrange(len(interfaces))]
                 yield (
-                    f"2 {ACCOUNT} {ENIS[target]} {source.address} {TARGETS[target]} "
+                    f"2 {ACCOUNT} {eni} {source.address} {address} "
                     f"{1024 + (flow * 7919 + interval) % 60000} 443 6 {packets} "
-                    f"{packets * source.bytes_per_packet} {start} {end} {source.action} OK"
+                    f"{packets * source.bytes_per_packet} {begin} {end} {source.action} OK"
                 )
 
 

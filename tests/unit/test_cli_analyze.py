@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from floodgate.cli.main import main
-from tests.traffic import VPC_CIDR, flow_lines, sample_attack
+from emulator.traffic import VPC_CIDR, flow_lines, sample_attack
 
 SAMPLE = Path(__file__).parents[2] / "samples" / "attack.log.gz"
 

@@ -12,7 +12,7 @@ from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat, FlowLogParser
 from floodgate.core.model import DenyPlan, Verdict
 from floodgate.core.networks import DenyPolicy
 from floodgate.core.summary import TrafficSummary
-from tests.traffic import (
+from emulator.traffic import (
     VPC_CIDR,
     Source,
     background,

@@ -11,7 +11,7 @@ from floodgate.core.detect import DetectionConfig, plan_denies
 from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat, FlowLogParser
 from floodgate.core.networks import NEVER_DENY, DenyPolicy
 from floodgate.core.summary import TrafficSummary
-from tests.traffic import VPC_CIDR, Source, flow_lines
+from emulator.traffic import VPC_CIDR, Source, flow_lines
 
 V2 = FlowLogFormat.parse(DEFAULT_FORMAT)
 ALLOWED_PARTNER = "198.51.100.0/28"

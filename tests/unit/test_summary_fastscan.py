@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat, FlowLogParser, SourceBatch
 from floodgate.core.summary import TrafficSummary
-from tests.traffic import VPC_CIDR, Source, background, flow_lines, garbage_lines, public_addresses
+from emulator.traffic import VPC_CIDR, Source, background, flow_lines, garbage_lines, public_addresses
 
 V2 = FlowLogFormat.parse(DEFAULT_FORMAT)
 
