@@ -1,0 +1,777 @@
+"""DynamoDB adapter: the deny ledger, offence history, per-NACL leases and the append-only deny log.
+
+STATE table (key `pk` / `sk`):
+  DENY#<nacl-id>    / <direction>#<rule:05d>        one deny entry Floodgate holds in that NACL
+  OFFENCE#<cidr>    / OFFENCE                       what is remembered about one source (escalation)
+  LOCK#<nacl-id>    / LOCK                          the lease of the one worker changing that NACL
+  JOURNAL#<nacl-id> / <time>#<id>                   log events committed with a change, until delivered
+LOG table:
+  LOG#<YYYY-MM-DD>  / <YYYY-MM-DDTHH:MM:SS.ffffff>Z#<id>   one event; `cidr` feeds the by-cidr index
+
+Ledger changes go through `commit`: transactions that carry the writer's lease as a condition (a worker whose
+lease ran out changes nothing), make every item change conditional on the version the writer read
+(`write_id`), and carry the change's log events in a journal item, delivered to the log table right after
+(a transactional outbox: the log table, which grows for months, never takes part in a transaction).
+DynamoDB's TTL deletes late and the emulator never does: every read checks expiry itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from functools import partial
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from floodgate.adapters.retry import Retrier, client_config, error_code, is_transient
+from floodgate.core.slots import Direction
+from floodgate.tables import (
+    LOG_BY_CIDR_INDEX,
+    PARTITION_KEY,
+    SORT_KEY,
+    TTL_ATTRIBUTE,
+)
+
+_log = logging.getLogger(__name__)
+
+DENY_PREFIX = "DENY#"
+OFFENCE_PREFIX = "OFFENCE#"
+LOCK_PREFIX = "LOCK#"
+JOURNAL_PREFIX = "JOURNAL#"
+LOG_PREFIX = "LOG#"
+DENY_TTL_GRACE_S = 86400  # a deny item outlives its ban by a day, so a stalled expirer still finds it
+MAX_TRANSACTION_ITEMS = 100  # DynamoDB's limit per TransactWriteItems
+
+
+class LedgerError(Exception):
+    """The ledger refused a change."""
+
+
+class LedgerConflict(LedgerError):
+    """An item changed since it was read: read again and decide again."""
+
+
+class LeaseLost(LedgerError):
+    """The writer's lease ran out (or was taken over) before its change landed; nothing was written."""
+
+
+class EventKind(StrEnum):
+    BLOCK = "BLOCK"  # a deny went in
+    EXTEND = "EXTEND"  # a deny's ban was renewed or lengthened
+    EVICT = "EVICT"  # a deny gave way to a more valuable one, or is no longer allowed
+    EXPIRE = "EXPIRE"  # a ban ran out
+    UNBLOCK = "UNBLOCK"  # a person lifted a deny
+    REPAIR = "REPAIR"  # NACL and ledger disagreed and the NACL was put right
+    REFUSED = "REFUSED"  # a deny that was asked for and not made, with the reason
+    DRYRUN = "DRYRUN"  # what would have happened; `would` says which event
+
+
+class OriginKind(StrEnum):
+    AUTOMATIC = "automatic"
+    ALARM = "alarm"
+    MANUAL = "manual"
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Who asked for a deny: the detector on its own, the detector armed by an alarm, or a person."""
+
+    kind: OriginKind
+    name: str | None = None  # the alarm's name, or who acted by hand
+
+    @classmethod
+    def automatic(cls) -> Origin:
+        return cls(OriginKind.AUTOMATIC)
+
+    @classmethod
+    def alarm(cls, alarm_name: str) -> Origin:
+        return cls(OriginKind.ALARM, alarm_name)
+
+    @classmethod
+    def manual(cls, who: str) -> Origin:
+        return cls(OriginKind.MANUAL, who)
+
+    @classmethod
+    def parse(cls, text: str) -> Origin:
+        kind, _, name = text.partition(":")
+        return cls(OriginKind(kind), name or None)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}" if self.name else str(self.kind)
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Why a source is denied: its rates when last seen."""
+
+    pps: float = 0.0
+    bps: float = 0.0
+    share: float = 0.0
+    members: int = 0
+    reject_pps: float | None = None  # rate seen as REJECT records, i.e. while already denied
+
+
+@dataclass(frozen=True, slots=True)
+class DenyRecord:
+    """One deny entry Floodgate holds: where, what, until when and why."""
+
+    nacl_id: str
+    direction: Direction
+    rule: int
+    cidr: str
+    created: float
+    expires: float
+    offences: int
+    origin: Origin
+    reason: str
+    evidence: Evidence
+    write_id: str  # the version: every change writes a new one and is conditional on the old
+
+    @property
+    def family(self) -> int:
+        return 6 if ":" in self.cidr else 4
+
+    def expired(self, now: float) -> bool:
+        return self.expires <= now
+
+
+@dataclass(frozen=True, slots=True)
+class OffenceRecord:
+    """What is remembered about one source across its bans."""
+
+    cidr: str
+    count: int
+    ban_started: float
+    ban_until: float
+    remember_until: float
+    write_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """One line of the deny log."""
+
+    kind: EventKind
+    at: float
+    cidr: str
+    reason: str
+    actor: str
+    nacl_id: str | None = None
+    direction: Direction | None = None
+    rule: int | None = None
+    origin: Origin | None = None
+    evidence: Evidence | None = None
+    expires: float | None = None
+    offences: int | None = None
+    would: EventKind | None = None  # for DRYRUN: the event a real run would have written
+    event_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    @property
+    def sort_key(self) -> str:
+        return f"{_time_key(self.at)}#{self.event_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The right to change one NACL until `until` (epoch seconds)."""
+
+    nacl_id: str
+    holder: str  # unique per acquisition
+    actor: str
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
+class PutDeny:
+    record: DenyRecord
+    replaces: DenyRecord | None = None  # None: the rule number must be free in the ledger
+
+
+@dataclass(frozen=True, slots=True)
+class DropDeny:
+    record: DenyRecord
+
+
+@dataclass(frozen=True, slots=True)
+class PutOffence:
+    record: OffenceRecord
+    replaces: OffenceRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AppendEvent:
+    event: LogEvent
+
+
+LedgerWrite = PutDeny | DropDeny | AppendEvent
+
+
+class Ledger:
+    """The STATE and LOG tables. Takes a low-level DynamoDB client (default: a new one)."""
+
+    def __init__(
+        self,
+        state_table: str,
+        log_table: str,
+        client: Any = None,
+        *,
+        log_retention_days: int = 90,
+        retrier: Retrier | None = None,
+    ) -> None:
+        self.state_table = state_table
+        self.log_table = log_table
+        self.log_retention_s = log_retention_days * 86400
+        self._ddb = client if client is not None else boto3.client("dynamodb", config=client_config())
+        self._retry = retrier or Retrier()
+
+    # -- leases ------------------------------------------------------------------------------------------
+
+    def try_acquire(self, nacl_id: str, *, actor: str, now: float, lease_s: float) -> Lease | None:
+        """Take the NACL's lease, or None while another worker holds an unexpired one."""
+        lease = Lease(nacl_id, uuid.uuid4().hex, actor, now + lease_s)
+        item = {
+            **_key(LOCK_PREFIX + nacl_id, "LOCK"),
+            "holder": _s(lease.holder),
+            "actor": _s(actor),
+            "acquired": _n(now),
+            "lease_until": _n(lease.until),
+            TTL_ATTRIBUTE: _n(int(lease.until) + 3600),
+        }
+        try:
+            self._retry.call(
+                "PutItem lease",
+                lambda: self._ddb.put_item(
+                    TableName=self.state_table,
+                    Item=item,
+                    # A retry of our own put (first response lost) finds our own holder token: still ours.
+                    ConditionExpression="attribute_not_exists(pk) OR lease_until < :now OR holder = :holder",
+                    ExpressionAttributeValues={":now": _n(now), ":holder": _s(lease.holder)},
+                ),
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise
+        return lease
+
+    def release(self, lease: Lease) -> None:
+        """Give the lease back; a lease already taken over by someone else is left alone."""
+        try:
+            self._retry.call(
+                "DeleteItem lease",
+                lambda: self._ddb.delete_item(
+                    TableName=self.state_table,
+                    Key=_key(LOCK_PREFIX + lease.nacl_id, "LOCK"),
+                    ConditionExpression="holder = :holder",
+                    ExpressionAttributeValues={":holder": _s(lease.holder)},
+                ),
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            _log.warning("lease on %s was taken over before release", lease.nacl_id)
+
+    def lease_of(self, nacl_id: str, now: float) -> Lease | None:
+        """The unexpired lease on the NACL, if any."""
+        reply = self._retry.call(
+            "GetItem lease",
+            lambda: self._ddb.get_item(
+                TableName=self.state_table, Key=_key(LOCK_PREFIX + nacl_id, "LOCK"), ConsistentRead=True
+            ),
+        )
+        item = reply.get("Item")
+        if not item or float(item["lease_until"]["N"]) <= now:
+            return None
+        return Lease(nacl_id, item["holder"]["S"], item["actor"]["S"], float(item["lease_until"]["N"]))
+
+    # -- reads -------------------------------------------------------------------------------------------
+
+    def denies(self, nacl_id: str) -> list[DenyRecord]:
+        """Every deny the ledger holds for the NACL, expired ones included (the caller decides)."""
+        items = self._query(
+            TableName=self.state_table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": _s(DENY_PREFIX + nacl_id)},
+            ConsistentRead=True,
+        )
+        return sorted((_deny_from(item) for item in items), key=lambda d: (d.direction, d.rule))
+
+    def offences(self, cidrs: Sequence[str]) -> dict[str, OffenceRecord]:
+        """Offence records of the given sources, by CIDR; absent when there is none."""
+        wanted = list(dict.fromkeys(cidrs))
+        found: dict[str, OffenceRecord] = {}
+        for start in range(0, len(wanted), 100):
+            keys: list[dict[str, Any]] = [
+                _key(OFFENCE_PREFIX + c, "OFFENCE") for c in wanted[start : start + 100]
+            ]
+            for attempt in range(self._retry.backoff.attempts):
+                request = {self.state_table: {"Keys": keys, "ConsistentRead": True}}
+                reply = self._retry.call(
+                    "BatchGetItem", partial(self._ddb.batch_get_item, RequestItems=request)
+                )
+                for item in reply.get("Responses", {}).get(self.state_table, []):
+                    record = _offence_from(item)
+                    found[record.cidr] = record
+                keys = reply.get("UnprocessedKeys", {}).get(self.state_table, {}).get("Keys", [])
+                if not keys:
+                    break
+                self._retry.pause(attempt, "BatchGetItem left keys unprocessed")
+            else:
+                raise LedgerError(f"DynamoDB left {len(keys)} offence records unread after retries")
+        return found
+
+    # -- writes ------------------------------------------------------------------------------------------
+
+    def commit(self, groups: Sequence[Sequence[LedgerWrite]], *, lease: Lease, now: float) -> None:
+        """Write the groups, each group atomically and only while `lease` is still held.
+
+        Each transaction carries its groups' ledger changes and one journal item holding their log events;
+        once it lands, the events go to the log table and the journal item is deleted. A worker that dies in
+        between leaves the journal behind, and the next `flush_journal` of that NACL delivers it: the log
+        never misses a committed change, and never shows one that did not commit.
+
+        Raises LeaseLost when the lease check failed and LedgerConflict when an item is not in the version it
+        was read in; either way that transaction wrote nothing (earlier ones stay: each group stands alone).
+        """
+        for chunk in _pack(groups, room=MAX_TRANSACTION_ITEMS - 2):  # the lease check and the journal
+            changes = [write for write in chunk if not isinstance(write, AppendEvent)]
+            events = [write.event for write in chunk if isinstance(write, AppendEvent)]
+            items = [self._lease_check(lease, now)] + [self._transact_item(write) for write in changes]
+            journal_key = _key(JOURNAL_PREFIX + lease.nacl_id, f"{_time_key(now)}#{uuid.uuid4().hex[:12]}")
+            log_items = [self._event_item(event) for event in events]
+            if log_items:
+                journal = {**journal_key, "events": {"L": [{"M": item} for item in log_items]}}
+                items.append({"Put": {"TableName": self.state_table, "Item": journal}})
+            self._transact(items)
+            if log_items:
+                self._deliver(journal_key, log_items)
+
+    def put_offences(self, writes: Sequence[PutOffence]) -> None:
+        """Record offences, each conditional on the version read. Written ahead of the ledger change they
+        go with: if that change then fails, the next decision finds the ban "running" and joins it, so an
+        offence is never counted twice (nor lost)."""
+        for write in writes:
+            put = _conditional_put(self.state_table, _offence_item(write.record), _version(write.replaces))
+            try:
+                self._retry.call("PutItem offence", partial(self._ddb.put_item, **put))
+            except ClientError as exc:
+                if error_code(exc) == "ConditionalCheckFailedException":
+                    raise LedgerConflict(f"offence record of {write.record.cidr} changed meanwhile") from None
+                raise
+
+    def flush_journal(self, nacl_id: str) -> int:
+        """Deliver log events a dead worker committed but did not get to the log. Returns how many."""
+        delivered = 0
+        for journal in self._query(
+            TableName=self.state_table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": _s(JOURNAL_PREFIX + nacl_id)},
+            ConsistentRead=True,
+        ):
+            log_items = [entry["M"] for entry in journal["events"]["L"]]
+            self._deliver(_key(journal["pk"]["S"], journal["sk"]["S"]), log_items)
+            delivered += len(log_items)
+        return delivered
+
+    def append(self, events: Sequence[LogEvent]) -> None:
+        """Log events that go with no ledger change (dry runs, refusals)."""
+        self._write_log([self._event_item(event) for event in events])
+
+    # -- the deny log ------------------------------------------------------------------------------------
+
+    def events(
+        self,
+        *,
+        since: float,
+        until: float,
+        cidr: str | None = None,
+        kinds: Sequence[EventKind] = (),
+        nacl_id: str | None = None,
+        limit: int | None = None,
+        now: float | None = None,
+        page_size: int = 200,
+    ) -> Iterator[LogEvent]:
+        """Log events newest first, page by page; never reads the whole table.
+
+        With `cidr`, one query of the by-cidr index; otherwise one query per day bucket, newest day first.
+        Events past their retention (`now` - retention) are skipped even if TTL has not removed them yet.
+        """
+        horizon = (time.time() if now is None else now) - self.log_retention_s
+        low, high = _time_key(max(since, horizon)), _time_key(until) + "#~"
+        filters, names, values = _log_filters(kinds, nacl_id)
+        queries: list[tuple[str, dict[str, Any], str | None]]
+        if cidr is not None:
+            queries = [("cidr = :key AND sk BETWEEN :low AND :high", {":key": _s(cidr)}, LOG_BY_CIDR_INDEX)]
+        else:
+            queries = [
+                ("pk = :key AND sk BETWEEN :low AND :high", {":key": _s(LOG_PREFIX + day)}, None)
+                for day in _days_newest_first(max(since, horizon), until)
+            ]
+        yielded = 0
+        for condition, key_values, index in queries:
+            params: dict[str, Any] = {
+                "TableName": self.log_table,
+                "KeyConditionExpression": condition,
+                "ExpressionAttributeValues": {**key_values, ":low": _s(low), ":high": _s(high), **values},
+                "ScanIndexForward": False,
+                "Limit": page_size,
+            }
+            if index:
+                params["IndexName"] = index
+            if filters:
+                params["FilterExpression"] = filters
+            if names:
+                params["ExpressionAttributeNames"] = names
+            for item in self._pages(params):
+                yield _event_from(item)
+                yielded += 1
+                if limit is not None and yielded >= limit:
+                    return
+
+    def history(self, cidr: str, *, now: float | None = None) -> list[LogEvent]:
+        """Every retained event of one source, oldest first (the by-cidr index)."""
+        horizon = (time.time() if now is None else now) - self.log_retention_s
+        return list(
+            _event_from(item)
+            for item in self._pages(
+                {
+                    "TableName": self.log_table,
+                    "IndexName": LOG_BY_CIDR_INDEX,
+                    "KeyConditionExpression": "cidr = :cidr AND sk >= :low",
+                    "ExpressionAttributeValues": {":cidr": _s(cidr), ":low": _s(_time_key(horizon))},
+                    "ScanIndexForward": True,
+                }
+            )
+        )
+
+    # -- internals ---------------------------------------------------------------------------------------
+
+    def _transact(self, items: list[dict[str, Any]]) -> None:
+        # One client token for the whole retry loop: DynamoDB then treats a retry of a transaction that did
+        # commit (its response was lost) as the same transaction and does not apply it twice.
+        token = uuid.uuid4().hex
+        try:
+            self._retry.call(
+                "TransactWriteItems",
+                lambda: self._ddb.transact_write_items(TransactItems=items, ClientRequestToken=token),
+                transient=_transient_transaction,
+            )
+        except ClientError as exc:
+            if error_code(exc) != "TransactionCanceledException":
+                raise
+            reasons = [str(r.get("Code")) for r in exc.response.get("CancellationReasons", [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":  # the first item is the lease check
+                raise LeaseLost("the lease ran out before the change was written") from None
+            raise LedgerConflict(f"ledger changed meanwhile ({', '.join(reasons)})") from None
+
+    def _deliver(self, journal_key: dict[str, Any], log_items: list[dict[str, Any]]) -> None:
+        self._write_log(log_items)
+        self._retry.call(
+            "DeleteItem journal", lambda: self._ddb.delete_item(TableName=self.state_table, Key=journal_key)
+        )
+
+    def _write_log(self, log_items: list[dict[str, Any]]) -> None:
+        """Put log items in batches of 25. A retry rewrites an item with the same key and content."""
+        for start in range(0, len(log_items), 25):
+            pending = [{"PutRequest": {"Item": item}} for item in log_items[start : start + 25]]
+            for attempt in range(self._retry.backoff.attempts):
+                request = {self.log_table: pending}
+                reply = self._retry.call(
+                    "BatchWriteItem", partial(self._ddb.batch_write_item, RequestItems=request)
+                )
+                pending = reply.get("UnprocessedItems", {}).get(self.log_table, [])
+                if not pending:
+                    break
+                self._retry.pause(attempt, "BatchWriteItem left items unprocessed")
+            else:
+                raise LedgerError(f"DynamoDB left {len(pending)} log events unwritten after retries")
+
+    def _lease_check(self, lease: Lease, now: float) -> dict[str, Any]:
+        return {
+            "ConditionCheck": {
+                "TableName": self.state_table,
+                "Key": _key(LOCK_PREFIX + lease.nacl_id, "LOCK"),
+                "ConditionExpression": "holder = :holder AND lease_until > :now",
+                "ExpressionAttributeValues": {":holder": _s(lease.holder), ":now": _n(now)},
+            }
+        }
+
+    def _transact_item(self, write: LedgerWrite) -> dict[str, Any]:
+        match write:
+            case PutDeny(record, replaces):
+                return {"Put": _conditional_put(self.state_table, _deny_item(record), _version(replaces))}
+            case DropDeny(record):
+                return {
+                    "Delete": {
+                        "TableName": self.state_table,
+                        "Key": _key(
+                            DENY_PREFIX + record.nacl_id, _deny_sort_key(record.direction, record.rule)
+                        ),
+                        "ConditionExpression": "write_id = :version",
+                        "ExpressionAttributeValues": {":version": _s(record.write_id)},
+                    }
+                }
+        raise TypeError(f"not a ledger change: {write!r}")
+
+    def _event_item(self, event: LogEvent) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            **_key(LOG_PREFIX + _day(event.at), event.sort_key),
+            "event": _s(event.kind),
+            "at": _n(event.at),
+            "cidr": _s(event.cidr),
+            "reason": _s(event.reason),
+            "actor": _s(event.actor),
+            "event_id": _s(event.event_id),
+            TTL_ATTRIBUTE: _n(int(event.at + self.log_retention_s)),
+        }
+        if event.nacl_id is not None:
+            item["nacl_id"] = _s(event.nacl_id)
+        if event.direction is not None:
+            item["direction"] = _s(event.direction)
+        if event.rule is not None:
+            item["rule"] = _n(event.rule)
+        if event.origin is not None:
+            item["origin"] = _s(str(event.origin))
+        if event.evidence is not None:
+            item["evidence"] = _evidence_item(event.evidence)
+        if event.expires is not None:
+            item["expires"] = _n(event.expires)
+        if event.offences is not None:
+            item["offences"] = _n(event.offences)
+        if event.would is not None:
+            item["would"] = _s(event.would)
+        return item
+
+    def _query(self, **params: Any) -> list[dict[str, Any]]:
+        return list(self._pages(params))
+
+    def _pages(self, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        start: dict[str, Any] | None = None
+        while True:
+            request = dict(params, ExclusiveStartKey=start) if start else dict(params)
+            page = self._retry.call("Query", partial(self._ddb.query, **request))
+            yield from page.get("Items", [])
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return
+
+
+# -- item layouts --------------------------------------------------------------------------------------
+
+
+def _deny_sort_key(direction: Direction, rule: int) -> str:
+    return f"{direction}#{rule:05d}"
+
+
+def _deny_item(record: DenyRecord) -> dict[str, Any]:
+    return {
+        **_key(DENY_PREFIX + record.nacl_id, _deny_sort_key(record.direction, record.rule)),
+        "nacl_id": _s(record.nacl_id),
+        "direction": _s(record.direction),
+        "rule": _n(record.rule),
+        "cidr": _s(record.cidr),
+        "family": _n(record.family),
+        "created": _n(record.created),
+        "expires": _n(record.expires),
+        "offences": _n(record.offences),
+        "origin": _s(str(record.origin)),
+        "reason": _s(record.reason),
+        "evidence": _evidence_item(record.evidence),
+        "write_id": _s(record.write_id),
+        TTL_ATTRIBUTE: _n(int(record.expires) + DENY_TTL_GRACE_S),
+    }
+
+
+def _deny_from(item: Mapping[str, Any]) -> DenyRecord:
+    return DenyRecord(
+        nacl_id=item["nacl_id"]["S"],
+        direction=Direction(item["direction"]["S"]),
+        rule=int(item["rule"]["N"]),
+        cidr=item["cidr"]["S"],
+        created=float(item["created"]["N"]),
+        expires=float(item["expires"]["N"]),
+        offences=int(item["offences"]["N"]),
+        origin=Origin.parse(item["origin"]["S"]),
+        reason=item["reason"]["S"],
+        evidence=_evidence_from(item.get("evidence")),
+        write_id=item["write_id"]["S"],
+    )
+
+
+def _offence_item(record: OffenceRecord) -> dict[str, Any]:
+    return {
+        **_key(OFFENCE_PREFIX + record.cidr, "OFFENCE"),
+        "cidr": _s(record.cidr),
+        "offences": _n(record.count),
+        "ban_started": _n(record.ban_started),
+        "ban_until": _n(record.ban_until),
+        "remember_until": _n(record.remember_until),
+        "write_id": _s(record.write_id),
+        TTL_ATTRIBUTE: _n(int(record.remember_until) + 1),
+    }
+
+
+def _offence_from(item: Mapping[str, Any]) -> OffenceRecord:
+    return OffenceRecord(
+        cidr=item["cidr"]["S"],
+        count=int(item["offences"]["N"]),
+        ban_started=float(item["ban_started"]["N"]),
+        ban_until=float(item["ban_until"]["N"]),
+        remember_until=float(item["remember_until"]["N"]),
+        write_id=item["write_id"]["S"],
+    )
+
+
+def _event_from(item: Mapping[str, Any]) -> LogEvent:
+    def text(name: str) -> str | None:
+        return item[name]["S"] if name in item else None
+
+    def number(name: str) -> float | None:
+        return float(item[name]["N"]) if name in item else None
+
+    rule, offences = number("rule"), number("offences")
+    direction, origin, would = text("direction"), text("origin"), text("would")
+    return LogEvent(
+        kind=EventKind(item["event"]["S"]),
+        at=float(item["at"]["N"]),
+        cidr=item["cidr"]["S"],
+        reason=item["reason"]["S"],
+        actor=item["actor"]["S"],
+        nacl_id=text("nacl_id"),
+        direction=Direction(direction) if direction else None,
+        rule=int(rule) if rule is not None else None,
+        origin=Origin.parse(origin) if origin else None,
+        evidence=_evidence_from(item["evidence"]) if "evidence" in item else None,
+        expires=number("expires"),
+        offences=int(offences) if offences is not None else None,
+        would=EventKind(would) if would else None,
+        event_id=item["event_id"]["S"],
+    )
+
+
+def _evidence_item(evidence: Evidence) -> dict[str, Any]:
+    fields = {"pps": _n(evidence.pps), "bps": _n(evidence.bps), "share": _n(evidence.share)}
+    fields["members"] = _n(evidence.members)
+    if evidence.reject_pps is not None:
+        fields["reject_pps"] = _n(evidence.reject_pps)
+    return {"M": fields}
+
+
+def _evidence_from(item: Mapping[str, Any] | None) -> Evidence:
+    fields = item["M"] if item else {}
+
+    def number(name: str) -> float:
+        return float(fields[name]["N"]) if name in fields else 0.0
+
+    return Evidence(
+        pps=number("pps"),
+        bps=number("bps"),
+        share=number("share"),
+        members=int(number("members")),
+        reject_pps=float(fields["reject_pps"]["N"]) if "reject_pps" in fields else None,
+    )
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+
+
+def _version(record: DenyRecord | OffenceRecord | None) -> str | None:
+    return None if record is None else record.write_id
+
+
+def _conditional_put(table: str, item: dict[str, Any], expected_version: str | None) -> dict[str, Any]:
+    """PutItem parameters that succeed only over the version read (`None`: only where nothing is)."""
+    if expected_version is None:
+        return {"TableName": table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
+    return {
+        "TableName": table,
+        "Item": item,
+        "ConditionExpression": "write_id = :version",
+        "ExpressionAttributeValues": {":version": _s(expected_version)},
+    }
+
+
+def _transient_transaction(exc: BaseException) -> bool:
+    """Throttling and 5xx, and a cancellation caused only by contention (never by a failed condition)."""
+    if error_code(exc) == "TransactionCanceledException" and isinstance(exc, ClientError):
+        reasons = {str(r.get("Code")) for r in exc.response.get("CancellationReasons", [])}
+        return "ConditionalCheckFailed" not in reasons and bool(
+            reasons & {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
+        )
+    return is_transient(exc)
+
+
+def _pack(groups: Sequence[Sequence[LedgerWrite]], *, room: int) -> Iterator[list[LedgerWrite]]:
+    """Whole groups into chunks of at most `room` ledger changes (log events ride in the journal)."""
+    chunk: list[LedgerWrite] = []
+    used = 0
+    for group in groups:
+        size = sum(1 for write in group if not isinstance(write, AppendEvent))
+        if size > room:
+            raise LedgerError(f"a group of {size} changes does not fit one transaction ({room})")
+        if chunk and used + size > room:
+            yield chunk
+            chunk, used = [], 0
+        chunk.extend(group)
+        used += size
+    if chunk:
+        yield chunk
+
+
+def _log_filters(
+    kinds: Sequence[EventKind], nacl_id: str | None
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """FilterExpression, ExpressionAttributeNames and values for the log's event and NACL filters."""
+    clauses: list[str] = []
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    if kinds:
+        placeholders = [f":kind{i}" for i in range(len(kinds))]
+        clauses.append(f"#event IN ({', '.join(placeholders)})")
+        names["#event"] = "event"
+        values.update({p: _s(kind) for p, kind in zip(placeholders, kinds, strict=True)})
+    if nacl_id is not None:
+        clauses.append("nacl_id = :nacl")
+        values[":nacl"] = _s(nacl_id)
+    return " AND ".join(clauses), names, values
+
+
+def _days_newest_first(since: float, until: float) -> list[str]:
+    first = datetime.fromtimestamp(since, UTC).date()
+    day = datetime.fromtimestamp(until, UTC).date()
+    days: list[str] = []
+    while day >= first:
+        days.append(day.isoformat())
+        day -= timedelta(days=1)
+    return days
+
+
+def _time_key(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _day(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d")
+
+
+def _key(pk: str, sk: str) -> dict[str, Any]:
+    return {PARTITION_KEY: _s(pk), SORT_KEY: _s(sk)}
+
+
+def _s(text: str) -> dict[str, str]:
+    return {"S": str(text)}
+
+
+def _n(number: float) -> dict[str, str]:
+    if not math.isfinite(number):
+        raise ValueError(f"DynamoDB cannot store {number}")
+    return {"N": str(number) if isinstance(number, int) else str(Decimal(repr(number)))}

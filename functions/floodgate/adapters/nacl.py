@@ -1,0 +1,251 @@
+"""EC2 Network ACL adapter: read NACLs and write Floodgate's deny entries, nothing else.
+
+Every mutating call writes one all-protocol deny entry (`Protocol "-1"`, `RuleAction deny`) at a rule number
+the caller chose; the gateway never decides numbers and never lists what to write. Failures come out as the
+distinct exceptions below, after transient ones (throttling, 5xx) were retried with backoff.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from floodgate.adapters.retry import Retrier, client_config, error_code, is_server_error
+from floodgate.core.slots import Direction
+
+DEFAULT_RULE_NUMBER = 32767  # `*`: 32767 for IPv4, 32768 for IPv6; cannot be changed
+ALL_PROTOCOLS = "-1"
+
+# The emulator reports an unknown NACL id with a route-table error code; AWS with the NACL one.
+_UNKNOWN_NACL_CODES = frozenset({"InvalidNetworkAclID.NotFound", "InvalidRouteTableID.NotFound"})
+_ENTRY_NOT_FOUND = "InvalidNetworkAclEntry.NotFound"
+_ENTRY_EXISTS = "NetworkAclEntryAlreadyExists"
+_ENTRY_LIMIT = "NetworkAclEntryLimitExceeded"
+
+
+class NaclError(Exception):
+    """A NACL operation that cannot succeed as asked."""
+
+
+class UnknownNacl(NaclError, LookupError):
+    """The NACL (or the VPC's NACLs) does not exist or is not visible with these credentials."""
+
+
+class EntryAlreadyExists(NaclError):
+    """Another entry holds the rule number: a concurrent writer got there first."""
+
+    def __init__(self, nacl_id: str, rule: int, direction: Direction, existing: NaclEntry | None) -> None:
+        held_by = existing.describe() if existing else "an entry that has since gone"
+        super().__init__(f"{nacl_id}: {direction} rule {rule} is taken by {held_by}")
+        self.existing = existing
+
+
+class EntryLimitExceeded(NaclError):
+    """AWS refused the entry: the account's rules-per-NACL quota is lower than Floodgate was told."""
+
+
+class EntryNotFound(NaclError, LookupError):
+    """The entry to replace is not there."""
+
+
+@dataclass(frozen=True, slots=True)
+class NaclEntry:
+    rule: int
+    direction: Direction
+    action: str  # "allow" or "deny"
+    protocol: str  # "-1" for all, else an IP protocol number
+    cidr: str  # canonical IPv4 or IPv6 network
+    ports: tuple[int, int] | None = None
+
+    @property
+    def family(self) -> int:
+        return 6 if ":" in self.cidr else 4
+
+    @property
+    def is_default(self) -> bool:
+        return self.rule >= DEFAULT_RULE_NUMBER
+
+    def is_deny_all_from(self, family: int) -> bool:
+        """The shape of every entry Floodgate writes: deny, all protocols, the given address family."""
+        return self.action == "deny" and self.protocol == ALL_PROTOCOLS and self.family == family
+
+    def is_deny_of(self, cidr: str) -> bool:
+        """Exactly the entry Floodgate writes to deny `cidr`."""
+        return self.action == "deny" and self.protocol == ALL_PROTOCOLS and self.cidr == cidr
+
+    def describe(self) -> str:
+        protocol = "all" if self.protocol == ALL_PROTOCOLS else f"protocol {self.protocol}"
+        ports = f" ports {self.ports[0]}-{self.ports[1]}" if self.ports else ""
+        return f"{self.direction} rule {self.rule} {self.action} {protocol} {self.cidr}{ports}"
+
+
+@dataclass(frozen=True, slots=True)
+class NaclSnapshot:
+    nacl_id: str
+    vpc_id: str
+    is_default: bool
+    entries: tuple[NaclEntry, ...]
+
+    def in_rules(self, direction: Direction, rules: range) -> dict[int, NaclEntry]:
+        return {e.rule: e for e in self.entries if e.direction is direction and e.rule in rules}
+
+    def entry(self, direction: Direction, rule: int) -> NaclEntry | None:
+        return next((e for e in self.entries if e.direction is direction and e.rule == rule), None)
+
+
+class NaclGateway:
+    """Reads NACLs and creates, replaces and deletes deny entries.
+
+    At most one mutating EC2 call per method call, plus retries of calls that failed transiently.
+    """
+
+    def __init__(self, client: Any = None, *, retrier: Retrier | None = None) -> None:
+        self._ec2 = client if client is not None else boto3.client("ec2", config=client_config())
+        self._retry = retrier or Retrier()
+
+    def describe_vpc(self, vpc_id: str) -> dict[str, NaclSnapshot]:
+        """Snapshots of every NACL of the VPC, by id in id order."""
+        found: dict[str, NaclSnapshot] = {}
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"Filters": [{"Name": "vpc-id", "Values": [vpc_id]}], "MaxResults": 100}
+            if token:
+                params["NextToken"] = token
+            page = self._retry.call("DescribeNetworkAcls", partial(self._ec2.describe_network_acls, **params))
+            found.update((acl["NetworkAclId"], _snapshot(acl)) for acl in page.get("NetworkAcls", []))
+            token = page.get("NextToken")
+            if not token:
+                break
+        if not found:
+            raise UnknownNacl(
+                f"{vpc_id} has no network ACLs (does the VPC exist in this account and Region?)"
+            )
+        return dict(sorted(found.items()))
+
+    def describe(self, nacl_ids: Sequence[str]) -> dict[str, NaclSnapshot]:
+        """Snapshots of the given NACLs, in one call. Raises UnknownNacl naming any id that does not exist."""
+        if not nacl_ids:
+            return {}
+        wanted = list(dict.fromkeys(nacl_ids))
+        try:
+            page = self._retry.call(
+                "DescribeNetworkAcls", lambda: self._ec2.describe_network_acls(NetworkAclIds=wanted)
+            )
+        except ClientError as exc:
+            if error_code(exc) in _UNKNOWN_NACL_CODES:
+                raise UnknownNacl(f"unknown network ACL among {', '.join(wanted)}: {_message(exc)}") from None
+            raise
+        found = {acl["NetworkAclId"]: _snapshot(acl) for acl in page.get("NetworkAcls", [])}
+        missing = [nacl_id for nacl_id in wanted if nacl_id not in found]
+        if missing:
+            raise UnknownNacl(f"unknown network ACL: {', '.join(missing)}")
+        return {nacl_id: found[nacl_id] for nacl_id in wanted}
+
+    def create_deny(self, nacl_id: str, *, rule: int, cidr: str, direction: Direction) -> None:
+        """Create the deny entry. Succeeds quietly when exactly this entry is already there (a retried call
+        whose first response was lost, or another worker doing the same)."""
+        params = _entry_params(nacl_id, rule, cidr, direction)
+        network = str(ipaddress.ip_network(cidr))
+        try:
+            self._retry.call("CreateNetworkAclEntry", lambda: self._ec2.create_network_acl_entry(**params))
+        except ClientError as exc:
+            code = error_code(exc)
+            if code == _ENTRY_EXISTS:
+                existing = self._entry(nacl_id, direction, rule)
+                if existing is not None and existing.is_deny_of(network):
+                    return
+                raise EntryAlreadyExists(nacl_id, rule, direction, existing) from None
+            if code == _ENTRY_LIMIT:
+                raise EntryLimitExceeded(f"{nacl_id}: {_message(exc)}") from None
+            if code in _UNKNOWN_NACL_CODES:
+                raise UnknownNacl(f"{nacl_id}: {_message(exc)}") from None
+            raise
+
+    def replace_deny(self, nacl_id: str, *, rule: int, cidr: str, direction: Direction) -> None:
+        """Turn the entry at `rule` into a deny of `cidr`, in one call. Raises EntryNotFound if it is gone."""
+        params = _entry_params(nacl_id, rule, cidr, direction)
+
+        def attempt() -> None:
+            try:
+                self._ec2.replace_network_acl_entry(**params)
+            except Exception as exc:
+                if error_code(exc) == _ENTRY_NOT_FOUND or self._missing_after(exc, nacl_id, direction, rule):
+                    raise EntryNotFound(f"{nacl_id}: no {direction} rule {rule} to replace") from None
+                raise
+
+        self._retry.call("ReplaceNetworkAclEntry", attempt)
+
+    def delete_entry(self, nacl_id: str, *, rule: int, direction: Direction) -> bool:
+        """Delete the entry at `rule`. False when it was already gone."""
+
+        def attempt() -> bool:
+            try:
+                self._ec2.delete_network_acl_entry(
+                    NetworkAclId=nacl_id, RuleNumber=rule, Egress=direction.egress
+                )
+            except Exception as exc:
+                if error_code(exc) == _ENTRY_NOT_FOUND or self._missing_after(exc, nacl_id, direction, rule):
+                    return False
+                raise
+            return True
+
+        return self._retry.call("DeleteNetworkAclEntry", attempt)
+
+    def _missing_after(self, exc: BaseException, nacl_id: str, direction: Direction, rule: int) -> bool:
+        """After a 5xx on replace or delete: is the entry simply not there?
+
+        The emulator answers a missing entry with HTTP 500; AWS answers 5xx only for its own trouble. Looking
+        tells the two apart: absent means not-found, present means a real server error worth retrying.
+        """
+        return is_server_error(exc) and self._entry(nacl_id, direction, rule) is None
+
+    def _entry(self, nacl_id: str, direction: Direction, rule: int) -> NaclEntry | None:
+        return self.describe([nacl_id])[nacl_id].entry(direction, rule)
+
+
+def _entry_params(nacl_id: str, rule: int, cidr: str, direction: Direction) -> dict[str, Any]:
+    network = ipaddress.ip_network(cidr)
+    address_key = "CidrBlock" if network.version == 4 else "Ipv6CidrBlock"
+    return {
+        "NetworkAclId": nacl_id,
+        "RuleNumber": rule,
+        "Protocol": ALL_PROTOCOLS,
+        "RuleAction": "deny",
+        "Egress": direction.egress,
+        address_key: str(network),
+    }
+
+
+def _snapshot(acl: dict[str, Any]) -> NaclSnapshot:
+    return NaclSnapshot(
+        nacl_id=acl["NetworkAclId"],
+        vpc_id=acl.get("VpcId", ""),
+        is_default=bool(acl.get("IsDefault", False)),
+        entries=tuple(sorted(_entries(acl.get("Entries", [])), key=lambda e: (e.direction, e.rule))),
+    )
+
+
+def _entries(raw: Iterable[dict[str, Any]]) -> Iterable[NaclEntry]:
+    for item in raw:
+        cidr = item.get("CidrBlock") or item.get("Ipv6CidrBlock")
+        if not cidr:
+            continue
+        port_range = item.get("PortRange")
+        yield NaclEntry(
+            rule=int(item["RuleNumber"]),
+            direction=Direction.EGRESS if item.get("Egress") else Direction.INGRESS,
+            action=str(item.get("RuleAction", "")).lower(),
+            protocol=str(item.get("Protocol", "")),
+            cidr=str(ipaddress.ip_network(cidr, strict=False)),
+            ports=(int(port_range["From"]), int(port_range["To"])) if port_range else None,
+        )
+
+
+def _message(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Message", exc))
