@@ -22,7 +22,7 @@ import random
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field, replace
@@ -83,8 +83,9 @@ class Narrator:
 
 
 class Demo:
-    def __init__(self, out: TextIO, emulator: server.Emulator, function_log: TextIO) -> None:
+    def __init__(self, out: TextIO, emulator: server.Emulator, function_log: TextIO, stack_name: str) -> None:
         self.emulator = emulator
+        self.stack_name = stack_name
         self.clock = DemoClock(float(int(time.time()) // 60 * 60 - 50 * 60))
         self.say = Narrator(out, self.clock)
         self.ec2 = server.client(emulator, "ec2")
@@ -104,7 +105,7 @@ class Demo:
             f"{network.allow_rule}), interfaces {', '.join(eni for eni, _ in self.interfaces)}"
         )
         self.say.step("deploying the synthesized CDK stack into the emulator …")
-        stack = deploy(self.emulator, context=network.context())
+        stack = deploy(self.emulator, context={**network.context(), "stackName": self.stack_name})
         self.say.show(stack.summary())
         self.stack = stack
         self.detector = self._function(OUTPUT.DETECTOR_FUNCTION)
@@ -259,8 +260,17 @@ class Demo:
         return out.getvalue()
 
 
-def run(out: TextIO = sys.stdout, *, keep: bool = False, wait: Callable[[], None] | None = None) -> Incident:
-    """Play the whole demo; raises SystemExit with the reason on any failure."""
+def run(
+    out: TextIO = sys.stdout,
+    *,
+    stack_name: str = "Floodgate",
+    keep: bool = False,
+) -> Incident:
+    """Play the whole demo; raises SystemExit with the reason on any failure.
+
+    moto keeps one state per process, so a caller that shares the process with other deployments (the
+    tests) passes its own stack name.
+    """
     began = time.perf_counter()
     # The deploy step reports what moto's CloudFormation skips (and fills it in); moto's own per-resource
     # warnings would only repeat that.
@@ -270,7 +280,7 @@ def run(out: TextIO = sys.stdout, *, keep: bool = False, wait: Callable[[], None
     # What the functions print (structured logs, EMF metrics) goes to a file, as it would go to CloudWatch
     # Logs; the story goes to `out`.
     with (LOG_DIR / "functions.log").open("w") as function_log, redirect_stdout(function_log), server.running() as emulator:
-        demo = Demo(out, emulator, function_log)
+        demo = Demo(out, emulator, function_log, stack_name)
         incident = demo.build()
         demo.play(incident)
         demo.deny_log(incident)
@@ -278,7 +288,7 @@ def run(out: TextIO = sys.stdout, *, keep: bool = False, wait: Callable[[], None
         _verdict(demo, incident, out)
         if keep:
             _explain_endpoint(emulator, demo.stack.stack_name, out)
-            (wait or _wait_for_interrupt)()
+            _wait_for_interrupt()
     return incident
 
 

@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("demo")]
 
 def test_the_demo_incident_blocks_the_flood_and_lifts_it_after_expiry() -> None:
     out = io.StringIO()
-    incident = demo.run(out)
+    incident = demo.run(out, stack_name="FloodgateDemoTest")
     story = out.getvalue()
 
     # The flood's /24 and its three single sources were denied in the NACL, nothing else.
