@@ -15,7 +15,7 @@ import pytest
 from floodgate.events import AlarmStateChange, DetectorEvent, InvalidEvent
 from floodgate.handlers import detector as detector_handler
 from floodgate.handlers import expirer as expirer_handler
-from floodgate.handlers.runtime import ColdStart, logger
+from floodgate.handlers.runtime import ColdStart, logger, tracer
 from floodgate.observability import METRIC, SERVICE_NAME
 from floodgate.settings import ENV, ConfigError, Settings
 from tests.events import LambdaContextStub, load
@@ -152,3 +152,9 @@ def test_settings_are_validated_once_at_cold_start_and_a_bad_one_is_named(
     first = cold_start.get()
     monkeypatch.setenv(ENV.MIN_SHARE, "2")
     assert cold_start.get() is first and len(built) == 1
+
+
+def test_tracing_is_a_no_op_outside_lambda() -> None:
+    # powertools disables the Tracer without LAMBDA_TASK_ROOT (or with POWERTOOLS_TRACE_DISABLED=true):
+    # the decorators run, nothing is sent to an X-Ray daemon.
+    assert tracer.disabled

@@ -10,19 +10,20 @@ import zlib
 
 import pytest
 
+from emulator.traffic import VPC_CIDR, Source, background, flow_lines, public_addresses
 from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat, FlowLogParser, SourceBatch
 from floodgate.core.summary import Counter, TrafficSummary
 from floodgate.core.window import (
     COUNTER,
     CorruptPart,
     max_parts,
-    merge_parts,
+    merge_batches,
+    open_batch,
     pack_summary,
     rate_window_s,
     reject_rate_of,
     reject_rates,
 )
-from emulator.traffic import VPC_CIDR, Source, background, flow_lines, public_addresses
 
 V2 = FlowLogFormat.parse(DEFAULT_FORMAT)
 
@@ -60,8 +61,7 @@ def test_merging_packed_batches_gives_what_adding_the_batches_gives_while_under_
     direct.add(first)
     direct.add(second)
     window = TrafficSummary(capacity=800, member_floor_pps=50.0)
-    for batch in (first, second):
-        merge_parts(window, pack_summary(summary_of(batch)))
+    merge_batches(window, [open_batch(pack_summary(summary_of(batch))) for batch in (first, second)])
     assert counters(window) == counters(direct)
     assert (window.total_packets, window.total_bytes, window.reject_packets) == (
         direct.total_packets,
@@ -98,13 +98,15 @@ def test_merged_window_keeps_every_heavy_hitter_within_its_error_bound() -> None
     heavy = public_addresses(rng, 3)
     window = TrafficSummary(capacity=64, member_floor_pps=50.0)
     truth: dict[str, int] = {}
+    digests = []
     for seed in range(6):
         sources = background(rng, 2000, pps=2.0) + [Source(a, 3000, flows=4) for a in heavy]
         batch = batch_of(sources, seed=seed)
         for (_, value), tally in batch.sources.items():
             address = str(ipaddress.IPv4Address(value))
             truth[address] = truth.get(address, 0) + tally[0]
-        merge_parts(window, pack_summary(summary_of(batch, capacity=64)))
+        digests.append(open_batch(pack_summary(summary_of(batch, capacity=64))))
+    merge_batches(window, digests)
     level = window.levels[(4, 32)]
     assert len(level.counters) <= 64
     assert level.error <= window.total_packets / 65 * 2  # batch errors plus the merge's own compaction
@@ -116,21 +118,19 @@ def test_merged_window_keeps_every_heavy_hitter_within_its_error_bound() -> None
 def test_a_reader_with_narrower_prefix_caps_ignores_the_levels_it_does_not_keep() -> None:
     batch = batch_of([Source("203.0.113.9", 9000)], seed=1)
     window = TrafficSummary(capacity=800, member_floor_pps=50.0, max_prefix_v4=24)
-    merge_parts(window, pack_summary(summary_of(batch)))
+    merge_batches(window, [open_batch(pack_summary(summary_of(batch)))])
     assert set(window.levels) == {(4, 32), (4, 24), (6, 128), (6, 64), (6, 48)}
     assert window.levels[(4, 24)].counters
 
 
-def test_damaged_or_foreign_parts_are_refused_and_change_nothing() -> None:
+def test_damaged_or_foreign_parts_are_refused() -> None:
     good = pack_summary(summary_of(batch_of([Source("203.0.113.9", 9000)], seed=1)))[0]
-    window = TrafficSummary(capacity=800, member_floor_pps=50.0)
     raw = zlib.decompress(good)
     future = zlib.compress(raw.replace(b'"v":1', b'"v":9'))
     ragged = zlib.compress(raw + b"\x00" * (COUNTER.size - 1))
     for part, message in ((b"junk", "cannot open part"), (future, "part format 9"), (ragged, "not whole")):
         with pytest.raises(CorruptPart, match=message):
-            merge_parts(window, [part])
-    assert window.total_packets == 0 and not window.levels[(4, 32)].counters
+            open_batch([part])
 
 
 def test_the_rate_window_is_the_records_span_within_one_interval_and_the_window_plus_one() -> None:

@@ -1,0 +1,106 @@
+"""SNS adapter: short, readable notices of denies going in and coming out, with the evidence behind them.
+
+One message per operation, one line per source (a deny written to several NACLs is one line). Without a
+topic the notifier does nothing. A failed publish is logged, never raised: the denies it reports are already
+in force and in the deny log, and failing the invocation would only make Lambda repeat a decision that has
+nothing left to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import boto3
+
+from floodgate.adapters.ledger import EventKind, LogEvent
+from floodgate.adapters.retry import Retrier, client_config
+from floodgate.core.durations import format_duration
+
+_log = logging.getLogger(__name__)
+
+NOTIFIED: dict[EventKind, str] = {
+    EventKind.BLOCK: "blocked",
+    EventKind.UNBLOCK: "unblocked",
+    EventKind.EXPIRE: "expired",
+    EventKind.EVICT: "evicted",
+}
+MAX_LINES = 25  # beyond this the message says how many more; the deny log has them all
+_SUBJECT_LIMIT = 100  # SNS: at most 100 printable ASCII characters
+
+
+class Notifier:
+    """Publishes notices to `topic_arn` (None: notifications are off). Takes a low-level SNS client."""
+
+    def __init__(
+        self,
+        topic_arn: str | None,
+        client: Any = None,
+        *,
+        retrier: Retrier | None = None,
+    ) -> None:
+        self.topic_arn = topic_arn
+        self._sns = client  # the default client is made on first publish: most runs announce nothing
+        self._retry = retrier or Retrier()
+
+    def publish(self, events: Sequence[LogEvent], *, context: str) -> bool:
+        """Announce the block, unblock, expiry and eviction events among `events`. True when a message went
+        out, False when there was nothing to say, no topic, or the publish failed (logged)."""
+        notable = [event for event in events if event.kind in NOTIFIED]
+        if not notable or self.topic_arn is None:
+            return False
+        subject, body = compose(notable, context=context)
+        if self._sns is None:
+            self._sns = boto3.client("sns", config=client_config())
+        try:
+            self._retry.call(
+                "Publish",
+                partial(self._sns.publish, TopicArn=self.topic_arn, Subject=subject, Message=body),
+            )
+        except Exception:
+            _log.error("notification to %s failed: %s", self.topic_arn, subject, exc_info=True)
+            return False
+        return True
+
+
+def compose(events: Sequence[LogEvent], *, context: str) -> tuple[str, str]:
+    """(subject, body) of the notice for `events` (all of notified kinds)."""
+    lines: dict[tuple[EventKind, str], list[LogEvent]] = {}
+    for event in events:
+        lines.setdefault((event.kind, event.cidr), []).append(event)
+    counts: dict[EventKind, int] = {}
+    for kind, _ in lines:
+        counts[kind] = counts.get(kind, 0) + 1
+    summary = ", ".join(f"{count} {NOTIFIED[kind]}" for kind, count in counts.items())
+    first_cidr = next(iter(lines))[1]
+    subject = (
+        f"Floodgate: {summary}" if len(lines) > 1 else f"Floodgate: {first_cidr} {NOTIFIED[events[0].kind]}"
+    )
+    body = [f"Floodgate ({context}): {summary}.", ""]
+    body += [_line(group) for group in list(lines.values())[:MAX_LINES]]
+    if len(lines) > MAX_LINES:
+        body.append(f"... and {len(lines) - MAX_LINES} more; see the deny log (floodgate log).")
+    return _ascii(subject)[:_SUBJECT_LIMIT], "\n".join(body) + "\n"
+
+
+def _line(group: list[LogEvent]) -> str:
+    """`BLOCKED 203.0.113.7/32 in acl-1 (ingress rule 100), acl-2 (...) until 16:35Z: <reason>`."""
+    first = group[0]
+    places = ", ".join(
+        f"{e.nacl_id} ({e.direction} rule {e.rule})" if e.rule is not None else str(e.nacl_id)
+        for e in group
+        if e.nacl_id is not None
+    )
+    where = f" in {places}" if places else ""
+    until = ""
+    if first.kind is EventKind.BLOCK and first.expires is not None:
+        stamp = datetime.fromtimestamp(first.expires, UTC).strftime("%H:%MZ")
+        until = f" until {stamp} ({format_duration(first.expires - first.at)})"
+    return f"{NOTIFIED[first.kind].upper()} {first.cidr}{where}{until}: {first.reason}"
+
+
+def _ascii(text: str) -> str:
+    return text.encode("ascii", "replace").decode().replace("\n", " ")

@@ -1,0 +1,137 @@
+"""The expirer's domain, run every minute: end the bans that are over (or extend those whose source still
+floods, seen as REJECT in the window), then put any drift between ledger and NACLs right.
+
+A run with nothing due reads the ledger once per NACL and the NACLs twice (the drift check), and writes
+nothing. Two runs at once are safe: every change happens under the NACL's lease in the enforcement engine,
+and the second run decides again from what the first one left.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from floodgate.adapters.ledger import DenyRecord, Ledger, LogEvent
+from floodgate.adapters.notify import Notifier
+from floodgate.adapters.retry import Retrier
+from floodgate.adapters.window import TrafficWindow
+from floodgate.core.window import rate_window_s, reject_rate_of
+from floodgate.enforcement import Drift, DriftKind, Enforcer
+from floodgate.observability import METRIC
+from floodgate.reports import event_metrics, event_tally
+from floodgate.settings import Settings
+from floodgate.wiring import detection_config, dynamodb_client, enforcer_for, window_for
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryReport:
+    due: tuple[str, ...]  # CIDRs whose ban was over when the run started
+    events: tuple[LogEvent, ...]  # EXPIRE, EXTEND and REPAIR events written
+    drift: tuple[Drift, ...]  # what the drift check found (foreign entries are reported, never touched)
+    active: Mapping[str, int]  # denies in force per NACL after the run
+
+    def metric_values(self) -> dict[str, float]:
+        return {**event_metrics(self.events), METRIC.DENIES_ACTIVE: float(sum(self.active.values()))}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "due": list(self.due),
+            "tally": event_tally(self.events),
+            "drift": [_drift_text(d) for d in self.drift],
+            "active": dict(self.active),
+        }
+
+
+class ExpiryService:
+    """One expirer run. `clock` is the wall time of every decision (injectable for tests)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        enforcer: Enforcer,
+        window: TrafficWindow,
+        notifier: Notifier,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.enforcer = enforcer
+        self.window = window
+        self.notifier = notifier
+        self._clock = clock
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        actor: str = "floodgate-expirer",
+        dynamodb: Any = None,
+        ec2: Any = None,
+        sns: Any = None,
+        retrier: Retrier | None = None,
+    ) -> ExpiryService:
+        """The production wiring (`floodgate.wiring`), on default AWS clients unless clients are given."""
+        dynamodb = dynamodb_client(dynamodb)
+        enforcer = enforcer_for(
+            settings, dynamodb=dynamodb, ec2=ec2, clock=clock, actor=actor, retrier=retrier
+        )
+        detection = detection_config(settings, enforcer.config.policy)
+        return cls(
+            settings,
+            enforcer=enforcer,
+            window=window_for(settings, detection, dynamodb=dynamodb, retrier=retrier),
+            notifier=Notifier(settings.topic_arn, sns, retrier=retrier),
+            clock=clock,
+        )
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.enforcer.ledger
+
+    def run(self) -> ExpiryReport:
+        now = self._clock()
+        held = self._held()
+        due = tuple(sorted({d.cidr for records in held.values() for d in records if d.expired(now)}))
+        events: list[LogEvent] = []
+        if due:
+            events += self.enforcer.expire(reject_pps=self._reject_rates(due, now)).events
+        check = self.enforcer.reconcile(dry_run=True)
+        if any(d.kind is not DriftKind.FOREIGN for d in check.drift):
+            events += self.enforcer.reconcile().events
+        for drift in check.drift:
+            _log.warning("drift: %s", _drift_text(drift))
+        if events:
+            held = self._held()
+            self.notifier.publish(events, context="expirer")
+        active = {nacl_id: sum(1 for d in records if not d.expired(now)) for nacl_id, records in held.items()}
+        return ExpiryReport(due, tuple(events), check.drift, active)
+
+    def _reject_rates(self, cidrs: tuple[str, ...], now: float) -> dict[str, float]:
+        """The evidence for extending a ban: the source's REJECT rate in the window (a denied source keeps
+        sending and is logged as REJECT). Read only when a ban is over and evidence can extend it."""
+        if not self.settings.extend_on_evidence:
+            return {}
+        summary = self.window.read(now=now)
+        span = rate_window_s(summary, self.settings.window_s)
+        return {cidr: reject_rate_of(summary, cidr, span) for cidr in cidrs}
+
+    def _held(self) -> dict[str, list[DenyRecord]]:
+        config = self.enforcer.config
+        nacl_ids = config.nacl_ids
+        if not nacl_ids:
+            assert config.vpc_id is not None  # EnforcementConfig requires one target or the other
+            nacl_ids = tuple(self.enforcer.gateway.describe_vpc(config.vpc_id))
+        return {nacl_id: self.ledger.denies(nacl_id) for nacl_id in nacl_ids}
+
+
+def _drift_text(drift: Drift) -> str:
+    return (
+        f"{drift.kind} in {drift.nacl_id} {drift.direction} rule {drift.rule} ({drift.cidr}): {drift.detail}"
+    )

@@ -1,0 +1,45 @@
+"""Detector Lambda: VPC Flow Log batches (CloudWatch Logs subscription), alarm state changes (EventBridge
+or the alarm's own Lambda action) and manual actions (console, SSM runbooks, CLI).
+
+An event of no known kind, or a malformed one, raises InvalidEvent before anything is read or written.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from floodgate.events import AlarmStateChange, InvalidEvent, parse_detector_event
+from floodgate.handlers.runtime import ColdStart, logger, metrics, record, tracer
+from floodgate.settings import Settings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from floodgate.detection_service import DetectionService
+
+
+def _build(settings: Settings) -> DetectionService:
+    # The domain and boto3 load here, on first use, not at import: the handler module stays cheap to load.
+    from floodgate.detection_service import DetectionService  # noqa: PLC0415 - lazy on purpose
+
+    return DetectionService.from_settings(settings)
+
+
+detector: ColdStart[DetectionService] = ColdStart(_build)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        detector_event = parse_detector_event(event)
+    except InvalidEvent as exc:
+        logger.error("rejected event: %s", exc)
+        raise
+    if isinstance(detector_event, AlarmStateChange):
+        logger.set_correlation_id(detector_event.correlation_id)
+    else:
+        logger.set_correlation_id(context.aws_request_id)
+    tracer.put_annotation(key="event", value=type(detector_event).__name__)
+    return record(detector.get().handle(detector_event))

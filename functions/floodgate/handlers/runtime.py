@@ -1,0 +1,73 @@
+"""What both handlers share: the powertools Logger, Metrics and Tracer, the domain service each one builds
+once per execution environment, and the mapping from a service's report to metrics and a JSON answer."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, Protocol, TypeVar
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from floodgate.observability import METRIC, METRIC_NAMESPACE, SERVICE_NAME
+from floodgate.settings import Settings
+
+# The Logger is the `floodgate` stdlib logger: the domain modules' own loggers (floodgate.*) propagate to it
+# and come out as the same structured JSON, correlation id included.
+logger = Logger(service=SERVICE_NAME)
+metrics = Metrics(namespace=METRIC_NAMESPACE, service=SERVICE_NAME)
+# Only botocore is patched: the AWS calls are what a trace should show, and patching every library X-Ray
+# knows costs cold-start time for nothing.
+tracer = Tracer(service=SERVICE_NAME, patch_modules=["botocore"])
+
+# An alarm clearing or a control message has nothing to measure; that is not worth a warning per invocation.
+warnings.filterwarnings("ignore", "No application metrics to publish")
+
+T = TypeVar("T")
+
+
+class Report(Protocol):
+    def metric_values(self) -> dict[str, float]: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+class ColdStart(Generic[T]):
+    """A service built from the environment on first use, i.e. at cold start, then kept for the life of the
+    execution environment. Settings are validated there, once: a bad variable fails every invocation with
+    an error naming it. Tests and benchmarks put their own service in place with `use`."""
+
+    def __init__(self, build: Callable[[Settings], T]) -> None:
+        self._build = build
+        self._service: T | None = None
+
+    def get(self) -> T:
+        if self._service is None:
+            self._service = self._build(Settings.from_env(os.environ))
+        return self._service
+
+    def use(self, service: T | None) -> None:
+        self._service = service
+
+
+def record(report: Report) -> dict[str, Any]:
+    """Emit the report's metrics (EMF, flushed by `log_metrics`) and return its JSON answer."""
+    for name, value in report.metric_values().items():
+        unit = MetricUnit.Milliseconds if name == METRIC.DECISION_LATENCY_MS else MetricUnit.Count
+        metrics.add_metric(name=name, unit=unit, value=value)
+    return report.as_dict()
+
+
+def record_per_nacl(name: str, values: Mapping[str, int]) -> None:
+    """One series per NACL: the metric with a NaclId dimension besides service (see infra.observability)."""
+    for nacl_id, value in sorted(values.items()):
+        with single_metric(
+            name=name,
+            unit=MetricUnit.Count,
+            value=value,
+            namespace=METRIC_NAMESPACE,
+            default_dimensions={"service": SERVICE_NAME},
+        ) as metric:
+            metric.add_dimension(name="NaclId", value=nacl_id)

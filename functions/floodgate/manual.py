@@ -1,0 +1,314 @@
+"""The manual-action contract, shared by the Lambda console test event, the SSM runbooks and the CLI.
+
+    {"action": "block", "cidr": "203.0.113.7/32", "ttl": "30m", "reason": "...", "actor": "..."}
+    {"action": "unblock", "cidr": "203.0.113.7/32", "reason": "...", "actor": "..."}
+    {"action": "analyze", "dry_run": true}
+    {"action": "status"}
+
+- block: `ttl` is optional (without it the escalation rules decide) and at most FLOODGATE_MAX_TTL. The same
+  budget, allowlist and prefix caps apply as to automatic denies; a manual deny outranks automatic ones.
+- block, unblock: `dry_run` (optional) overrides the deployment's FLOODGATE_DRY_RUN for this request.
+- analyze: decide on the traffic window now, whatever the armed state; `dry_run` defaults to true, so
+  nothing is denied unless asked for in so many words. `actor` is optional.
+- status: the denies in force per NACL, pools against budget and quota, drift, and the armed state.
+
+The answer is JSON: `{"ok": true, "action": ..., ...}`, or `{"ok": false, "action": ..., "error": "..."}`
+for a payload that breaks the contract (nothing is done), a block the policy refuses (only the REFUSED log
+event is written), or an unblock of a CIDR that is not denied. AWS failures raise: the caller sees them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from floodgate.adapters.arming import Armed
+from floodgate.adapters.ledger import EventKind, LogEvent
+from floodgate.adapters.notify import Notifier
+from floodgate.cli.times import iso
+from floodgate.cli.views import deny_json, drift_json, event_json
+from floodgate.core.durations import format_duration, parse_duration
+from floodgate.core.networks import InvalidCidr, parse_network
+from floodgate.enforcement import (
+    BlockRefused,
+    EnforcementResult,
+    Enforcer,
+    NotBlocked,
+    PreflightError,
+    Status,
+)
+from floodgate.reports import armed_json, event_metrics
+from floodgate.settings import ENV, Settings
+
+ACTIONS = ("block", "unblock", "analyze", "status")
+_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {  # action -> (required, optional)
+    "block": (frozenset({"cidr", "reason", "actor"}), frozenset({"ttl", "dry_run"})),
+    "unblock": (frozenset({"cidr", "reason", "actor"}), frozenset({"dry_run"})),
+    "analyze": (frozenset(), frozenset({"dry_run", "actor"})),
+    "status": (frozenset(), frozenset({"actor"})),
+}
+REASON_LENGTH = (3, 256)  # as the SSM runbooks enforce
+ACTOR_LENGTH = (1, 128)
+
+
+class ManualError(ValueError):
+    """The payload breaks the contract; the message says how."""
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    cidr: str
+    reason: str
+    actor: str
+    ttl_s: int | None = None
+    dry_run: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unblock:
+    cidr: str
+    reason: str
+    actor: str
+    dry_run: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Analyze:
+    dry_run: bool = True
+    actor: str = "console"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRequest:
+    actor: str = "console"
+
+
+ManualAction = Block | Unblock | Analyze | StatusRequest
+
+
+class Detector(Protocol):
+    """What `analyze` and `status` need beyond the engine: the traffic window and the armed state
+    (`floodgate.detection_service.DetectionService` provides both)."""
+
+    def analyze(self, *, dry_run: bool, actor: str) -> AnalysisReport: ...
+
+    def armed(self) -> Armed | None: ...
+
+
+class AnalysisReport(Protocol):
+    @property
+    def events(self) -> tuple[LogEvent, ...]: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ManualResponse:
+    """The answer (`as_dict()` is the JSON body) and the log events the action wrote."""
+
+    body: dict[str, Any]
+    events: tuple[LogEvent, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.body["ok"])
+
+    def metric_values(self) -> dict[str, float]:
+        return event_metrics(self.events)
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.body
+
+
+def parse_manual(payload: Mapping[str, Any], settings: Settings) -> ManualAction:
+    """The action a payload asks for. Raises ManualError naming the first problem."""
+    action = payload.get("action")
+    if action not in _FIELDS:
+        raise ManualError(f"action must be one of {', '.join(ACTIONS)}; got {action!r}")
+    required, optional = _FIELDS[action]
+    given = set(payload) - {"action"}
+    missing = sorted(required - given)
+    if missing:
+        raise ManualError(f"{action} needs {', '.join(missing)}")
+    unknown = sorted(given - required - optional)
+    if unknown:
+        allowed = ", ".join(sorted(required | optional)) or "nothing else"
+        raise ManualError(f"{action} does not take {', '.join(unknown)} (it takes {allowed})")
+    if action == "block":
+        return Block(
+            cidr=_cidr(payload),
+            reason=_text(payload, "reason", REASON_LENGTH),
+            actor=_text(payload, "actor", ACTOR_LENGTH),
+            ttl_s=_ttl(payload, settings) if "ttl" in payload else None,
+            dry_run=_flag(payload, "dry_run"),
+        )
+    if action == "unblock":
+        return Unblock(
+            cidr=_cidr(payload),
+            reason=_text(payload, "reason", REASON_LENGTH),
+            actor=_text(payload, "actor", ACTOR_LENGTH),
+            dry_run=_flag(payload, "dry_run"),
+        )
+    actor = _text(payload, "actor", ACTOR_LENGTH) if "actor" in payload else "console"
+    if action == "analyze":
+        dry_run = _flag(payload, "dry_run")
+        return Analyze(dry_run=True if dry_run is None else dry_run, actor=actor)
+    return StatusRequest(actor=actor)
+
+
+def run_manual(
+    payload: Mapping[str, Any],
+    *,
+    settings: Settings,
+    enforcer: Enforcer,
+    detector: Detector | None = None,
+    notifier: Notifier | None = None,
+) -> ManualResponse:
+    """Validate and carry out one manual action. `detector` is needed for analyze (and adds the armed state
+    to status); `notifier` announces blocks and unblocks."""
+    name = payload.get("action") if isinstance(payload.get("action"), str) else None
+    try:
+        action = parse_manual(payload, settings)
+    except ManualError as exc:
+        return _error(name, str(exc))
+    match action:
+        case Block():
+            response = _block(action, enforcer)
+        case Unblock():
+            response = _unblock(action, enforcer)
+        case Analyze():
+            if detector is None:
+                return _error("analyze", "analyze reads the live traffic window: send it to the detector")
+            report = detector.analyze(dry_run=action.dry_run, actor=action.actor)
+            response = ManualResponse({"ok": True, "action": "analyze", **report.as_dict()}, report.events)
+        case StatusRequest():
+            armed = detector.armed() if detector is not None else None
+            response = ManualResponse(_status_body(enforcer.status(), armed))
+    if notifier is not None and isinstance(action, Block | Unblock) and response.ok:
+        notifier.publish(response.events, context=f"manual:{action.actor}")
+    return response
+
+
+def _block(action: Block, enforcer: Enforcer) -> ManualResponse:
+    try:
+        result = enforcer.block(
+            action.cidr, reason=action.reason, actor=action.actor, ttl_s=action.ttl_s, dry_run=action.dry_run
+        )
+    except BlockRefused as exc:
+        return _error("block", str(exc), exc.result.events)
+    except PreflightError as exc:
+        return _error("block", str(exc))
+    went_in = result.of_kind(EventKind.BLOCK, EventKind.EXTEND)
+    if not went_in:
+        return _done(
+            "block", result, f"{action.cidr} is already denied for at least as long; nothing changed"
+        )
+    until = max((e.expires for e in went_in if e.expires is not None), default=None)
+    nacls = sorted({e.nacl_id for e in went_in if e.nacl_id})
+    verb = "would deny" if result.dry_run else "denied"
+    when = f" until {iso(until)}" if until is not None else ""
+    return _done("block", result, f"{action.cidr} {verb} in {', '.join(nacls)}{when}")
+
+
+def _unblock(action: Unblock, enforcer: Enforcer) -> ManualResponse:
+    try:
+        result = enforcer.unblock(
+            action.cidr, reason=action.reason, actor=action.actor, dry_run=action.dry_run
+        )
+    except NotBlocked as exc:
+        return _error("unblock", str(exc))
+    nacls = sorted({e.nacl_id for e in result.of_kind(EventKind.UNBLOCK) if e.nacl_id})
+    verb = "would lift the deny of" if result.dry_run else "lifted the deny of"
+    return _done("unblock", result, f"{verb} {action.cidr} in {', '.join(nacls)}")
+
+
+def _done(action: str, result: EnforcementResult, message: str) -> ManualResponse:
+    body = {
+        "ok": True,
+        "action": action,
+        "dry_run": result.dry_run,
+        "message": message,
+        "events": [event_json(e) for e in result.events],
+    }
+    return ManualResponse(body, result.events)
+
+
+def _error(action: str | None, error: str, events: tuple[LogEvent, ...] = ()) -> ManualResponse:
+    body: dict[str, Any] = {"ok": False, "action": action, "error": error}
+    if events:
+        body["events"] = [event_json(e) for e in events]
+    return ManualResponse(body, events)
+
+
+def _status_body(status: Status, armed: Armed | None) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "action": "status",
+        "at": iso(status.at),
+        "dry_run": status.dry_run,
+        "armed": armed_json(armed),
+        "nacls": [
+            {
+                "nacl_id": nacl.nacl_id,
+                "vpc_id": nacl.vpc_id,
+                "pools": [
+                    {
+                        "direction": str(p.pool.direction),
+                        "family": p.pool.family,
+                        "rules": f"{p.pool.first_rule}-{p.pool.last_rule}",
+                        "denies": p.held,
+                        "budget": p.budget,
+                        "rules_used": p.rules_used,
+                        "quota": p.quota,
+                    }
+                    for p in nacl.pools
+                ],
+                "denies": [deny_json(d, status.at) for d in nacl.denies],
+                "drift": [drift_json(d) for d in nacl.drift],
+                "problems": list(nacl.problems),
+            }
+            for nacl in status.nacls
+        ],
+    }
+
+
+def _cidr(payload: Mapping[str, Any]) -> str:
+    value = payload["cidr"]
+    if not isinstance(value, str):
+        raise ManualError(f"cidr must be a string such as 203.0.113.7/32, got {value!r}")
+    try:
+        return str(parse_network(value))
+    except InvalidCidr as exc:
+        raise ManualError(f"cidr: {exc}") from None
+
+
+def _ttl(payload: Mapping[str, Any], settings: Settings) -> int:
+    value = payload["ttl"]
+    if not isinstance(value, str):
+        raise ManualError(f"ttl must be a duration such as 30m, 2h or 1d, got {value!r}")
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ManualError(f"ttl: {exc}") from None
+    if seconds > settings.max_ttl_s:
+        raise ManualError(
+            f"ttl {value} is longer than the longest ban, {format_duration(settings.max_ttl_s)} "
+            f"({ENV.MAX_TTL})"
+        )
+    return seconds
+
+
+def _text(payload: Mapping[str, Any], key: str, length: tuple[int, int]) -> str:
+    value = payload[key]
+    text = value.strip() if isinstance(value, str) else None
+    if text is None or not length[0] <= len(text) <= length[1]:
+        raise ManualError(f"{key} must be text of {length[0]} to {length[1]} characters, got {value!r}")
+    return text
+
+
+def _flag(payload: Mapping[str, Any], key: str) -> bool | None:
+    value = payload.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    raise ManualError(f"{key} must be true or false, got {value!r}")

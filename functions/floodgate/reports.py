@@ -1,0 +1,52 @@
+"""Pieces of the services' reports: metric values and a tally of the deny-log events an operation wrote, and
+the armed state as JSON. Events and denies themselves look as in the CLI (`floodgate.cli.views`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from floodgate.adapters.arming import Armed
+from floodgate.adapters.ledger import EventKind, LogEvent
+from floodgate.cli.times import iso
+from floodgate.observability import METRIC
+
+_EVENT_METRICS = {
+    EventKind.BLOCK: METRIC.BLOCKS,
+    EventKind.EXTEND: METRIC.EXTENSIONS,
+    EventKind.EVICT: METRIC.EVICTIONS,
+    EventKind.EXPIRE: METRIC.EXPIRIES,
+    EventKind.UNBLOCK: METRIC.UNBLOCKS,
+    EventKind.REFUSED: METRIC.REFUSALS,
+    EventKind.REPAIR: METRIC.REPAIRS,
+}
+
+
+def event_metrics(events: Iterable[LogEvent]) -> dict[str, float]:
+    """Metric values for the events an operation wrote. DRYRUN events changed nothing: not counted."""
+    counts: dict[str, float] = {}
+    for event in events:
+        name = _EVENT_METRICS.get(event.kind)
+        if name is not None:
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def event_tally(events: Iterable[LogEvent]) -> dict[str, int]:
+    """{"BLOCK": 2, "EXTEND": 1}; a dry run's events count as "DRYRUN:BLOCK" and so on."""
+    counts: dict[str, int] = {}
+    for event in events:
+        name = f"{event.kind}:{event.would}" if event.would else str(event.kind)
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def armed_json(armed: Armed | None) -> dict[str, Any] | None:
+    if armed is None:
+        return None
+    return {
+        "alarm": armed.alarm_name,
+        "since": iso(armed.armed_at),
+        "until": iso(armed.armed_until),
+        "reason": armed.reason,
+    }
