@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from floodgate import __version__
-from floodgate.cli import act, analyze, log, report, show, status
 from floodgate.cli.errors import USAGE, CliError
+
+# Each command and the module that defines it. Only the module of the command being run is imported: the
+# offline `analyze` must not pay ~0.2 s for boto3 and the engine that the AWS-facing commands load.
+COMMAND_MODULES = {
+    "analyze": "floodgate.cli.analyze",
+    "status": "floodgate.cli.status",
+    "log": "floodgate.cli.log",
+    "show": "floodgate.cli.show",
+    "block": "floodgate.cli.act",
+    "unblock": "floodgate.cli.act",
+    "reconcile": "floodgate.cli.act",
+    "report": "floodgate.cli.report",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -16,22 +29,22 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(f"{self.prog}: {message}", USAGE)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser for `command` alone when it is known, else for every command (for --help and errors)."""
     parser = _Parser(prog="floodgate", description="Floodgate: deny concentrated floods in VPC Network ACLs.")
     parser.add_argument("--version", action="version", version=f"floodgate {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    analyze.register(commands)
-    status.register(commands)
-    log.register(commands)
-    show.register(commands)
-    act.register(commands)
-    report.register(commands)
+    wanted = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else COMMAND_MODULES.values()
+    for module in dict.fromkeys(wanted):
+        importlib.import_module(module).register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in arguments if not a.startswith("-")), None)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(command).parse_args(arguments)
         code: int = args.run(args)
         return code
     except CliError as exc:
