@@ -18,10 +18,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from floodgate.core.detect import DetectionConfig, plan_denies  # noqa: E402
-from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat, FlowLogParser  # noqa: E402
-from floodgate.core.networks import DenyPolicy  # noqa: E402
-from floodgate.core.summary import TrafficSummary  # noqa: E402
 from emulator.traffic import (  # noqa: E402
     VPC_CIDR,
     Source,
@@ -30,6 +26,10 @@ from emulator.traffic import (  # noqa: E402
     prefix_hosts,
     public_addresses,
 )
+from floodgate.core.detect import DetectionConfig, plan_denies  # noqa: E402
+from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat, FlowLogParser  # noqa: E402
+from floodgate.core.networks import DenyPolicy  # noqa: E402
+from floodgate.core.summary import TrafficSummary  # noqa: E402
 
 WORK = ROOT / ".bench"
 PIN = ["taskset", "-c", "1"] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
@@ -128,7 +128,9 @@ def bench_memory() -> None:
 def bench_batch() -> None:
     """One subscription delivery of 10,000 records, as the detector Lambda sees it (reference parser)."""
     rng = random.Random(17)
-    sources = background(rng, 4_000, pps=5.0) + [Source(a, 20_000, flows=400) for a in public_addresses(rng, 5)]
+    sources = background(rng, 4_000, pps=5.0) + [
+        Source(a, 20_000, flows=400) for a in public_addresses(rng, 5)
+    ]
     lines = list(flow_lines(sources, intervals=1))[:10_000]
     assert len(lines) == 10_000
     parser = FlowLogParser(FlowLogFormat.parse(DEFAULT_FORMAT), [VPC_CIDR])
@@ -152,7 +154,9 @@ def bench_batch() -> None:
         plan_ms_max=round(max(plan_ms), 2),
         goal_plan_ms=10,
         parse_ms_p50=round(statistics.median(parse_ms), 2),
-        parse_and_plan_ms_p50=round(statistics.median(p + q for p, q in zip(parse_ms, plan_ms, strict=True)), 2),
+        parse_and_plan_ms_p50=round(
+            statistics.median(p + q for p, q in zip(parse_ms, plan_ms, strict=True)), 2
+        ),
     )
 
 

@@ -14,8 +14,8 @@ Any failure exits non-zero with the reason. `--keep` leaves the emulator running
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import io
+import ipaddress
 import json
 import logging
 import random
@@ -149,7 +149,9 @@ class Demo:
         for minute in range(2):
             self._deliver_minute(ordinary, f"ordinary traffic, minute {minute + 1}")
         for minute in range(2):
-            self._deliver_minute(ordinary + floods + bots, f"FLOOD, minute {minute + 1}: 3 sources + {BOTNET}")
+            self._deliver_minute(
+                ordinary + floods + bots, f"FLOOD, minute {minute + 1}: 3 sources + {BOTNET}"
+            )
 
         self.say.step(f"early-warning alarm {self.alarm_name} goes to ALARM (before the scale-out alarm)")
         answer = self._alarm("ALARM", "Threshold Crossed: packets in above the early-warning threshold")
@@ -158,7 +160,10 @@ class Demo:
             f"verdict {decision.get('verdict')} over a {decision.get('window_s', 0):.0f} s window:\n"
             + table(
                 ("PLANNED", "RATE", "SHARE", "WHY"),
-                [(d["cidr"], rate(d["pps"], "pps"), f"{d['share']:.1%}", d["reason"]) for d in decision["planned"]],
+                [
+                    (d["cidr"], rate(d["pps"], "pps"), f"{d['share']:.1%}", d["reason"])
+                    for d in decision["planned"]
+                ],
                 right=(1, 2),
             )
         )
@@ -166,7 +171,9 @@ class Demo:
 
         denied = [ipaddress.ip_network(cidr) for cidr in incident.denied]
         rejected = [
-            replace(s, action="REJECT") if any(ipaddress.ip_address(s.address) in net for net in denied) else s
+            replace(s, action="REJECT")
+            if any(ipaddress.ip_address(s.address) in net for net in denied)
+            else s
             for s in floods + bots
         ]
         self._deliver_minute(ordinary + rejected, "the flood goes on, now REJECTed at the subnet edge")
@@ -191,7 +198,9 @@ class Demo:
         for line in lines:
             by_interface.setdefault(line.split(" ", 3)[2], []).append(line)
         events = [
-            subscription_event(self.log_group, f"{eni}-all", self.filter_name, records, int(self.clock()) * 1000)
+            subscription_event(
+                self.log_group, f"{eni}-all", self.filter_name, records, int(self.clock()) * 1000
+            )
             for eni, records in sorted(by_interface.items())
         ]
         with ThreadPoolExecutor(max_workers=len(events)) as pool:
@@ -216,7 +225,9 @@ class Demo:
             rule = events.describe_rule(Name=name)
             if "EventPattern" in rule and event_pattern_matches(json.loads(rule["EventPattern"]), event):
                 return
-        raise SystemExit(f"no deployed EventBridge rule routes the {self.alarm_name} state change to the detector")
+        raise SystemExit(
+            f"no deployed EventBridge rule routes the {self.alarm_name} state change to the detector"
+        )
 
     def _run_expirer(self) -> None:
         answer = self.expirer.invoke({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})
@@ -248,7 +259,9 @@ class Demo:
         self.say.step(f"the deny log, as on-call reads it: floodgate log --stack {self.stack.stack_name}")
         human = self._cli("log", "--stack", self.stack.stack_name, "--since", "2h", "--limit", "0")
         self.say.show(human)
-        records = self._cli("log", "--stack", self.stack.stack_name, "--since", "2h", "--limit", "0", "--json")
+        records = self._cli(
+            "log", "--stack", self.stack.stack_name, "--since", "2h", "--limit", "0", "--json"
+        )
         incident.log_events = [json.loads(line) for line in records.splitlines() if line.strip()]
 
     def _cli(self, *argv: str) -> str:
@@ -279,7 +292,11 @@ def run(
     LOG_DIR.mkdir(exist_ok=True)
     # What the functions print (structured logs, EMF metrics) goes to a file, as it would go to CloudWatch
     # Logs; the story goes to `out`.
-    with (LOG_DIR / "functions.log").open("w") as function_log, redirect_stdout(function_log), server.running() as emulator:
+    with (
+        (LOG_DIR / "functions.log").open("w") as function_log,
+        redirect_stdout(function_log),
+        server.running() as emulator,
+    ):
         demo = Demo(out, emulator, function_log, stack_name)
         incident = demo.build()
         demo.play(incident)

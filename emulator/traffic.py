@@ -36,6 +36,7 @@ def public_addresses(rng: random.Random, count: int, version: int = 4) -> list[s
     """Distinct random globally routable addresses (no private, reserved or documentation ranges)."""
     seen: set[str] = set()
     while len(seen) < count:
+        candidate: ipaddress.IPv4Address | ipaddress.IPv6Address
         if version == 4:
             candidate = ipaddress.IPv4Address(rng.getrandbits(32))
         else:
@@ -87,7 +88,7 @@ def garbage_lines(rng: random.Random, count: int) -> list[str]:
         f"2 {ACCOUNT} eni-0abc 198.51.100.1 10.0.1.10 1 2 6 12",
         f"2 {ACCOUNT} eni-0abc 198.51.100.1 10.0.1.10 1 2 6 abc 400 {START} {START + 60} ACCEPT OK",
         f"2 {ACCOUNT} eni-0abc 198.51.100.1 10.0.1.10 1 2 6 -5 400 {START} {START + 60} ACCEPT OK",
-        f"2 {ACCOUNT} eni-0abc 198.51.100.1 10.0.1.10 1 2 6 10 99999999999999999 {START} {START + 60} ACCEPT OK",
+        f"2 {ACCOUNT} eni-0abc 198.51.100.1 10.0.1.10 1 2 6 10 {10**17} {START} {START + 60} ACCEPT OK",
         f"2 {ACCOUNT} eni-0abc 999.1.2.3 10.0.1.10 1 2 6 10 4000 {START} {START + 60} ACCEPT OK",
         f"2 {ACCOUNT} eni-0abc 198.51.100.1 10.0.1.10 1 2 6 10 4000 {START + 60} {START} ACCEPT OK",
         f"2 {ACCOUNT} eni-0abc 198.51.100.1 10.0.1.10 1 2 6 10 4000 {START} {START + 60} MAYBE OK",

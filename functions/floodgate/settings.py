@@ -6,6 +6,7 @@ them): `ENV` names every variable, and `Settings.from_env` validates them with e
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -207,7 +208,7 @@ class _Reader:
             value = float(raw)
         except ValueError:
             raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
-        if value != value or value < low or (high is not None and value > high):
+        if math.isnan(value) or value < low or (high is not None and value > high):
             bound = f"{low}..{high}" if high is not None else f">= {low}"
             raise ConfigError(f"{name}: {raw} is outside {bound}")
         return value

@@ -22,7 +22,5 @@ def _imports(path: Path) -> set[str]:
 def test_core_modules_import_no_aws_sdk_and_no_outer_layer() -> None:
     modules = sorted(CORE.glob("*.py"))
     assert len(modules) >= 6
-    offenders = {
-        path.name: sorted(n for n in _imports(path) if n.startswith(FORBIDDEN)) for path in modules
-    }
+    offenders = {path.name: sorted(n for n in _imports(path) if n.startswith(FORBIDDEN)) for path in modules}
     assert {name: bad for name, bad in offenders.items() if bad} == {}

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from floodgate.cli.main import main
 from emulator.traffic import VPC_CIDR, flow_lines, sample_attack
+from floodgate.cli.main import main
 
 SAMPLE = Path(__file__).parents[2] / "samples" / "attack.log.gz"
 
@@ -37,7 +37,10 @@ def test_json_output_has_the_documented_shape(capsys: pytest.CaptureFixture[str]
 
 
 def test_plain_gzip_and_stdin_inputs_add_up(
-    tmp_path: Path, capture_lines: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    capture_lines: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     half = len(capture_lines) // 3
     plain = tmp_path / "a.log"
@@ -45,7 +48,9 @@ def test_plain_gzip_and_stdin_inputs_add_up(
     packed = tmp_path / "b.log.gz"
     with gzip.open(packed, "wt") as handle:
         handle.write("\n".join(capture_lines[half : 2 * half]) + "\n")
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(("\n".join(capture_lines[2 * half :])).encode())))
+    monkeypatch.setattr(
+        sys, "stdin", io.TextIOWrapper(io.BytesIO(("\n".join(capture_lines[2 * half :])).encode()))
+    )
     assert main(["analyze", str(plain), str(packed), "-", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["records"]["parsed"] == len(capture_lines)
@@ -61,7 +66,9 @@ def test_human_output_is_a_table_with_verdict_and_counts(capsys: pytest.CaptureF
     assert "records: " in out
 
 
-def test_distributed_traffic_says_a_nacl_cannot_help(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_distributed_traffic_says_a_nacl_cannot_help(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     capture = tmp_path / "crowd.log"
     capture.write_text("\n".join(flow_lines(sample_attack()[:2000], intervals=1)) + "\n")
     assert main(["analyze", str(capture), "--min-pps", "1000"]) == 0
@@ -102,7 +109,10 @@ def test_truncated_gzip_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureF
 
 def test_runs_as_a_module() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "floodgate", "analyze", str(SAMPLE), "--json"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "floodgate", "analyze", str(SAMPLE), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["verdict"] == "concentrated"

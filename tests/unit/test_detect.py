@@ -7,11 +7,6 @@ import random
 
 import pytest
 
-from floodgate.core.detect import DetectionConfig, plan_denies
-from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat, FlowLogParser
-from floodgate.core.model import DenyPlan, Verdict
-from floodgate.core.networks import DenyPolicy
-from floodgate.core.summary import TrafficSummary
 from emulator.traffic import (
     VPC_CIDR,
     Source,
@@ -21,6 +16,11 @@ from emulator.traffic import (
     prefix_hosts,
     public_addresses,
 )
+from floodgate.core.detect import DetectionConfig, plan_denies
+from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat, FlowLogParser
+from floodgate.core.model import DenyPlan, Verdict
+from floodgate.core.networks import DenyPolicy
+from floodgate.core.summary import TrafficSummary
 
 
 def plan_for(lines: list[str], *, budget: int = 10, allow: tuple[str, ...] = (), **knobs: float) -> DenyPlan:
@@ -39,7 +39,9 @@ def rng() -> random.Random:
 
 def test_three_single_floods_of_a_fifth_each_become_three_host_entries(rng: random.Random) -> None:
     floods = public_addresses(rng, 3)
-    plan = plan_for(list(flow_lines(background(rng, 2000, 10) + [Source(a, 10_000, flows=20) for a in floods])))
+    plan = plan_for(
+        list(flow_lines(background(rng, 2000, 10) + [Source(a, 10_000, flows=20) for a in floods]))
+    )
     assert plan.verdict is Verdict.CONCENTRATED
     assert sorted(d.cidr for d in plan.denies) == sorted(f"{a}/32" for a in floods)
     for deny in plan.denies:
@@ -108,7 +110,7 @@ def test_quiet_traffic_is_quiet(rng: random.Random) -> None:
 
 def test_an_ipv6_flood_becomes_a_slash128_entry(rng: random.Random) -> None:
     attacker = public_addresses(rng, 1, version=6)[0]
-    plan = plan_for(list(flow_lines(background(rng, 1000, 10) + [Source(attacker, 30_000, flows=8)])))
+    plan = plan_for(list(flow_lines([*background(rng, 1000, 10), Source(attacker, 30000, flows=8)])))
     assert [d.cidr for d in plan.denies] == [f"{ipaddress.ip_address(attacker)}/128"]
 
 

@@ -8,6 +8,7 @@ from floodgate.core.flowlog import (
     DEFAULT_FORMAT,
     FlowLogFormat,
     FlowLogParser,
+    SourceBatch,
 )
 
 V2 = FlowLogFormat.parse(DEFAULT_FORMAT)
@@ -18,10 +19,11 @@ T0 = 1_700_000_000
 def v2(src: str, dst: str = "10.0.1.10", packets: str = "10", octets: str = "4000", **kw: str) -> str:
     start, end = kw.get("start", str(T0)), kw.get("end", str(T0 + 60))
     action, status = kw.get("action", "ACCEPT"), kw.get("status", "OK")
-    return f"2 123456789012 eni-0a1b2c3d {src} {dst} 443 51234 6 {packets} {octets} {start} {end} {action} {status}"
+    counters = f"{packets} {octets} {start} {end}"
+    return f"2 123456789012 eni-0a1b2c3d {src} {dst} 443 51234 6 {counters} {action} {status}"
 
 
-def parse(lines: list[str], fmt: FlowLogFormat = V2, vpc: list[str] = VPC):  # type: ignore[no-untyped-def]
+def parse(lines: list[str], fmt: FlowLogFormat = V2, vpc: list[str] = VPC) -> SourceBatch:
     return FlowLogParser(fmt, vpc).parse(lines)
 
 
@@ -43,7 +45,8 @@ def test_default_format_counts_inbound_packets_bytes_and_rejects_per_source() ->
 
 def test_documented_example_lines_including_nodata_and_ipv6() -> None:
     lines = [
-        "2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK",
+        "2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 "
+        "1418530010 1418530070 ACCEPT OK",
         "2 123456789010 eni-1235b8ca123456789 - - - - - - - 1431280876 1431280934 - NODATA",
         "2 123456789010 eni-1235b8ca123456789 2001:db8:1234:a100:8d6e:3477:df66:f105 "
         "2001:db8:1234:a102:3304:8879:34cf:4071 34892 22 6 54 8855 1477913708 1477913820 ACCEPT OK",

@@ -51,7 +51,9 @@ def test_cidrs_are_canonical_and_strict() -> None:
         parse_network("nope")
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("30m", 1800), ("1h30m", 5400), ("7d", 604800)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90", 90), ("90s", 90), ("30m", 1800), ("1h30m", 5400), ("7d", 604800)]
+)
 def test_durations_parse(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds
 
@@ -62,6 +64,8 @@ def test_bad_durations_are_refused(text: str) -> None:
         parse_duration(text)
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(45, "45s"), (720, "12m"), (7500, "2h05m"), (273600, "3d04h"), (-60, "-1m")])
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(45, "45s"), (720, "12m"), (7500, "2h05m"), (273600, "3d04h"), (-60, "-1m")]
+)
 def test_durations_format(seconds: int, text: str) -> None:
     assert format_duration(seconds) == text

@@ -7,11 +7,12 @@ import ipaddress
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from emulator.traffic import VPC_CIDR, Source, flow_lines
 from floodgate.core.detect import DetectionConfig, plan_denies
 from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat, FlowLogParser
+from floodgate.core.model import DenyPlan
 from floodgate.core.networks import NEVER_DENY, DenyPolicy
 from floodgate.core.summary import TrafficSummary
-from emulator.traffic import VPC_CIDR, Source, flow_lines
 
 V2 = FlowLogFormat.parse(DEFAULT_FORMAT)
 ALLOWED_PARTNER = "198.51.100.0/28"
@@ -30,7 +31,7 @@ _source = st.builds(
 )
 
 
-def _plan(sources: list[Source], budget: int, cap_v4: int, cap_v6: int, min_share: float):  # type: ignore[no-untyped-def]
+def _plan(sources: list[Source], budget: int, cap_v4: int, cap_v6: int, min_share: float) -> DenyPlan:
     policy = DenyPolicy.build(
         vpc_cidrs=[VPC_CIDR], allow=[ALLOWED_PARTNER], max_prefix_v4=cap_v4, max_prefix_v6=cap_v6
     )
@@ -97,13 +98,19 @@ def _mutate(line: str, data: st.DataObject) -> str:
 
 
 @settings(max_examples=300, deadline=None)
-@given(data=st.data(), lines=st.lists(_record_line, max_size=30), noise=st.lists(st.binary(max_size=120), max_size=5))
+@given(
+    data=st.data(),
+    lines=st.lists(_record_line, max_size=30),
+    noise=st.lists(st.binary(max_size=120), max_size=5),
+)
 def test_parser_survives_random_and_mutated_records_and_accounts_for_every_line(
     data: st.DataObject, lines: list[str], noise: list[bytes]
 ) -> None:
     mutated = [_mutate(line, data) for line in lines]
     # A line is one record: the caller splits input on newlines, so the parser never sees one inside a line.
-    inputs: list[str | bytes] = [m.replace("\n", " ") for m in mutated] + [n.replace(b"\n", b" ") for n in noise]
+    inputs: list[str | bytes] = [m.replace("\n", " ") for m in mutated] + [
+        n.replace(b"\n", b" ") for n in noise
+    ]
     batch = FlowLogParser(V2, [VPC_CIDR]).parse(inputs)
     assert batch.stats.parsed + batch.stats.total_skipped == len(inputs)
     assert all(t[0] >= 0 and t[1] >= 20 * t[0] for t in batch.sources.values())

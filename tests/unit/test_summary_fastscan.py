@@ -9,9 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat, FlowLogParser, SourceBatch
-from floodgate.core.summary import TrafficSummary
 from emulator.traffic import VPC_CIDR, Source, background, flow_lines, garbage_lines, public_addresses
+from floodgate.core.detect import DetectionConfig
+from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat, FlowLogParser, SourceBatch
+from floodgate.core.networks import DenyPolicy
+from floodgate.core.summary import TrafficSummary
 
 V2 = FlowLogFormat.parse(DEFAULT_FORMAT)
 
@@ -37,8 +39,8 @@ def test_misra_gries_bounds_hold_across_batches(weights: list[list[int]], capaci
     total = sum(truth.values())
     assert len(level.counters) <= capacity
     assert level.error <= total / (capacity + 1)
-    for key, true in truth.items():
-        counter = level.counters.get(key)
+    for value, true in truth.items():
+        counter = level.counters.get(value)
         estimate = counter.packets if counter else 0
         assert estimate <= true <= estimate + level.error
         if true > total / (capacity + 1):
@@ -47,7 +49,7 @@ def test_misra_gries_bounds_hold_across_batches(weights: list[list[int]], capaci
 
 def _lines(seed: int) -> list[str]:
     rng = random.Random(seed)
-    sources = background(rng, 300, 10) + [Source(public_addresses(rng, 1, 6)[0], 900, flows=3)]
+    sources = [*background(rng, 300, 10), Source(public_addresses(rng, 1, 6)[0], 900, flows=3)]
     sources += [Source(a, 5000, flows=6, action="REJECT") for a in public_addresses(rng, 2)]
     lines = list(flow_lines(sources, intervals=2, seed=seed))
     for junk in garbage_lines(rng, len(lines) // 20):
@@ -112,7 +114,7 @@ def test_analyze_plans_identically_with_and_without_numpy(
     capture.write_text("\n".join(lines) + "\n")
     monkeypatch.setattr(analyze, "FLUSH_SOURCES", flush)
     monkeypatch.setattr(inputs, "BLOCK_BYTES", 64 << 10)
-    config = analyze.DetectionConfig(policy=analyze.DenyPolicy.build(vpc_cidrs=[VPC_CIDR]), min_share=0.005)
+    config = DetectionConfig(policy=DenyPolicy.build(vpc_cidrs=[VPC_CIDR]), min_share=0.005)
     fmt = FlowLogFormat.parse(DEFAULT_FORMAT)
     fast = analyze.analyze_paths([str(capture)], fmt, config, [VPC_CIDR])
     monkeypatch.setattr(analyze, "_block_scanner", analyze._ReferenceScanner)

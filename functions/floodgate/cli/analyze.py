@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import TYPE_CHECKING, Any
 
 from floodgate.cli.errors import CliError
@@ -53,7 +54,7 @@ def _non_negative(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0 or value != value:
+    if value < 0 or math.isnan(value):
         raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
     return value
 
@@ -131,7 +132,9 @@ def register(commands: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def analyze_paths(paths: list[str], fmt: FlowLogFormat, config: DetectionConfig, vpc_cidrs: list[str]) -> DenyPlan:
+def analyze_paths(
+    paths: list[str], fmt: FlowLogFormat, config: DetectionConfig, vpc_cidrs: list[str]
+) -> DenyPlan:
     parser = FlowLogParser(fmt, vpc_cidrs)
     policy = config.policy
     summary = TrafficSummary.for_share(
@@ -203,12 +206,14 @@ def plan_as_text(plan: DenyPlan) -> str:
             (d.cidr, rate(d.pps, "pps"), rate(d.bps, "bps"), f"{d.share:.1%}", d.members, d.reason)
             for d in plan.denies
         ]
-        out.append(table(("CIDR", "RATE", "BANDWIDTH", "SHARE", "SOURCES", "REASON"), rows, right=(1, 2, 3, 4)))
+        out.append(
+            table(("CIDR", "RATE", "BANDWIDTH", "SHARE", "SOURCES", "REASON"), rows, right=(1, 2, 3, 4))
+        )
         out.append("")
     out.append(f"verdict: {VERDICT_TEXT[plan.verdict]}")
-    out.append(
-        f"inbound: {rate(plan.total_pps, 'pps')}, {rate(plan.total_bps, 'bps')} over a {plan.window_s:.0f} s window"
-    )
+    window = f"{plan.window_s:.0f} s"
+    traffic = f"{rate(plan.total_pps, 'pps')}, {rate(plan.total_bps, 'bps')}"
+    out.append(f"inbound: {traffic} over a {window} window")
     skipped = ", ".join(f"{reason} {n:,}" for reason, n in sorted(plan.records.skipped.items())) or "none"
     out.append(f"records: {plan.records.parsed:,} used; skipped: {skipped}")
     return "\n".join(out)

@@ -28,7 +28,7 @@ def parse_duration(text: str) -> int:
 
 def format_duration(seconds: float) -> str:
     """Short readable form: 45s, 12m, 2h05m, 3d04h."""
-    whole = int(round(seconds))
+    whole = round(seconds)
     if whole < 0:
         return "-" + format_duration(-whole)
     if whole < 60:

@@ -69,7 +69,9 @@ _HIGH_NIBBLES = _lanes(0xF0)
 
 def _all_digits(words: NDArray) -> NDArray:
     """Per row of words: is every byte an ASCII digit? (high nibble 3 before and after adding 6)"""
-    valid = ((words & _HIGH_NIBBLES) == _lanes(0x30)) & (((words + _lanes(6)) & _HIGH_NIBBLES) == _lanes(0x30))
+    valid = ((words & _HIGH_NIBBLES) == _lanes(0x30)) & (
+        ((words + _lanes(6)) & _HIGH_NIBBLES) == _lanes(0x30)
+    )
     return valid[:, 0] & valid[:, 1]
 
 
@@ -224,7 +226,9 @@ class FastScanner:
             odd += self._scan_block(b"\n".join(plain) + b"\n", by_text, batch)
         return odd
 
-    def _scan_regular(self, block: _Block, data: bytes, by_text: dict[str, Tally], batch: SourceBatch) -> list[bytes]:
+    def _scan_regular(  # noqa: PLR0912, PLR0915 - one vector test per optional field, in the reference's order
+        self, block: _Block, data: bytes, by_text: dict[str, Tally], batch: SourceBatch
+    ) -> list[bytes]:
         n = block.ends.shape[0]
         good = np.ones(n, dtype=bool)
         packets, ok = block.number(self.packets, 12)  # type: ignore[arg-type]
@@ -314,7 +318,13 @@ class FastScanner:
             outside = ~inside
             hot_packets = summary.hot_packets(pending.batch)
             _fold_into_levels(
-                summary, values[outside], packets[outside], high[outside], low[outside], rejected[outside], hot_packets
+                summary,
+                values=values[outside],
+                packets=packets[outside],
+                high=high[outside],
+                low=low[outside],
+                rejected=rejected[outside],
+                hot_packets=hot_packets,
             )
         summary.add(self.parser.finish(pending))
 
@@ -468,6 +478,7 @@ def _inside_mask(values: NDArray, ranges: tuple[tuple[int, int], ...]) -> NDArra
 
 def _fold_into_levels(
     summary: TrafficSummary,
+    *,
     values: NDArray,
     packets: NDArray,
     high: NDArray,

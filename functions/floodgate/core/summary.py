@@ -16,7 +16,7 @@ import heapq
 import math
 from dataclasses import dataclass, field
 
-from floodgate.core.flowlog import BYTES, PACKETS, REJECT_PACKETS, SourceBatch
+from floodgate.core.flowlog import SourceBatch
 from floodgate.core.model import ParseStats
 
 ADDRESS_BITS = {4: 32, 6: 128}
