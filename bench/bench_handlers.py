@@ -50,6 +50,7 @@ from floodgate.detection_service import DetectionService  # noqa: E402
 from floodgate.handlers import detector as detector_handler  # noqa: E402
 from floodgate.settings import ENV, Settings  # noqa: E402
 from floodgate.tables import LOG_BY_CIDR_INDEX, PARTITION_KEY, SORT_KEY  # noqa: E402
+from floodgate.wiring import Wiring  # noqa: E402
 from tests.events import LambdaContextStub, flow_log_event, load  # noqa: E402
 
 RUNS = 40
@@ -161,14 +162,10 @@ class Emulator:
         )
 
     def detector(self, settings: Settings, clock: Callable[[], float]) -> DetectionService:
-        service = DetectionService.from_settings(
-            settings,
-            clock=clock,
-            dynamodb=self.dynamodb,
-            ec2=self.ec2,
-            sns=self.sns,
-            retrier=Retrier(Backoff()),
+        wiring = Wiring(
+            clock=clock, dynamodb=self.dynamodb, ec2=self.ec2, sns=self.sns, retrier=Retrier(Backoff())
         )
+        service = DetectionService.from_settings(settings, wiring)
         detector_handler.detector.use(service)
         return service
 

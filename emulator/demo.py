@@ -31,7 +31,13 @@ from typing import Any, TextIO
 
 from emulator import server
 from emulator.deploy import DeployedStack, deploy
-from emulator.lambda_runtime import LocalFunction, alarm_event, event_pattern_matches, subscription_event
+from emulator.lambda_runtime import (
+    LocalFunction,
+    alarm_event,
+    encode_awslogs,
+    event_pattern_matches,
+    subscription_document,
+)
 from emulator.network import DemoNetwork, create_demo_network
 from emulator.traffic import INTERVAL_S, Source, background, flow_lines, prefix_hosts, public_addresses
 from floodgate.cli.main import main as floodgate_cli
@@ -198,8 +204,14 @@ class Demo:
         for line in lines:
             by_interface.setdefault(line.split(" ", 3)[2], []).append(line)
         events = [
-            subscription_event(
-                self.log_group, f"{eni}-all", self.filter_name, records, int(self.clock()) * 1000
+            encode_awslogs(
+                subscription_document(
+                    records,
+                    log_group=self.log_group,
+                    log_stream=f"{eni}-all",
+                    filter_name=self.filter_name,
+                    timestamp_ms=int(self.clock()) * 1000,
+                )
             )
             for eni, records in sorted(by_interface.items())
         ]

@@ -14,7 +14,7 @@ import importlib
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -79,13 +79,14 @@ class LocalFunction:
         # construction with an injected clock stands in for it.
         from floodgate.detection_service import DetectionService  # noqa: PLC0415 - after the env is set
         from floodgate.expiry_service import ExpiryService  # noqa: PLC0415
+        from floodgate.wiring import Wiring  # noqa: PLC0415
 
         builders: dict[str, tuple[str, Callable[..., Any]]] = {
             "floodgate.handlers.detector": ("detector", DetectionService.from_settings),
             "floodgate.handlers.expirer": ("expirer", ExpiryService.from_settings),
         }
         holder_name, build = builders[self.module.__name__]
-        getattr(self.module, holder_name).use(build(settings, clock=clock))
+        getattr(self.module, holder_name).use(build(settings, Wiring(clock=clock)))
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
         context = LambdaContext(
@@ -98,23 +99,35 @@ class LocalFunction:
         return result
 
 
-def subscription_event(
-    log_group: str, log_stream: str, filter_name: str, lines: Sequence[str], timestamp_ms: int
+def subscription_document(
+    lines: Iterable[str],
+    *,
+    log_group: str,
+    log_stream: str,
+    filter_name: str,
+    timestamp_ms: int,
+    batch: str | None = None,
 ) -> dict[str, Any]:
-    """What CloudWatch Logs sends a subscribed function: base64 of gzip of the JSON batch."""
-    batch = {
+    """The decoded DATA_MESSAGE CloudWatch Logs delivers for `lines` of one log stream. Log event ids are
+    unique across deliveries: `batch` (default: the timestamp) prefixes them."""
+    prefix = batch or str(timestamp_ms)
+    return {
         "messageType": "DATA_MESSAGE",
         "owner": ACCOUNT_ID,
         "logGroup": log_group,
         "logStream": log_stream,
         "subscriptionFilters": [filter_name],
         "logEvents": [
-            {"id": f"{timestamp_ms}{n:08d}", "timestamp": timestamp_ms, "message": line}
+            {"id": f"{prefix}-{n:08d}", "timestamp": timestamp_ms, "message": line}
             for n, line in enumerate(lines)
         ],
     }
-    data = base64.b64encode(gzip.compress(json.dumps(batch).encode())).decode()
-    return {"awslogs": {"data": data}}
+
+
+def encode_awslogs(document: Mapping[str, Any]) -> dict[str, Any]:
+    """What a subscribed function receives: base64 of gzip of the JSON document (deterministic gzip)."""
+    packed = gzip.compress(json.dumps(document).encode(), mtime=0)
+    return {"awslogs": {"data": base64.b64encode(packed).decode()}}
 
 
 def alarm_event(alarm: dict[str, Any], previous_state: str, now: float) -> dict[str, Any]:

@@ -25,9 +25,7 @@ from typing import Any
 from floodgate.adapters.arming import Armed, Arming
 from floodgate.adapters.ledger import LogEvent, Origin, OriginKind
 from floodgate.adapters.notify import Notifier
-from floodgate.adapters.retry import Retrier
 from floodgate.adapters.window import TrafficWindow, WindowWrite
-from floodgate.cli.views import event_json
 from floodgate.core.detect import plan_denies
 from floodgate.core.flowlog import EMPTY, NODATA, NOT_INBOUND, SKIPDATA, FlowLogParser
 from floodgate.core.model import DenyPlan, ParseStats, PlannedDeny
@@ -44,9 +42,10 @@ from floodgate.events import (
 )
 from floodgate.manual import ManualResponse, run_manual
 from floodgate.observability import METRIC
+from floodgate.records_json import event_json
 from floodgate.reports import armed_json, event_metrics, event_tally
 from floodgate.settings import ENV, Settings
-from floodgate.wiring import detection_config, dynamodb_client, enforcer_for, window_for
+from floodgate.wiring import Wiring, detection_config
 
 _log = logging.getLogger(__name__)
 
@@ -184,29 +183,18 @@ class DetectionService:
 
     @classmethod
     def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        clock: Callable[[], float] = time.time,
-        actor: str = "floodgate-detector",
-        dynamodb: Any = None,
-        ec2: Any = None,
-        sns: Any = None,
-        retrier: Retrier | None = None,
+        cls, settings: Settings, wiring: Wiring | None = None, *, actor: str = "floodgate-detector"
     ) -> DetectionService:
-        """The production wiring (`floodgate.wiring`), on default AWS clients unless clients are given."""
-        dynamodb = dynamodb_client(dynamodb)
-        enforcer = enforcer_for(
-            settings, dynamodb=dynamodb, ec2=ec2, clock=clock, actor=actor, retrier=retrier
-        )
-        detection = detection_config(settings, enforcer.config.policy)
+        """The production wiring (`floodgate.wiring`): default AWS clients unless `wiring` names others."""
+        wiring = wiring or Wiring()
+        parts = wiring.parts(settings, actor=actor)
         return cls(
             settings,
-            enforcer=enforcer,
-            window=window_for(settings, detection, dynamodb=dynamodb, retrier=retrier),
-            arming=Arming(settings.state_table, dynamodb, retrier=retrier),
-            notifier=Notifier(settings.topic_arn, sns, retrier=retrier),
-            clock=clock,
+            enforcer=parts.enforcer,
+            window=parts.window,
+            arming=Arming(settings.state_table, parts.dynamodb, retrier=wiring.retrier),
+            notifier=parts.notifier,
+            clock=wiring.clock,
         )
 
     # -- events ------------------------------------------------------------------------------------------

@@ -16,14 +16,13 @@ from typing import Any
 
 from floodgate.adapters.ledger import DenyRecord, Ledger, LogEvent
 from floodgate.adapters.notify import Notifier
-from floodgate.adapters.retry import Retrier
 from floodgate.adapters.window import TrafficWindow
 from floodgate.core.window import rate_window_s, reject_rate_of
 from floodgate.enforcement import Drift, DriftKind, Enforcer
 from floodgate.observability import METRIC
 from floodgate.reports import event_metrics, event_tally
 from floodgate.settings import Settings
-from floodgate.wiring import detection_config, dynamodb_client, enforcer_for, window_for
+from floodgate.wiring import Wiring
 
 _log = logging.getLogger(__name__)
 
@@ -67,28 +66,17 @@ class ExpiryService:
 
     @classmethod
     def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        clock: Callable[[], float] = time.time,
-        actor: str = "floodgate-expirer",
-        dynamodb: Any = None,
-        ec2: Any = None,
-        sns: Any = None,
-        retrier: Retrier | None = None,
+        cls, settings: Settings, wiring: Wiring | None = None, *, actor: str = "floodgate-expirer"
     ) -> ExpiryService:
-        """The production wiring (`floodgate.wiring`), on default AWS clients unless clients are given."""
-        dynamodb = dynamodb_client(dynamodb)
-        enforcer = enforcer_for(
-            settings, dynamodb=dynamodb, ec2=ec2, clock=clock, actor=actor, retrier=retrier
-        )
-        detection = detection_config(settings, enforcer.config.policy)
+        """The production wiring (`floodgate.wiring`): default AWS clients unless `wiring` names others."""
+        wiring = wiring or Wiring()
+        parts = wiring.parts(settings, actor=actor)
         return cls(
             settings,
-            enforcer=enforcer,
-            window=window_for(settings, detection, dynamodb=dynamodb, retrier=retrier),
-            notifier=Notifier(settings.topic_arn, sns, retrier=retrier),
-            clock=clock,
+            enforcer=parts.enforcer,
+            window=parts.window,
+            notifier=parts.notifier,
+            clock=wiring.clock,
         )
 
     @property

@@ -26,8 +26,6 @@ from typing import Any, Protocol
 from floodgate.adapters.arming import Armed
 from floodgate.adapters.ledger import EventKind, LogEvent
 from floodgate.adapters.notify import Notifier
-from floodgate.cli.times import iso
-from floodgate.cli.views import deny_json, drift_json, event_json
 from floodgate.core.durations import format_duration, parse_duration
 from floodgate.core.networks import InvalidCidr, parse_network
 from floodgate.enforcement import (
@@ -38,6 +36,7 @@ from floodgate.enforcement import (
     PreflightError,
     Status,
 )
+from floodgate.records_json import deny_json, drift_json, event_json, iso
 from floodgate.reports import armed_json, event_metrics
 from floodgate.settings import ENV, Settings
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from floodgate.adapters.arming import Armed
 from floodgate.adapters.ledger import EventKind, LogEvent
-from floodgate.cli.times import iso
 from floodgate.observability import METRIC
+from floodgate.records_json import iso
 
 _EVENT_METRICS = {
     EventKind.BLOCK: METRIC.BLOCKS,

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
-
-import boto3
 
 from floodgate.adapters.ledger import Ledger
 from floodgate.adapters.nacl import NaclGateway
-from floodgate.adapters.retry import Retrier, client_config
+from floodgate.adapters.notify import Notifier
+from floodgate.adapters.retry import Retrier, default_client
 from floodgate.adapters.window import TrafficWindow
 from floodgate.core.detect import DetectionConfig
 from floodgate.core.networks import DenyPolicy
@@ -23,29 +23,45 @@ from floodgate.enforcement import EnforcementConfig, Enforcer
 from floodgate.settings import Settings
 
 
-def dynamodb_client(client: Any = None) -> Any:
-    """The given client, or the default one every DynamoDB adapter of a service shares."""
-    return client if client is not None else boto3.client("dynamodb", config=client_config())
+@dataclass(frozen=True)
+class Wiring:
+    """How a service reaches AWS and tells time: its clients (None: the production default, one DynamoDB
+    client shared by every DynamoDB adapter), the retry policy, and the wall clock."""
+
+    clock: Callable[[], float] = time.time
+    dynamodb: Any = None
+    ec2: Any = None
+    sns: Any = None
+    retrier: Retrier | None = None
+
+    def parts(self, settings: Settings, *, actor: str) -> ServiceParts:
+        """The engine, the window and the notifier both services are made of."""
+        dynamodb = default_client("dynamodb", self.dynamodb)
+        ledger = Ledger(
+            settings.state_table,
+            settings.log_table,
+            dynamodb,
+            log_retention_days=settings.log_retention_days,
+            retrier=self.retrier,
+        )
+        gateway = NaclGateway(self.ec2, retrier=self.retrier)
+        config = EnforcementConfig.from_settings(settings)
+        return ServiceParts(
+            enforcer=Enforcer(config, gateway, ledger, now=self.clock, actor=actor),
+            window=window_for(
+                settings, detection_config(settings, config.policy), dynamodb=dynamodb, retrier=self.retrier
+            ),
+            notifier=Notifier(settings.topic_arn, self.sns, retrier=self.retrier),
+            dynamodb=dynamodb,
+        )
 
 
-def enforcer_for(
-    settings: Settings,
-    *,
-    dynamodb: Any,
-    ec2: Any = None,
-    clock: Callable[[], float] = time.time,
-    actor: str,
-    retrier: Retrier | None = None,
-) -> Enforcer:
-    ledger = Ledger(
-        settings.state_table,
-        settings.log_table,
-        dynamodb,
-        log_retention_days=settings.log_retention_days,
-        retrier=retrier,
-    )
-    gateway = NaclGateway(ec2, retrier=retrier)
-    return Enforcer(EnforcementConfig.from_settings(settings), gateway, ledger, now=clock, actor=actor)
+@dataclass(frozen=True)
+class ServiceParts:
+    enforcer: Enforcer
+    window: TrafficWindow
+    notifier: Notifier
+    dynamodb: Any
 
 
 def detection_config(settings: Settings, policy: DenyPolicy) -> DetectionConfig:

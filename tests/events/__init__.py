@@ -7,13 +7,13 @@ same delivery as Lambda receives it (`awslogs.data` = base64 of gzip), ready to 
 
 from __future__ import annotations
 
-import base64
-import gzip
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+from emulator.lambda_runtime import LambdaContext, encode_awslogs, subscription_document
 
 EVENTS_DIR = Path(__file__).parent
 ACCOUNT = "123456789012"
@@ -27,12 +27,6 @@ def load(name: str) -> dict[str, Any]:
     return event
 
 
-def encode_awslogs(document: Mapping[str, Any]) -> dict[str, Any]:
-    """The event CloudWatch Logs sends for a decoded subscription document (deterministic gzip)."""
-    packed = gzip.compress(json.dumps(document).encode(), mtime=0)
-    return {"awslogs": {"data": base64.b64encode(packed).decode()}}
-
-
 def subscription_event(name: str) -> dict[str, Any]:
     """The subscription event for the decoded document stored as `<name>.decoded.json`."""
     return encode_awslogs(load(f"{name}.decoded.json"))
@@ -43,17 +37,14 @@ def flow_log_document(
 ) -> dict[str, Any]:
     """A decoded DATA_MESSAGE delivering `lines` from one interface's log stream. `batch` makes the log event
     ids unique across deliveries (CloudWatch Logs ids are unique per event)."""
-    return {
-        "messageType": "DATA_MESSAGE",
-        "owner": ACCOUNT,
-        "logGroup": log_group,
-        "logStream": f"{interface}-all",
-        "subscriptionFilters": ["Floodgate-ToDetector"],
-        "logEvents": [
-            {"id": f"{batch}-{index:08d}", "timestamp": timestamp_ms, "message": line}
-            for index, line in enumerate(lines)
-        ],
-    }
+    return subscription_document(
+        lines,
+        log_group=log_group,
+        log_stream=f"{interface}-all",
+        filter_name="Floodgate-ToDetector",
+        timestamp_ms=timestamp_ms,
+        batch=batch,
+    )
 
 
 def flow_log_event(
@@ -66,21 +57,13 @@ def flow_log_event(
     )
 
 
-@dataclass
-class LambdaContextStub:
-    """What powertools reads from the Lambda context (tests invoke handlers in-process)."""
-
-    function_name: str = "Floodgate-Detector"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:Floodgate-Detector"
-    aws_request_id: str = "3f1b2c4d-0000-4a5b-8c7d-123456789abc"
-    log_group_name: str = "/aws/lambda/Floodgate-Detector"
-    log_stream_name: str = "2025/11/24/[$LATEST]0123456789abcdef"
-    function_version: str = "$LATEST"
-    identity: Any = None
-    client_context: Any = None
-    tenant_id: str | None = None
-    remaining_ms: int = field(default=60_000)
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
+# What powertools reads from the Lambda context, with fixed values a test can assert on.
+LambdaContextStub = partial(
+    LambdaContext,
+    function_name="Floodgate-Detector",
+    invoked_function_arn=f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:Floodgate-Detector",
+    memory_limit_in_mb=512,
+    aws_request_id="3f1b2c4d-0000-4a5b-8c7d-123456789abc",
+    log_group_name="/aws/lambda/Floodgate-Detector",
+    log_stream_name="2025/11/24/[$LATEST]0123456789abcdef",
+)

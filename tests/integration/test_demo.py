@@ -9,7 +9,12 @@ import pytest
 
 from emulator import demo
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("demo")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.xdist_group("demo"),
+    # An alarm clearing publishes no metric; powertools warns about each (runtime.py silences it in Lambda).
+    pytest.mark.filterwarnings("ignore:No application metrics to publish"),
+]
 
 
 def test_the_demo_incident_blocks_the_flood_and_lifts_it_after_expiry() -> None:

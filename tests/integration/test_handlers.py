@@ -43,6 +43,7 @@ from floodgate.handlers import expirer as expirer_handler
 from floodgate.handlers.runtime import logger
 from floodgate.observability import METRIC, METRIC_NAMESPACE, SERVICE_NAME
 from floodgate.settings import ENV, ConfigError, Settings
+from floodgate.wiring import Wiring
 from tests.events import EVENTS_DIR, LambdaContextStub, flow_log_event, load, subscription_event
 from tests.integration.conftest import FAST_RETRIES, AwsClientFactory, Clock, Tables, VpcFixture
 
@@ -155,9 +156,9 @@ def make_deployment(
             client.meta.events.register(
                 "before-call", lambda model, **_: deployment.calls.append(model.name), unique_id="count"
             )
-        wiring = {"clock": clock, "retrier": Retrier(FAST_RETRIES), **clients}
-        detector_handler.detector.use(DetectionService.from_settings(settings, **wiring))
-        expirer_handler.expirer.use(ExpiryService.from_settings(settings, **wiring))
+        wiring = Wiring(clock=clock, retrier=Retrier(FAST_RETRIES), **clients)
+        detector_handler.detector.use(DetectionService.from_settings(settings, wiring))
+        expirer_handler.expirer.use(ExpiryService.from_settings(settings, wiring))
         return deployment
 
     yield build

@@ -9,6 +9,7 @@ import zlib
 
 import pytest
 
+from emulator.lambda_runtime import encode_awslogs
 from floodgate import events as events_module
 from floodgate.events import (
     AlarmShape,
@@ -20,7 +21,7 @@ from floodgate.events import (
     ManualRequest,
     parse_detector_event,
 )
-from tests.events import EVENTS_DIR, encode_awslogs, load, subscription_event
+from tests.events import EVENTS_DIR, load, subscription_event
 
 
 def test_the_stored_subscription_event_is_its_readable_sibling_encoded() -> None:

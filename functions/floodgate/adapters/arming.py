@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
-from floodgate.adapters.retry import Retrier, client_config, error_code
+from floodgate.adapters.retry import Retrier, default_client, error_code
 from floodgate.tables import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 
 ARMED_KEY = "ARMED"
@@ -43,7 +42,7 @@ class Arming:
 
     def __init__(self, table: str, client: Any = None, *, retrier: Retrier | None = None) -> None:
         self.table = table
-        self._ddb = client if client is not None else boto3.client("dynamodb", config=client_config())
+        self._ddb = default_client("dynamodb", client)
         self._retry = retrier or Retrier()
 
     def arm(self, alarm_name: str, *, now: float, until: float, reason: str) -> Armed:

@@ -29,10 +29,9 @@ from enum import StrEnum
 from functools import partial
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
-from floodgate.adapters.retry import Retrier, client_config, error_code, is_transient
+from floodgate.adapters.retry import Retrier, default_client, error_code, is_transient
 from floodgate.core.slots import Direction
 from floodgate.tables import (
     LOG_BY_CIDR_INDEX,
@@ -230,7 +229,7 @@ class Ledger:
         self.state_table = state_table
         self.log_table = log_table
         self.log_retention_s = log_retention_days * 86400
-        self._ddb = client if client is not None else boto3.client("dynamodb", config=client_config())
+        self._ddb = default_client("dynamodb", client)
         self._retry = retrier or Retrier()
 
     # -- leases ------------------------------------------------------------------------------------------

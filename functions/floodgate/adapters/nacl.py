@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
-from floodgate.adapters.retry import Retrier, client_config, error_code, is_server_error
+from floodgate.adapters.retry import Retrier, default_client, error_code, is_server_error
 from floodgate.core.slots import Direction
 
 DEFAULT_RULE_NUMBER = 32767  # `*`: 32767 for IPv4, 32768 for IPv6; cannot be changed
@@ -106,7 +105,7 @@ class NaclGateway:
     """
 
     def __init__(self, client: Any = None, *, retrier: Retrier | None = None) -> None:
-        self._ec2 = client if client is not None else boto3.client("ec2", config=client_config())
+        self._ec2 = default_client("ec2", client)
         self._retry = retrier or Retrier()
 
     def describe_vpc(self, vpc_id: str) -> dict[str, NaclSnapshot]:

@@ -14,10 +14,8 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-import boto3
-
 from floodgate.adapters.ledger import EventKind, LogEvent
-from floodgate.adapters.retry import Retrier, client_config
+from floodgate.adapters.retry import Retrier, default_client
 from floodgate.core.durations import format_duration
 
 _log = logging.getLogger(__name__)
@@ -54,7 +52,7 @@ class Notifier:
             return False
         subject, body = compose(notable, context=context)
         if self._sns is None:
-            self._sns = boto3.client("sns", config=client_config())
+            self._sns = default_client("sns")
         try:
             self._retry.call(
                 "Publish",

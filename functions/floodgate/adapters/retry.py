@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError
@@ -41,6 +41,16 @@ SERVER_ERROR_CODES = frozenset(
 def client_config() -> Config:
     """botocore config for the adapters' default clients: standard retry mode, one attempt (see above)."""
     return Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5, read_timeout=15)
+
+
+def default_client(service: str, client: Any = None) -> Any:
+    """`client`, or the production client of `service` with the adapters' config. boto3 loads here, on first
+    use: what imports an adapter without making a client (the CLI's offline commands) does not pay for it."""
+    if client is not None:
+        return client
+    import boto3  # noqa: PLC0415 - lazy on purpose
+
+    return boto3.client(service, config=client_config())
 
 
 def error_code(exc: BaseException) -> str | None:

@@ -30,10 +30,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
-from floodgate.adapters.retry import Retrier, client_config, error_code
+from floodgate.adapters.retry import Retrier, default_client, error_code
 from floodgate.core.summary import TrafficSummary
 from floodgate.core.window import BatchDigest, CorruptPart, merge_batches, open_batch, pack_summary
 from floodgate.tables import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
@@ -77,7 +76,7 @@ class TrafficWindow:
         self.table = table
         self.window_s = window_s
         self.new_summary = new_summary
-        self._ddb = client if client is not None else boto3.client("dynamodb", config=client_config())
+        self._ddb = default_client("dynamodb", client)
         self._retry = retrier or Retrier()
 
     def add(

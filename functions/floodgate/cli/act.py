@@ -20,14 +20,13 @@ from floodgate.cli.views import (
     DRIFT_HEADERS,
     EVENT_HEADERS,
     counted,
-    drift_json,
     drift_row,
-    event_json,
     event_row,
     short_actor,
 )
 from floodgate.enforcement import DriftKind, EnforcementResult
 from floodgate.manual import ACTOR_LENGTH, ManualResponse, run_manual
+from floodgate.records_json import drift_json, event_json
 
 
 def register(commands: Any) -> None:

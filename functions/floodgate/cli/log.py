@@ -14,7 +14,8 @@ from floodgate.cli.aws import Deployment, add_deployment_arguments, aws_command
 from floodgate.cli.options import add_window_arguments, cidr_argument, window
 from floodgate.cli.render import table
 from floodgate.cli.times import clock
-from floodgate.cli.views import EVENT_HEADERS, event_json, event_row
+from floodgate.cli.views import EVENT_HEADERS, event_row
+from floodgate.records_json import event_json
 
 DEFAULT_LIMIT = 50
 _NACL_ID = re.compile(r"acl-[0-9a-f]{8,17}")

@@ -13,8 +13,8 @@ from floodgate.cli.errors import CliError
 from floodgate.cli.options import add_window_arguments, window
 from floodgate.cli.report_html import render
 from floodgate.cli.timeline import Lane, Report, Source
-from floodgate.cli.times import iso
-from floodgate.cli.views import counted, event_json
+from floodgate.cli.views import counted
+from floodgate.records_json import event_json, iso
 
 
 def register(commands: Any) -> None:

@@ -12,19 +12,18 @@ from floodgate.adapters.ledger import DenyRecord, LogEvent, OffenceRecord
 from floodgate.cli.aws import CLI_ACTOR, Deployment, add_deployment_arguments, aws_command
 from floodgate.cli.options import cidr_argument
 from floodgate.cli.render import table
-from floodgate.cli.times import clock, iso
+from floodgate.cli.times import clock
 from floodgate.cli.views import (
     DENY_HEADERS,
     counted,
-    deny_json,
     deny_row,
-    event_json,
     event_name,
     evidence_text,
     rule_text,
     short_actor,
 )
 from floodgate.core.networks import parse_network
+from floodgate.records_json import deny_json, event_json, iso
 
 HISTORY_HEADERS = ("TIME (UTC)", "EVENT", "NACL", "RULE", "BY", "EVIDENCE", "REASON")
 

@@ -12,18 +12,17 @@ from typing import Any
 from floodgate.adapters.arming import Armed
 from floodgate.cli.aws import CLI_ACTOR, Deployment, add_deployment_arguments, aws_command
 from floodgate.cli.render import rate, table
-from floodgate.cli.times import clock, iso
+from floodgate.cli.times import clock
 from floodgate.cli.views import (
     DENY_HEADERS,
     DRIFT_HEADERS,
     counted,
-    deny_json,
     deny_row,
-    drift_json,
     drift_row,
     short_actor,
 )
 from floodgate.enforcement import NaclStatus, Status
+from floodgate.records_json import deny_json, drift_json, iso
 
 
 @dataclass(frozen=True, slots=True)

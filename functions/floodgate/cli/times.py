@@ -35,11 +35,6 @@ def clock(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def iso(at: float) -> str:
-    """2025-11-24T16:30:05.123456Z, for JSON."""
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def expires_in(expires: float, now: float) -> str:
     """The time a ban has left (24m), or how long ago it ran out when the expirer is late (expired 3m ago)."""
     left = expires - now

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from floodgate.adapters.ledger import DenyRecord, EventKind, Evidence, LogEvent, Origin
 from floodgate.cli.render import rate
-from floodgate.cli.times import clock, expires_in, iso
+from floodgate.cli.times import clock, expires_in
 from floodgate.core.slots import Direction
 from floodgate.enforcement import Drift
 
@@ -81,53 +79,6 @@ def event_row(event: LogEvent) -> tuple[str, ...]:
     )
 
 
-def evidence_json(evidence: Evidence | None) -> dict[str, Any] | None:
-    if evidence is None:
-        return None
-    return {
-        "pps": evidence.pps,
-        "bps": evidence.bps,
-        "share": evidence.share,
-        "members": evidence.members,
-        "reject_pps": evidence.reject_pps,
-    }
-
-
-def event_json(event: LogEvent) -> dict[str, Any]:
-    return {
-        "at": iso(event.at),
-        "event": str(event.kind),
-        "would": str(event.would) if event.would else None,
-        "cidr": event.cidr,
-        "nacl_id": event.nacl_id,
-        "direction": str(event.direction) if event.direction else None,
-        "rule": event.rule,
-        "origin": str(event.origin) if event.origin else None,
-        "actor": event.actor,
-        "reason": event.reason,
-        "evidence": evidence_json(event.evidence),
-        "expires": iso(event.expires) if event.expires is not None else None,
-        "offences": event.offences,
-        "event_id": event.event_id,
-    }
-
-
-def deny_json(deny: DenyRecord, now: float) -> dict[str, Any]:
-    return {
-        "cidr": deny.cidr,
-        "nacl_id": deny.nacl_id,
-        "direction": str(deny.direction),
-        "rule": deny.rule,
-        "created": iso(deny.created),
-        "expires": iso(deny.expires),
-        "expires_in_s": round(deny.expires - now, 3),
-        "offences": deny.offences,
-        "origin": str(deny.origin),
-        "reason": deny.reason,
-        "evidence": evidence_json(deny.evidence),
-    }
-
-
 def deny_row(deny: DenyRecord, now: float) -> tuple[str, ...]:
     return (
         deny.cidr,
@@ -142,14 +93,3 @@ def deny_row(deny: DenyRecord, now: float) -> tuple[str, ...]:
 
 def drift_row(drift: Drift) -> tuple[str, ...]:
     return (str(drift.kind), drift.nacl_id, rule_text(drift.rule, drift.direction), drift.cidr, drift.detail)
-
-
-def drift_json(drift: Drift) -> dict[str, Any]:
-    return {
-        "kind": str(drift.kind),
-        "nacl_id": drift.nacl_id,
-        "direction": str(drift.direction),
-        "rule": drift.rule,
-        "cidr": drift.cidr,
-        "detail": drift.detail,
-    }
