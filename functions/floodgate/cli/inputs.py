@@ -31,18 +31,14 @@ def read_blocks(path: str) -> Iterator[bytes]:
     """`path` in blocks of whole lines, each ending with a newline (the last one gets one if it lacks it)."""
     stream = _open(path)
     try:
-        pending = b""
-        while True:
-            data = stream.read(BLOCK_BYTES)
-            if not data:
-                break
-            data = pending + data
-            cut = data.rfind(b"\n") + 1
-            pending = data[cut:]
-            if cut:
-                yield data[:cut]
-        if pending:
-            yield pending + b"\n"
+        while data := stream.read(BLOCK_BYTES):
+            if not data.endswith(b"\n"):
+                # Finish the block's last line from the stream: one copy, where splitting and carrying the
+                # rest over would cost two.
+                data += stream.readline()
+                if not data.endswith(b"\n"):
+                    data += b"\n"
+            yield data
     except (OSError, EOFError, zlib.error) as exc:
         raise CliError(f"cannot read {path}: {exc}") from None
     finally:
