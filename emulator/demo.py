@@ -314,14 +314,14 @@ def run(
         demo.play(incident)
         demo.deny_log(incident)
         incident.seconds = time.perf_counter() - began
-        _verdict(demo, incident, out)
+        _verdict(demo, incident, out, keep=keep)
         if keep:
             _explain_endpoint(emulator, demo.stack.stack_name, out)
             _wait_for_interrupt()
     return incident
 
 
-def _verdict(demo: Demo, incident: Incident, out: TextIO) -> None:
+def _verdict(demo: Demo, incident: Incident, out: TextIO, *, keep: bool) -> None:
     kinds: dict[str, int] = {}
     for event in incident.log_events:
         kinds[event["event"]] = kinds.get(event["event"], 0) + 1
@@ -342,6 +342,8 @@ def _verdict(demo: Demo, incident: Incident, out: TextIO) -> None:
         + f"; function logs in {demo.function_log.name}",
         file=out,
     )
+    if not keep:
+        print("To look around with the CLI and the AWS CLI afterwards: make demo-keep", file=out)
 
 
 def _explain_endpoint(emulator: server.Emulator, stack_name: str, out: TextIO) -> None:

@@ -10,7 +10,7 @@ from typing import BinaryIO
 
 from floodgate.cli.errors import CliError
 
-BLOCK_BYTES = 2 << 20  # ~35,000 default-format records: large enough to amortise, small enough for memory
+BLOCK_BYTES = 2 << 20  # ~18,000 default-format records: large enough to amortise, small enough for memory
 
 
 def _open(path: str) -> BinaryIO:
