@@ -18,6 +18,7 @@ import io
 import ipaddress
 import json
 import logging
+import os
 import random
 import sys
 import time
@@ -304,17 +305,14 @@ def run(
     LOG_DIR.mkdir(exist_ok=True)
     # What the functions print (structured logs, EMF metrics) goes to a file, as it would go to CloudWatch
     # Logs; the story goes to `out`.
-    with (
-        (LOG_DIR / "functions.log").open("w") as function_log,
-        redirect_stdout(function_log),
-        server.running() as emulator,
-    ):
-        demo = Demo(out, emulator, function_log, stack_name)
-        incident = demo.build()
-        demo.play(incident)
-        demo.deny_log(incident)
-        incident.seconds = time.perf_counter() - began
-        _verdict(demo, incident, out, keep=keep)
+    with server.running() as emulator:
+        with (LOG_DIR / "functions.log").open("w") as function_log, redirect_stdout(function_log):
+            demo = Demo(out, emulator, function_log, stack_name)
+            incident = demo.build()
+            demo.play(incident)
+            demo.deny_log(incident)
+            incident.seconds = time.perf_counter() - began
+            _verdict(demo, incident, out, keep=keep)
         if keep:
             _explain_endpoint(emulator, demo.stack.stack_name, out)
             _wait_for_interrupt()
@@ -363,7 +361,10 @@ def _wait_for_interrupt() -> None:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        pass
+        # The same Ctrl-C has already stopped the CDK's jsii runtime (a child in our process group); its exit
+        # hook would only print a traceback about the closed pipe. Everything worth keeping is printed.
+        print("\nemulator stopped", flush=True)
+        os._exit(0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
