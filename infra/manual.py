@@ -24,7 +24,7 @@ CIDR_PATTERN = (
     r"^([0-9]{1,3}(\.[0-9]{1,3}){3}(/[0-9]{1,2})?|[0-9A-Fa-f]{0,4}(:[0-9A-Fa-f]{0,4}){2,7}(/[0-9]{1,3})?)$"
 )
 TTL_PATTERN = r"^([0-9]+[smhdw])+$"
-REASON_PATTERN = r'^[^"\\]{3,256}$'
+REASON_PATTERN = r'^[^"\\\x00-\x1f]{3,256}$'  # no quote, backslash or control character: stays JSON'
 ACTOR_PATTERN = r"^[A-Za-z0-9@._+=,/ -]{1,128}$"
 STEP_NAME = "InvokeDetector"
 

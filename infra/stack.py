@@ -79,4 +79,5 @@ class FloodgateStack(Stack):
         for construct_id, document in self.manual.documents.items():
             outputs[EXTRA_OUTPUT_RUNBOOK.format(construct_id)] = document.ref
         for key, value in outputs.items():
-            CfnOutput(self, key, value=value)
+            if value:  # CloudFormation refuses an output with an empty value (no NACL ids in VPC mode)
+                CfnOutput(self, key, value=value)

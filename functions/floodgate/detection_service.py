@@ -259,8 +259,15 @@ class DetectionService:
         now = self._clock()
         if change.state is AlarmState.ALARM:
             armed = self.arming.arm(
-                change.alarm_name, now=now, until=now + self.settings.arm_ttl_s, reason=change.reason
+                change.alarm_name,
+                now=now,
+                until=now + self.settings.arm_ttl_s,
+                reason=change.reason,
+                changed_at=change.changed_at,
             )
+            if armed is None:
+                _log.warning("ignored a stale ALARM from %s: its state has changed since", change.alarm_name)
+                return AlarmReport(change.alarm_name, change.state, self.arming.current(now=now), None)
             # How late the state change reached us is part of the alarm-to-deny time on-call sees.
             lag = f"{now - change.changed_at:.1f}s" if change.changed_at is not None else "unknown"
             _log.info(
@@ -273,7 +280,9 @@ class DetectionService:
             )
             decision = self.decide(origin=Origin.alarm(change.alarm_name), received=received)
             return AlarmReport(change.alarm_name, change.state, armed, decision)
-        if change.state is AlarmState.OK and self.arming.disarm(change.alarm_name):
+        if change.state is AlarmState.OK and self.arming.disarm(
+            change.alarm_name, now=now, changed_at=change.changed_at
+        ):
             _log.info("disarmed by %s; denies in force stay until they expire", change.alarm_name)
         return AlarmReport(change.alarm_name, change.state, self.arming.current(now=now), None)
 

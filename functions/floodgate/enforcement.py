@@ -428,9 +428,10 @@ class Enforcer:
     def reconcile(self, *, dry_run: bool = False) -> EnforcementResult:
         """Put each NACL's owned range back in line with the ledger (REPAIR), and report foreign entries.
 
-        With `dry_run`, only report: nothing is written, not even to the log.
+        With `dry_run`, only report: nothing is written, not even to the log. A deployment in dry-run mode
+        repairs in dry run too (DRYRUN events, NACLs untouched), so a pause by configuration holds.
         """
-        mode = _Mode.INSPECT if dry_run else _Mode.WRITE
+        mode = _Mode.INSPECT if dry_run else self._mode(None)
         snapshots = self._snapshots()
         outcome = self._converge_all(snapshots, _Request(self.actor), mode)
         problems = [problem for snapshot in snapshots.values() for problem in self._problems(snapshot)]
@@ -953,7 +954,7 @@ class _Decider:
                 original = self.original.get(key)
                 if original is None or original.cidr != slot.cidr or key not in self.final:
                     self._repair(
-                        DriftKind.ORPHAN, pool, slot, f"entry {slot.cidr} had no ledger record; removed"
+                        DriftKind.ORPHAN, pool, slot, f"entry {slot.cidr} has no ledger record: remove it"
                     )
                 record = None
             elif slot.kind is OpKind.REPLACE:
@@ -961,13 +962,11 @@ class _Decider:
                     DriftKind.MISMATCH,
                     pool,
                     slot,
-                    f"rule {slot.rule} denied {inside.get(slot.rule)} instead of the ledger's {slot.cidr}; "
-                    "replaced",
+                    f"rule {slot.rule} denies {inside.get(slot.rule)} instead of the ledger's {slot.cidr}: "
+                    "replace it",
                 )
             elif key not in self.placed:
-                self._repair(
-                    DriftKind.MISSING, pool, slot, "ledger deny was missing from the NACL; re-created"
-                )
+                self._repair(DriftKind.MISSING, pool, slot, "ledger deny missing from the NACL: re-create it")
             self.ops.append(_EntryOp(pool.direction, slot, record))
 
     def _repair(self, kind: DriftKind, pool: Pool, slot: SlotOp, detail: str) -> None:

@@ -1,9 +1,10 @@
 """The expirer's domain, run every minute: end the bans that are over (or extend those whose source still
 floods, seen as REJECT in the window), then put any drift between ledger and NACLs right.
 
-A run with nothing due reads the ledger once per NACL and the NACLs twice (the drift check), and writes
-nothing. Two runs at once are safe: every change happens under the NACL's lease in the enforcement engine,
-and the second run decides again from what the first one left.
+A run with nothing due reads the held denies and the NACLs (the drift check) and writes nothing: a handful
+of calls per NACL, counted in tests/integration/test_handlers.py. Two runs at once are safe: every change
+happens under the NACL's lease in the enforcement engine, and the second run decides again from what the
+first one left.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from floodgate.settings import Settings
 from floodgate.wiring import Wiring
 
 _log = logging.getLogger(__name__)
+EVIDENCE_AHEAD_S = 60.0  # how far past `now` a run gathers evidence for bans about to end
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +91,10 @@ class ExpiryService:
         due = tuple(sorted({d.cidr for records in held.values() for d in records if d.expired(now)}))
         events: list[LogEvent] = []
         if due:
-            events += self.enforcer.expire(reject_pps=self._reject_rates(due, now)).events
+            # The engine reads the clock again, after any lease wait: bans falling due in the meantime need
+            # their evidence too, so rates cover every ban ending within the next minute.
+            soon = {d.cidr for records in held.values() for d in records if d.expired(now + EVIDENCE_AHEAD_S)}
+            events += self.enforcer.expire(reject_pps=self._reject_rates(tuple(sorted(soon)), now)).events
         check = self.enforcer.reconcile(dry_run=True)
         if any(d.kind is not DriftKind.FOREIGN for d in check.drift):
             events += self.enforcer.reconcile().events

@@ -9,7 +9,8 @@
   budget, allowlist and prefix caps apply as to automatic denies; a manual deny outranks automatic ones.
 - block, unblock: `dry_run` (optional) overrides the deployment's FLOODGATE_DRY_RUN for this request.
 - analyze: decide on the traffic window now, whatever the armed state; `dry_run` defaults to true, so
-  nothing is denied unless asked for in so many words. `actor` is optional.
+  nothing is denied unless asked for in so many words.
+- every action: `actor` names who asked (the CLI sends the caller's AWS identity); without it, "console".
 - status: the denies in force per NACL, pools against budget and quota, drift, and the armed state.
 
 The answer is JSON: `{"ok": true, "action": ..., ...}`, or `{"ok": false, "action": ..., "error": "..."}`
@@ -40,10 +41,9 @@ from floodgate.records_json import deny_json, drift_json, event_json, iso
 from floodgate.reports import armed_json, event_metrics
 from floodgate.settings import ENV, Settings
 
-ACTIONS = ("block", "unblock", "analyze", "status")
 _FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {  # action -> (required, optional)
-    "block": (frozenset({"cidr", "reason", "actor"}), frozenset({"ttl", "dry_run"})),
-    "unblock": (frozenset({"cidr", "reason", "actor"}), frozenset({"dry_run"})),
+    "block": (frozenset({"cidr", "reason"}), frozenset({"ttl", "dry_run", "actor"})),
+    "unblock": (frozenset({"cidr", "reason"}), frozenset({"dry_run", "actor"})),
     "analyze": (frozenset(), frozenset({"dry_run", "actor"})),
     "status": (frozenset(), frozenset({"actor"})),
 }
@@ -123,8 +123,8 @@ class ManualResponse:
 def parse_manual(payload: Mapping[str, Any], settings: Settings) -> ManualAction:
     """The action a payload asks for. Raises ManualError naming the first problem."""
     action = payload.get("action")
-    if action not in _FIELDS:
-        raise ManualError(f"action must be one of {', '.join(ACTIONS)}; got {action!r}")
+    if not isinstance(action, str) or action not in _FIELDS:
+        raise ManualError(f"action must be one of {', '.join(_FIELDS)}; got {action!r}")
     required, optional = _FIELDS[action]
     given = set(payload) - {"action"}
     missing = sorted(required - given)
@@ -134,11 +134,13 @@ def parse_manual(payload: Mapping[str, Any], settings: Settings) -> ManualAction
     if unknown:
         allowed = ", ".join(sorted(required | optional)) or "nothing else"
         raise ManualError(f"{action} does not take {', '.join(unknown)} (it takes {allowed})")
+    # Who asked: the CLI sends the caller's AWS identity; a console test event may not say.
+    actor = _text(payload, "actor", ACTOR_LENGTH) if "actor" in payload else "console"
     if action == "block":
         return Block(
             cidr=_cidr(payload),
             reason=_text(payload, "reason", REASON_LENGTH),
-            actor=_text(payload, "actor", ACTOR_LENGTH),
+            actor=actor,
             ttl_s=_ttl(payload, settings) if "ttl" in payload else None,
             dry_run=_flag(payload, "dry_run"),
         )
@@ -146,10 +148,9 @@ def parse_manual(payload: Mapping[str, Any], settings: Settings) -> ManualAction
         return Unblock(
             cidr=_cidr(payload),
             reason=_text(payload, "reason", REASON_LENGTH),
-            actor=_text(payload, "actor", ACTOR_LENGTH),
+            actor=actor,
             dry_run=_flag(payload, "dry_run"),
         )
-    actor = _text(payload, "actor", ACTOR_LENGTH) if "actor" in payload else "console"
     if action == "analyze":
         dry_run = _flag(payload, "dry_run")
         return Analyze(dry_run=True if dry_run is None else dry_run, actor=actor)

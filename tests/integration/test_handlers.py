@@ -469,7 +469,8 @@ BAD_MANUAL = {
     "malformed-manual-bad-cidr": "cidr: invalid CIDR '203.0.113.7/24': 203.0.113.7/24 has host bits set",
     "malformed-manual-bad-ttl": "ttl: not a duration: 'forever'",
     "malformed-manual-unknown-field": "block does not take tll",
-    "malformed-manual-missing-actor": "unblock needs actor",
+    "malformed-manual-missing-reason": "unblock needs reason",
+    "malformed-manual-action-not-text": "action must be one of block, unblock, analyze, status; got ['block",
     "malformed-manual-dry-run-text": "dry_run must be true or false, got 'false'",
 }
 
@@ -487,7 +488,7 @@ def test_bad_events_of_every_kind_are_refused_and_write_nothing(deployment: Depl
             with pytest.raises(InvalidEvent):
                 deployment.detect(load(name))
         refused += 1
-    assert refused == 13
+    assert refused == 14
     assert deployment.items(deployment.tables.state) == []
     assert deployment.items(deployment.tables.log) == []
     assert deployment.deny_entries() == before

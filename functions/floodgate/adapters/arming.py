@@ -1,7 +1,10 @@
 """DynamoDB adapter: which alarms arm enforcement, and the pace of decisions triggered by flow-log batches.
 
 STATE table (key `pk` / `sk`):
-  ARMED     / <alarm name>   the alarm went to ALARM: enforcement is armed until `armed_until`
+  ARMED     / <alarm name>   the alarm's last state change (`changed_at`): after ALARM, enforcement is armed
+                             until `armed_until`; after OK the item stays, disarmed (armed_until 0), so that
+                             an older ALARM delivered late (a Lambda retry, EventBridge's unordered
+                             delivery) cannot re-arm
   DECISION  / PACE           when the last batch-triggered decision started
 
 Both kinds expire via `expires_at` and every read checks the time itself (TTL deletes late, or never in
@@ -45,32 +48,57 @@ class Arming:
         self._ddb = default_client("dynamodb", client)
         self._retry = retrier or Retrier()
 
-    def arm(self, alarm_name: str, *, now: float, until: float, reason: str) -> Armed:
-        """Arm (or re-arm, refreshing the deadline) on behalf of `alarm_name`."""
+    def arm(
+        self, alarm_name: str, *, now: float, until: float, reason: str, changed_at: float | None = None
+    ) -> Armed | None:
+        """Arm (or re-arm, refreshing the deadline) on behalf of `alarm_name`. None when the alarm's state
+        has changed since `changed_at` (default: now): this event is stale and changes nothing."""
         armed = Armed(alarm_name, now, until, reason)
-        item = {
+        item = self._state_item(alarm_name, now=now, until=until, reason=reason, changed_at=changed_at)
+        return armed if self._put_if_newer(item) is not None else None
+
+    def disarm(self, alarm_name: str, *, now: float, changed_at: float | None = None) -> bool:
+        """Withdraw `alarm_name`'s arming. False when it had none in force, or when this OK is stale."""
+        item = self._state_item(alarm_name, now=now, until=0.0, reason="OK", changed_at=changed_at)
+        previous = self._put_if_newer(item)
+        return (
+            previous is not None and "armed_until" in previous and float(previous["armed_until"]["N"]) > now
+        )
+
+    def _state_item(
+        self, alarm_name: str, *, now: float, until: float, reason: str, changed_at: float | None
+    ) -> dict[str, Any]:
+        return {
             PARTITION_KEY: {"S": ARMED_KEY},
             SORT_KEY: {"S": alarm_name},
             "armed_at": {"N": repr(now)},
             "armed_until": {"N": repr(until)},
+            "changed_at": {"N": repr(now if changed_at is None else changed_at)},
             "reason": {"S": reason or "-"},
-            TTL_ATTRIBUTE: {"N": str(math.ceil(until) + _RECORD_GRACE_S)},
+            TTL_ATTRIBUTE: {"N": str(math.ceil(max(now, until)) + _RECORD_GRACE_S)},
         }
-        self._retry.call("PutItem armed", partial(self._ddb.put_item, TableName=self.table, Item=item))
-        return armed
 
-    def disarm(self, alarm_name: str) -> bool:
-        """Withdraw `alarm_name`'s arming. False when it had none."""
-        reply = self._retry.call(
-            "DeleteItem armed",
-            partial(
-                self._ddb.delete_item,
-                TableName=self.table,
-                Key={PARTITION_KEY: {"S": ARMED_KEY}, SORT_KEY: {"S": alarm_name}},
-                ReturnValues="ALL_OLD",
-            ),
-        )
-        return bool(reply.get("Attributes"))
+    def _put_if_newer(self, item: dict[str, Any]) -> dict[str, Any] | None:
+        """Write the alarm's state unless a later change is already recorded. The previous item ({} when
+        there was none), or None when this one is stale."""
+        try:
+            reply = self._retry.call(
+                "PutItem armed",
+                partial(
+                    self._ddb.put_item,
+                    TableName=self.table,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(changed_at) OR changed_at <= :changed",
+                    ExpressionAttributeValues={":changed": item["changed_at"]},
+                    ReturnValues="ALL_OLD",
+                ),
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise
+        previous: dict[str, Any] = reply.get("Attributes", {})
+        return previous
 
     def current(self, *, now: float) -> Armed | None:
         """The most recent arming still in force, if any (several alarms may arm at once)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from floodgate.adapters.retry import Retrier, default_client, error_code, is_server_error
+from floodgate.adapters.retry import THROTTLING_CODES, Retrier, default_client, error_code, is_server_error
 from floodgate.core.slots import Direction
 
 DEFAULT_RULE_NUMBER = 32767  # `*`: 32767 for IPv4, 32768 for IPv6; cannot be changed
@@ -202,7 +202,9 @@ class NaclGateway:
         The emulator answers a missing entry with HTTP 500; AWS answers 5xx only for its own trouble. Looking
         tells the two apart: absent means not-found, present means a real server error worth retrying.
         """
-        return is_server_error(exc) and self._entry(nacl_id, direction, rule) is None
+        if not is_server_error(exc) or error_code(exc) in THROTTLING_CODES:
+            return False  # throttling comes back as 503: not a sign of a missing entry
+        return self._entry(nacl_id, direction, rule) is None
 
     def _entry(self, nacl_id: str, direction: Direction, rule: int) -> NaclEntry | None:
         return self.describe([nacl_id])[nacl_id].entry(direction, rule)

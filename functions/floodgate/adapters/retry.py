@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotocoreConnectionError  # connect timeouts, no endpoint
 from botocore.parsers import ResponseParserError
 
 _log = logging.getLogger(__name__)
@@ -72,7 +73,11 @@ def is_server_error(exc: BaseException) -> bool:
 
 def is_transient(exc: BaseException) -> bool:
     """Throttling, 5xx and connection failures: the same request may well succeed in a moment."""
-    return isinstance(exc, HTTPClientError) or error_code(exc) in THROTTLING_CODES or is_server_error(exc)
+    return (
+        isinstance(exc, HTTPClientError | BotocoreConnectionError)
+        or error_code(exc) in THROTTLING_CODES
+        or is_server_error(exc)
+    )
 
 
 @dataclass(frozen=True, slots=True)

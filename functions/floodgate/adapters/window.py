@@ -41,9 +41,10 @@ _log = logging.getLogger(__name__)
 
 WINDOW_PREFIX = "WINDOW#"
 BUCKET_S = 60
-# Flow logs reach CloudWatch Logs "typically around 5 minutes" after the capture window; a batch whose
-# newest record is older than the window plus this is history, not the traffic a decision is about.
-LATE_DELIVERY_S = 600
+# A log event's timestamp is its record's *start*: with the 600 s aggregation interval and delivery to
+# CloudWatch Logs "typically around 5 minutes" later, the newest timestamp of a batch can be ~15 minutes
+# old on arrival. A batch older than the window plus this is history, not the traffic a decision is about.
+LATE_DELIVERY_S = 1200
 _EXPIRY_SLACK_S = 60
 _PARALLEL_QUERIES = 8
 
@@ -123,7 +124,9 @@ class TrafficWindow:
         by the next decision; the window itself spans minutes.
         """
         since = now - self.window_s
-        first = _bucket(since - LATE_DELIVERY_S)
+        # A batch is filed under its newest timestamp, which may be up to window + LATE_DELIVERY_S older than
+        # its arrival; it counts for a window after arrival, so the oldest bucket to look at is that far back.
+        first = _bucket(since - self.window_s - LATE_DELIVERY_S)
         buckets = range(first, _bucket(now) + BUCKET_S, BUCKET_S)
         query = partial(self._bucket_items, since=since, now=now)
         with ThreadPoolExecutor(max_workers=min(_PARALLEL_QUERIES, len(buckets))) as pool:
