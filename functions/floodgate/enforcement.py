@@ -848,6 +848,21 @@ class _Decider:
                 )
             )
         rules = [rule for rule in pool.rules if rule not in foreign]
+        for record in held_records:
+            if record.direction is pool.direction and record.family == pool.family and record.rule in foreign:
+                # Someone else's entry sits on our rule: the ledger's deny is not in force, and we never
+                # overwrite a foreign entry. Say so loudly rather than count the deny as held.
+                self.drift.append(
+                    Drift(
+                        DriftKind.MISSING,
+                        self.nacl_id,
+                        pool.direction,
+                        record.rule,
+                        record.cidr,
+                        f"rule {record.rule} is taken by a foreign entry ({inside[record.rule].describe()}): "
+                        f"the ledger's deny of {record.cidr} is not in force",
+                    )
+                )
         mine = {
             r.rule: r
             for r in held_records
@@ -924,10 +939,24 @@ class _Decider:
         ]
         record = self._offence(cidr)
         history = OffenceHistory(record.count, record.ban_until) if record else None
-        if running:
-            terms = (max(r.expires for r in running), max(r.offences for r in running))
-        elif record is not None and history is not None and history.ban_running(self.now):
-            terms = (record.ban_until, record.count)
+        if running or (record is not None and history is not None and history.ban_running(self.now)):
+            if running:
+                expires, offences = max(r.expires for r in running), max(r.offences for r in running)
+            else:
+                assert record is not None  # the condition above
+                expires, offences = record.ban_until, record.count
+            # A person's block asks for its ban time from now: a running ban is lengthened, never shortened.
+            if want.origin.kind is OriginKind.MANUAL:
+                asked = self.now + (want.ttl_s or self.bans.ban_time(offences))
+                if asked > expires:
+                    expires = asked
+                    if record is not None:
+                        self._set_offence(
+                            dataclasses.replace(
+                                record, ban_until=expires, remember_until=self.bans.remember_until(expires)
+                            )
+                        )
+            terms = (expires, offences)
         else:
             offences = self.bans.offence_number(history, self.now)
             expires = self.now + (want.ttl_s or self.bans.ban_time(offences))

@@ -461,3 +461,55 @@ def test_the_engine_configuration_follows_the_lambda_settings(vpc: VpcFixture) -
     assert (config.bans.base_ttl_s, config.bans.max_ttl_s, config.bans.factor) == (600, 7200, 3.0)
     assert config.evidence_threshold_pps == 2500.0
     assert config.policy.refusal(parse_network("198.51.100.7/32")) is not None
+
+
+def test_a_manual_block_lengthens_a_running_ban_to_the_time_asked(
+    make_enforcer: MakeEnforcer, vpc: VpcFixture, clock: Clock
+) -> None:
+    kit = make_enforcer(budget=1, nacl_ids=vpc.nacl_ids[:1])
+    kit.enforcer.apply([flood("203.0.113.1/32", 50_000)])
+    clock.advance(60)
+    kit.enforcer.apply([flood("203.0.113.2/32", 90_000)])  # .1 is evicted; its ban still runs
+    clock.advance(60)
+    kit.enforcer.block("203.0.113.1", reason="keeps coming back, OPS-7", actor="alice", ttl_s=86_400)
+    (deny,) = kit.ledger.denies(vpc.nacl_ids[0])
+    assert deny.cidr == "203.0.113.1/32"
+    assert deny.expires == pytest.approx(clock() + 86_400)
+
+
+def test_a_dry_run_deployment_repairs_in_dry_run_only(
+    make_enforcer: MakeEnforcer, vpc: VpcFixture, clock: Clock
+) -> None:
+    live = make_enforcer(nacl_ids=vpc.nacl_ids[:1])
+    live.enforcer.apply([flood("203.0.113.1/32", 50_000)])
+    nacl_id = vpc.nacl_ids[0]
+    (rule,) = owned(live, nacl_id)
+    live.ec2.delete_network_acl_entry(NetworkAclId=nacl_id, RuleNumber=rule, Egress=False)  # a person's hand
+    paused = make_enforcer(nacl_ids=vpc.nacl_ids[:1], dry_run=True)
+    result = paused.enforcer.reconcile()
+    assert result.dry_run
+    assert [d.kind for d in result.drift] == [DriftKind.MISSING]
+    assert owned(paused, nacl_id) == {}  # not put back while the deployment is paused
+    assert [e.kind for e in result.events] == [EventKind.DRYRUN]
+
+
+def test_a_foreign_entry_on_a_held_rule_is_reported_as_a_deny_not_in_force(
+    enforcer: EnforcerKit, vpc: VpcFixture
+) -> None:
+    enforcer.enforcer.apply([flood("203.0.113.1/32", 50_000)])
+    nacl_id = vpc.nacl_ids[0]
+    (rule,) = owned(enforcer, nacl_id)
+    enforcer.ec2.replace_network_acl_entry(
+        NetworkAclId=nacl_id,
+        RuleNumber=rule,
+        Protocol="6",
+        RuleAction="deny",
+        Egress=False,
+        CidrBlock="198.51.100.0/24",
+        PortRange={"From": 22, "To": 22},
+    )
+    drift = enforcer.enforcer.reconcile(dry_run=True).drift
+    kinds = {(d.kind, d.rule) for d in drift if d.nacl_id == nacl_id}
+    assert kinds == {(DriftKind.FOREIGN, rule), (DriftKind.MISSING, rule)}
+    missing = next(d for d in drift if d.kind is DriftKind.MISSING and d.nacl_id == nacl_id)
+    assert "203.0.113.1/32 is not in force" in missing.detail
