@@ -93,7 +93,8 @@ class Demo:
     def __init__(self, out: TextIO, emulator: server.Emulator, function_log: TextIO, stack_name: str) -> None:
         self.emulator = emulator
         self.stack_name = stack_name
-        self.clock = DemoClock(float(int(time.time()) // 60 * 60 - 50 * 60))
+        self.started_at = float(int(time.time()) // 60 * 60 - 50 * 60)
+        self.clock = DemoClock(self.started_at)
         self.say = Narrator(out, self.clock)
         self.ec2 = server.client(emulator, "ec2")
         self.rng = random.Random(2026)
@@ -336,7 +337,7 @@ def _verdict(demo: Demo, incident: Incident, out: TextIO, *, keep: bool) -> None
         f"\ndemo passed in {incident.seconds:.1f}s: {len(incident.denied)} denies written "
         f"({', '.join(incident.denied)}), all lifted after expiry; deny log: "
         + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-        + f"; simulated time {format_duration(demo.clock() - (time.time() // 60 * 60 - 50 * 60))}"
+        + f"; simulated time {format_duration(demo.clock() - demo.started_at)}"
         + f"; function logs in {demo.function_log.name}",
         file=out,
     )

@@ -22,28 +22,23 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
-import subprocess
-import sys
 import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from emulator.server import Emulator, client
-from infra.app import build_app, cdk_json_context
+from infra.app import build_app
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BOOTSTRAP_QUALIFIER = "hnb659fds"  # the CDK default
 BOOTSTRAP_VERSION = "30"  # what a current `cdk bootstrap` writes; the template only requires >= 6
 MAX_TEMPLATE_BODY = 51_200  # CloudFormation's TemplateBody limit; above it, upload and use TemplateURL
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
-
-SynthMode = Literal["inprocess", "subprocess"]
 
 
 class DeployError(RuntimeError):
@@ -71,39 +66,13 @@ class Synthesized:
         return json.loads(self.assets_path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
 
 
-def synthesize(
-    context: Mapping[str, Any], *, outdir: Path | None = None, mode: SynthMode = "inprocess"
-) -> Synthesized:
-    """Synthesize the Floodgate app with cdk.json's context overlaid by `context`.
-
-    `inprocess` calls infra.app.build_app (what app.py calls) in this process -- fast when jsii is already
-    loaded; `subprocess` runs `python app.py` the way the CDK CLI does (CDK_CONTEXT_JSON, CDK_OUTDIR).
-    """
+def synthesize(context: Mapping[str, Any], *, outdir: Path | None = None) -> Synthesized:
+    """Synthesize the Floodgate app with cdk.json's context overlaid by `context`, in this process, through
+    infra.app.build_app: what app.py (and so `cdk synth`) calls."""
     target = Path(outdir) if outdir is not None else Path(tempfile.mkdtemp(prefix="floodgate-cdk-"))
     target.mkdir(parents=True, exist_ok=True)
-    if mode == "inprocess":
-        app, _stack = build_app(context, outdir=target)
-        app.synth()
-    else:
-        merged = {**cdk_json_context(), **dict(context)}
-        env = {
-            **os.environ,
-            "CDK_CONTEXT_JSON": json.dumps(merged),
-            "CDK_OUTDIR": str(target),
-            "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": os.environ.get(
-                "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20"
-            ),
-        }
-        done = subprocess.run(  # noqa: S603 - our own interpreter and app
-            [sys.executable, str(REPO_ROOT / "app.py")],
-            cwd=REPO_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise DeployError(f"`python app.py` failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    app, _stack = build_app(context, outdir=target)
+    app.synth()
     manifest = json.loads((target / "manifest.json").read_text(encoding="utf-8"))
     for artifact_id, artifact in manifest["artifacts"].items():
         if artifact.get("type") == "aws:cloudformation:stack":
@@ -200,12 +169,11 @@ def deploy(
     *,
     context: Mapping[str, Any],
     outdir: Path | None = None,
-    synth_mode: SynthMode = "inprocess",
     timeout_s: float = 120.0,
 ) -> DeployedStack:
     """Synthesize with `context` (e.g. DemoNetwork.context()), deploy into `emulator`, describe the result."""
     started = time.monotonic()
-    synthesized = synthesize(context, outdir=outdir, mode=synth_mode)
+    synthesized = synthesize(context, outdir=outdir)
     synth_s = time.monotonic() - started
     deployed = deploy_synthesized(emulator, synthesized, timeout_s=timeout_s)
     deployed.timings["synth_s"] = synth_s
@@ -242,7 +210,6 @@ def deploy_synthesized(
     stack_id = cfn.create_stack(**request)["StackId"]
     pseudo["AWS::StackId"] = stack_id
     _wait_for_create(cfn, synthesized.stack_name, timeout_s)
-    stack_s = time.monotonic() - started
 
     stack_resources = cfn.describe_stack_resources(StackName=synthesized.stack_name)["StackResources"]
     # Moto lists skipped resources as entries without a LogicalResourceId, and some created ones (e.g.
@@ -256,8 +223,11 @@ def deploy_synthesized(
     filled: list[Gap] = []
     not_emulated: list[Gap] = []
     for logical_id, resource in template.get("Resources", {}).items():
-        if not _condition_holds(template, resource, resolver):
-            continue
+        if "Condition" in resource:
+            raise DeployError(
+                "conditional resources are not supported by the emulator deploy "
+                f"(condition {resource['Condition']})"
+            )
         kind = resource["Type"]
         if logical_id in physical:
             completer = COMPLETERS.get(kind)
@@ -294,7 +264,6 @@ def deploy_synthesized(
         filled=filled,
         not_emulated=not_emulated,
     )
-    deployed.timings["create_stack_s"] = stack_s
     deployed.timings["deploy_s"] = time.monotonic() - started
     return deployed
 
@@ -539,15 +508,6 @@ class _Resolver:
         """A physical name the way CloudFormation makes one: <stack>-<logical id>-<suffix>."""
         suffix = hashlib.sha256(f"{self.pseudo['AWS::StackName']}/{logical_id}".encode()).hexdigest()[:12]
         return f"{self.pseudo['AWS::StackName']}-{logical_id}"[: limit - 13] + f"-{suffix.upper()}"
-
-
-def _condition_holds(template: Mapping[str, Any], resource: Mapping[str, Any], resolver: _Resolver) -> bool:
-    if "Condition" in resource:
-        raise DeployError(
-            "conditional resources are not supported by the emulator deploy "
-            f"(condition {resource['Condition']})"
-        )
-    return True
 
 
 # --------------------------------------------------------------------------------------------- fillers

@@ -21,7 +21,7 @@ from typing import Any
 from floodgate.core.durations import parse_duration
 from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat
 from floodgate.core.networks import InvalidCidr, parse_network
-from floodgate.settings import ENV, ConfigError, Settings
+from floodgate.settings import ENV, NACL_ID, ConfigError, Settings
 
 
 class SettingsError(ValueError):
@@ -129,7 +129,6 @@ RETENTION_DAYS: dict[int, str] = {
 STATISTICS = ("Sum", "Average", "Maximum", "Minimum", "SampleCount")
 ALARM_PERIODS = (10, 20, 30)  # or any multiple of 60
 
-_NACL_ID = re.compile(r"acl-[0-9a-f]{8,17}")
 _VPC_ID = re.compile(r"vpc-[0-9a-f]{8,17}")
 _ACCOUNT = re.compile(r"\d{12}")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
@@ -267,7 +266,7 @@ class FloodgateSettings:
 
         nacl_ids = r.strings("naclIds")
         for nacl_id in nacl_ids:
-            if not _NACL_ID.fullmatch(nacl_id):
+            if not NACL_ID.fullmatch(nacl_id):
                 r.problem(f"naclIds: {nacl_id!r} is not a NACL id (acl- and 8 or 17 hex digits)")
         if len(set(nacl_ids)) != len(nacl_ids):
             r.problem("naclIds: an id appears twice")

@@ -52,7 +52,7 @@ class ENV:
     TOPIC_ARN = "FLOODGATE_TOPIC_ARN"
 
 
-_NACL_ID = re.compile(r"acl-[0-9a-f]{8,17}")
+NACL_ID = re.compile(r"acl-[0-9a-f]{8,17}")  # also used by the stack settings and the CLI
 _VPC_ID = re.compile(r"vpc-[0-9a-f]{8,17}")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -98,7 +98,7 @@ class Settings:
         reader = _Reader(environ)
         nacl_ids = reader.list(ENV.NACL_IDS)
         for nacl_id in nacl_ids:
-            if not _NACL_ID.fullmatch(nacl_id):
+            if not NACL_ID.fullmatch(nacl_id):
                 raise ConfigError(f"{ENV.NACL_IDS}: {nacl_id!r} is not a NACL id (acl-…)")
         vpc_id = environ.get(ENV.VPC_ID, "").strip() or None
         if vpc_id is not None and not _VPC_ID.fullmatch(vpc_id):

@@ -12,7 +12,7 @@ Ledger changes go through `commit`: transactions that carry the writer's lease a
 lease ran out changes nothing), make every item change conditional on the version the writer read
 (`write_id`), and carry the change's log events in a journal item, delivered to the log table right after
 (a transactional outbox: the log table, which grows for months, never takes part in a transaction).
-DynamoDB's TTL deletes late and the emulator never does: every read checks expiry itself.
+DynamoDB's TTL deletes late and the emulator never does: whoever reads a record checks its expiry.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import re
 import time
 from typing import Any
 
@@ -16,9 +15,9 @@ from floodgate.cli.render import table
 from floodgate.cli.times import clock
 from floodgate.cli.views import EVENT_HEADERS, event_row
 from floodgate.records_json import event_json
+from floodgate.settings import NACL_ID
 
 DEFAULT_LIMIT = 50
-_NACL_ID = re.compile(r"acl-[0-9a-f]{8,17}")
 
 
 def _event_kinds(text: str) -> tuple[EventKind, ...]:
@@ -32,7 +31,7 @@ def _event_kinds(text: str) -> tuple[EventKind, ...]:
 
 
 def _nacl_id(text: str) -> str:
-    if not _NACL_ID.fullmatch(text):
+    if not NACL_ID.fullmatch(text):
         raise argparse.ArgumentTypeError(f"not a NACL id: {text!r} (acl-…)")
     return text
 

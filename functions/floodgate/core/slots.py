@@ -241,7 +241,7 @@ def _sequence(
 
     Each new entry takes a free number; whenever that brings the pool above `capacity` (it used the spare),
     one entry that must go leaves before the next new one goes in. An entry has to leave first only when no
-    number is free at all, which happens only when the NACL already held more than the budget.
+    number is free at all: the NACL already held more than the budget, or foreign entries took the spare.
     """
     in_pool = set(rules)
     physical = {rule: cidr for rule, cidr in entries.items() if rule in in_pool}
