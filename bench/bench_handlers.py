@@ -332,7 +332,7 @@ def bench_writes(emulator: Emulator) -> None:
             dynamodb_writes=len(emulator.writes),
             window_parts=answer["window_parts"],
             bytes_written=sum(size for _, size in emulator.writes),
-            configured_bound=max_parts(detector_handler.detector.get().new_summary()),
+            configured_bound=max_parts(detector_handler.detector.get().window.new_summary()),
         )
 
 

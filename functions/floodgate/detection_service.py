@@ -29,7 +29,6 @@ from floodgate.adapters.window import TrafficWindow, WindowWrite
 from floodgate.core.detect import plan_denies
 from floodgate.core.flowlog import EMPTY, NODATA, NOT_INBOUND, SKIPDATA, FlowLogParser
 from floodgate.core.model import DenyPlan, ParseStats, PlannedDeny
-from floodgate.core.summary import TrafficSummary
 from floodgate.core.window import rate_window_s, reject_rates
 from floodgate.enforcement import Enforcer
 from floodgate.events import (
@@ -223,7 +222,7 @@ class DetectionService:
         batch = self.parser.parse(delivery.messages)
         written = WindowWrite(parts=0, written=0)
         if batch.sources:
-            summary = self.new_summary()
+            summary = self.window.new_summary()
             summary.add(batch)
             written = self.window.add(delivery.delivery_id, delivery.latest_event_ms, summary, now=now)
         report = IngestReport(delivery.log_stream, batch.stats, written, None, None)
@@ -271,9 +270,10 @@ class DetectionService:
             # How late the state change reached us is part of the alarm-to-deny time on-call sees.
             lag = f"{now - change.changed_at:.1f}s" if change.changed_at is not None else "unknown"
             _log.info(
-                "armed by %s (%s -> ALARM, delivered after %s) until %.0f: %s",
+                "armed by %s (%s -> ALARM, by %s, delivered after %s) until %.0f: %s",
                 change.alarm_name,
                 change.previous_state or "?",
+                change.shape,
                 lag,
                 armed.armed_until,
                 change.reason,
@@ -332,9 +332,6 @@ class DetectionService:
             report.latency_ms,
         )
         return report
-
-    def new_summary(self) -> TrafficSummary:
-        return self.window.new_summary()
 
 
 def _planned_dict(deny: PlannedDeny) -> dict[str, Any]:

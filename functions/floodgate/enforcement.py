@@ -506,8 +506,8 @@ class Enforcer:
             try:
                 outcome.events += self._execute(nacl_id, decision.ops, lease)
             except EntryAlreadyExists as exc:
-                # Another writer got to a rule number first (after a lease lapsed, or a person added an entry mid-run): the ledger
-                # is already right, so read the NACL again and carry on from there.
+                # Another writer got to a rule number first (after a lease lapsed, or a person added an
+                # entry mid-run): the ledger is already right, so read the NACL again and carry on from there.
                 _log.warning("%s; reading again", exc)
                 continue
             return
