@@ -784,6 +784,15 @@ class _Decider:
                 return record
             reason = f"{want.reason} ({want.origin}): ban until +{format_duration(expires - self.now)}"
             return self._extend(record, expires, reason, origin=want.origin)
+        if record.expired(self.now):
+            # Its ban is over though the expirer has not lifted it yet: showing up again is a new offence,
+            # exactly as a minute later (or it joins the ban another NACL's decision just started).
+            expires, offences = self._terms(record.cidr, want)
+            reason = (
+                f"seen again at {want.evidence.pps:,.0f} pps after its ban ended: offence {offences}, "
+                f"denied for {format_duration(expires - self.now)}"
+            )
+            return self._extend(record, expires, reason, evidence=want.evidence, offences=offences)
         decision = self.bans.on_reoffence(
             expires=record.expires, offences=record.offences, now=self.now, rate_pps=want.evidence.pps
         )
@@ -799,12 +808,14 @@ class _Decider:
         *,
         evidence: Evidence | None = None,
         origin: Origin | None = None,
+        offences: int | None = None,
     ) -> DenyRecord:
         extended = dataclasses.replace(
             record,
             expires=expires,
             evidence=evidence or record.evidence,
             origin=origin or record.origin,
+            offences=record.offences if offences is None else offences,
             write_id=_new_id(),
         )
         key = (record.direction, record.rule)

@@ -513,3 +513,18 @@ def test_a_foreign_entry_on_a_held_rule_is_reported_as_a_deny_not_in_force(
     assert kinds == {(DriftKind.FOREIGN, rule), (DriftKind.MISSING, rule)}
     missing = next(d for d in drift if d.kind is DriftKind.MISSING and d.nacl_id == nacl_id)
     assert "203.0.113.1/32 is not in force" in missing.detail
+
+
+def test_a_source_back_before_the_expirer_came_by_escalates_all_the_same(
+    make_enforcer: MakeEnforcer, vpc: VpcFixture, clock: Clock
+) -> None:
+    kit = make_enforcer(nacl_ids=vpc.nacl_ids)
+    source = "203.0.113.60/32"
+    kit.enforcer.apply([flood(source, 9000)])
+    clock.advance(1801)  # the 30 min ban is over, the expirer has not run yet
+    result = kit.enforcer.apply([flood(source, 9000)])
+    extended = result.of_kind(EventKind.EXTEND)
+    assert len(extended) == len(vpc.nacl_ids)  # every NACL: one second offence, not one per NACL
+    assert {(e.offences, e.expires) for e in extended} == {(2, clock() + 3600)}
+    assert all("offence 2" in e.reason for e in extended)
+    assert {d.offences for n in vpc.nacl_ids for d in kit.ledger.denies(n)} == {2}
