@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from floodgate.adapters.retry import Retrier, default_client, error_code
+from floodgate.adapters.retry import Retrier, default_client
 from floodgate.tables import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 
 ARMED_KEY = "ARMED"
@@ -81,22 +79,19 @@ class Arming:
     def _put_if_newer(self, item: dict[str, Any]) -> dict[str, Any] | None:
         """Write the alarm's state unless a later change is already recorded. The previous item ({} when
         there was none), or None when this one is stale."""
-        try:
-            reply = self._retry.call(
-                "PutItem armed",
-                partial(
-                    self._ddb.put_item,
-                    TableName=self.table,
-                    Item=item,
-                    ConditionExpression="attribute_not_exists(changed_at) OR changed_at <= :changed",
-                    ExpressionAttributeValues={":changed": item["changed_at"]},
-                    ReturnValues="ALL_OLD",
-                ),
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return None
-            raise
+        reply = self._retry.call_if(
+            "PutItem armed",
+            partial(
+                self._ddb.put_item,
+                TableName=self.table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(changed_at) OR changed_at <= :changed",
+                ExpressionAttributeValues={":changed": item["changed_at"]},
+                ReturnValues="ALL_OLD",
+            ),
+        )
+        if reply is None:
+            return None
         previous: dict[str, Any] = reply.get("Attributes", {})
         return previous
 
@@ -117,27 +112,22 @@ class Arming:
 
     def claim_decision(self, *, now: float, interval_s: float) -> bool:
         """True for at most one caller per `interval_s`: that caller decides, the others leave it to them."""
-        try:
-            self._retry.call(
-                "UpdateItem pace",
-                partial(
-                    self._ddb.update_item,
-                    TableName=self.table,
-                    Key={PARTITION_KEY: {"S": PACE_KEY[0]}, SORT_KEY: {"S": PACE_KEY[1]}},
-                    UpdateExpression="SET decided_at = :now, expires_at = :expires",
-                    ConditionExpression="attribute_not_exists(decided_at) OR decided_at <= :due",
-                    ExpressionAttributeValues={
-                        ":now": {"N": repr(now)},
-                        ":due": {"N": repr(now - interval_s)},
-                        ":expires": {"N": str(math.ceil(now + interval_s) + _RECORD_GRACE_S)},
-                    },
-                ),
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        claimed = self._retry.call_if(
+            "UpdateItem pace",
+            partial(
+                self._ddb.update_item,
+                TableName=self.table,
+                Key={PARTITION_KEY: {"S": PACE_KEY[0]}, SORT_KEY: {"S": PACE_KEY[1]}},
+                UpdateExpression="SET decided_at = :now, expires_at = :expires",
+                ConditionExpression="attribute_not_exists(decided_at) OR decided_at <= :due",
+                ExpressionAttributeValues={
+                    ":now": {"N": repr(now)},
+                    ":due": {"N": repr(now - interval_s)},
+                    ":expires": {"N": str(math.ceil(now + interval_s) + _RECORD_GRACE_S)},
+                },
+            ),
+        )
+        return claimed is not None
 
 
 def _armed(item: Mapping[str, Any]) -> Armed:

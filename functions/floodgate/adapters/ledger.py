@@ -21,7 +21,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -245,38 +245,30 @@ class Ledger:
             "lease_until": _n(lease.until),
             TTL_ATTRIBUTE: _n(int(lease.until) + 3600),
         }
-        try:
-            self._retry.call(
-                "PutItem lease",
-                lambda: self._ddb.put_item(
-                    TableName=self.state_table,
-                    Item=item,
-                    # A retry of our own put (first response lost) finds our own holder token: still ours.
-                    ConditionExpression="attribute_not_exists(pk) OR lease_until < :now OR holder = :holder",
-                    ExpressionAttributeValues={":now": _n(now), ":holder": _s(lease.holder)},
-                ),
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return None
-            raise
-        return lease
+        taken = self._retry.call_if(
+            "PutItem lease",
+            lambda: self._ddb.put_item(
+                TableName=self.state_table,
+                Item=item,
+                # A retry of our own put (first response lost) finds our own holder token: still ours.
+                ConditionExpression="attribute_not_exists(pk) OR lease_until < :now OR holder = :holder",
+                ExpressionAttributeValues={":now": _n(now), ":holder": _s(lease.holder)},
+            ),
+        )
+        return lease if taken is not None else None
 
     def release(self, lease: Lease) -> None:
         """Give the lease back; a lease already taken over by someone else is left alone."""
-        try:
-            self._retry.call(
-                "DeleteItem lease",
-                lambda: self._ddb.delete_item(
-                    TableName=self.state_table,
-                    Key=_key(LOCK_PREFIX + lease.nacl_id, "LOCK"),
-                    ConditionExpression="holder = :holder",
-                    ExpressionAttributeValues={":holder": _s(lease.holder)},
-                ),
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
+        released = self._retry.call_if(
+            "DeleteItem lease",
+            lambda: self._ddb.delete_item(
+                TableName=self.state_table,
+                Key=_key(LOCK_PREFIX + lease.nacl_id, "LOCK"),
+                ConditionExpression="holder = :holder",
+                ExpressionAttributeValues={":holder": _s(lease.holder)},
+            ),
+        )
+        if released is None:
             _log.warning("lease on %s was taken over before release", lease.nacl_id)
 
     def lease_of(self, nacl_id: str, now: float) -> Lease | None:
@@ -312,7 +304,8 @@ class Ledger:
             keys: list[dict[str, Any]] = [
                 _key(OFFENCE_PREFIX + c, "OFFENCE") for c in wanted[start : start + 100]
             ]
-            for attempt in range(self._retry.backoff.attempts):
+
+            def read(keys: list[Any]) -> list[Any]:
                 request = {self.state_table: {"Keys": keys, "ConsistentRead": True}}
                 reply = self._retry.call(
                     "BatchGetItem", partial(self._ddb.batch_get_item, RequestItems=request)
@@ -320,13 +313,22 @@ class Ledger:
                 for item in reply.get("Responses", {}).get(self.state_table, []):
                     record = _offence_from(item)
                     found[record.cidr] = record
-                keys = reply.get("UnprocessedKeys", {}).get(self.state_table, {}).get("Keys", [])
-                if not keys:
-                    break
-                self._retry.pause(attempt, "BatchGetItem left keys unprocessed")
-            else:
-                raise LedgerError(f"DynamoDB left {len(keys)} offence records unread after retries")
+                unread: list[Any] = reply.get("UnprocessedKeys", {}).get(self.state_table, {}).get("Keys", [])
+                return unread
+
+            self._until_processed("BatchGetItem", keys, read, "offence records unread")
         return found
+
+    def _until_processed(
+        self, what: str, pending: list[Any], send: Callable[[list[Any]], list[Any]], left: str
+    ) -> None:
+        """Send a batch again until DynamoDB has processed all of it (`send` returns what it left over)."""
+        for attempt in range(self._retry.backoff.attempts):
+            pending = send(pending)
+            if not pending:
+                return
+            self._retry.pause(attempt, f"{what} left {len(pending)} unprocessed")
+        raise LedgerError(f"DynamoDB left {len(pending)} {left} after retries")
 
     # -- writes ------------------------------------------------------------------------------------------
 
@@ -360,12 +362,8 @@ class Ledger:
         offence is never counted twice (nor lost)."""
         for write in writes:
             put = _conditional_put(self.state_table, _offence_item(write.record), _version(write.replaces))
-            try:
-                self._retry.call("PutItem offence", partial(self._ddb.put_item, **put))
-            except ClientError as exc:
-                if error_code(exc) == "ConditionalCheckFailedException":
-                    raise LedgerConflict(f"offence record of {write.record.cidr} changed meanwhile") from None
-                raise
+            if self._retry.call_if("PutItem offence", partial(self._ddb.put_item, **put)) is None:
+                raise LedgerConflict(f"offence record of {write.record.cidr} changed meanwhile")
 
     def flush_journal(self, nacl_id: str) -> int:
         """Deliver log events a dead worker committed but did not get to the log. Returns how many."""
@@ -482,17 +480,16 @@ class Ledger:
         """Put log items in batches of 25. A retry rewrites an item with the same key and content."""
         for start in range(0, len(log_items), 25):
             pending = [{"PutRequest": {"Item": item}} for item in log_items[start : start + 25]]
-            for attempt in range(self._retry.backoff.attempts):
+
+            def write(pending: list[Any]) -> list[Any]:
                 request = {self.log_table: pending}
                 reply = self._retry.call(
                     "BatchWriteItem", partial(self._ddb.batch_write_item, RequestItems=request)
                 )
-                pending = reply.get("UnprocessedItems", {}).get(self.log_table, [])
-                if not pending:
-                    break
-                self._retry.pause(attempt, "BatchWriteItem left items unprocessed")
-            else:
-                raise LedgerError(f"DynamoDB left {len(pending)} log events unwritten after retries")
+                unwritten: list[Any] = reply.get("UnprocessedItems", {}).get(self.log_table, [])
+                return unwritten
+
+            self._until_processed("BatchWriteItem", pending, write, "log events unwritten")
 
     def _lease_check(self, lease: Lease, now: float) -> dict[str, Any]:
         return {

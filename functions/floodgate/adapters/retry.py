@@ -122,6 +122,15 @@ class Retrier:
                 self.pause(attempt, f"{what} failed ({_summary(exc)})")
         return operation()
 
+    def call_if(self, what: str, operation: Callable[[], T]) -> T | None:
+        """`call` for a conditional write: None when DynamoDB says its condition does not hold."""
+        try:
+            return self.call(what, operation)
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise
+
     def pause(self, attempt: int, why: str) -> None:
         """Wait before retry number `attempt` + 1."""
         delay = self.backoff.delay(attempt, self._rng)

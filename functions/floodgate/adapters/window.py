@@ -30,9 +30,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from floodgate.adapters.retry import Retrier, default_client, error_code
+from floodgate.adapters.retry import Retrier, default_client
 from floodgate.core.summary import TrafficSummary
 from floodgate.core.window import BatchDigest, CorruptPart, merge_batches, open_batch, pack_summary
 from floodgate.tables import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
@@ -100,21 +98,17 @@ class TrafficWindow:
                 "summary": {"B": part},
                 TTL_ATTRIBUTE: {"N": str(math.ceil(now + self.window_s + _EXPIRY_SLACK_S))},
             }
-            try:
-                self._retry.call(
-                    "PutItem window",
-                    partial(
-                        self._ddb.put_item,
-                        TableName=self.table,
-                        Item=item,
-                        ConditionExpression="attribute_not_exists(pk)",
-                    ),
-                )
-            except ClientError as exc:
-                if error_code(exc) != "ConditionalCheckFailedException":
-                    raise
-                continue  # an earlier attempt at this same delivery wrote this part
-            written += 1
+            stored = self._retry.call_if(
+                "PutItem window",
+                partial(
+                    self._ddb.put_item,
+                    TableName=self.table,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(pk)",
+                ),
+            )
+            if stored is not None:  # else an earlier attempt at this same delivery wrote this part
+                written += 1
         return WindowWrite(parts=len(parts), written=written)
 
     def read(self, *, now: float) -> TrafficSummary:
