@@ -21,7 +21,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# The whole suite: linters, unit, property and integration tests (moto server over HTTP).
+# The whole suite: linters, unit, property and integration tests (moto server over HTTP), in a shuffled
+# order (pytest-randomly prints its seed; rerun one with `-p randomly -p "randomly_seed=N"`).
 test: lint
 	$(VENV)/bin/pytest -n 2 --dist loadgroup
 

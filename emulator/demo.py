@@ -293,11 +293,7 @@ def run(
     stack_name: str = "Floodgate",
     keep: bool = False,
 ) -> Incident:
-    """Play the whole demo; raises SystemExit with the reason on any failure.
-
-    moto keeps one state per process, so a caller that shares the process with other deployments (the
-    tests) passes its own stack name.
-    """
+    """Play the whole demo on an emulator of its own; raises SystemExit with the reason on any failure."""
     began = time.perf_counter()
     # The deploy step reports what moto's CloudFormation skips (and fills it in); moto's own per-resource
     # warnings would only repeat that.

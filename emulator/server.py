@@ -1,10 +1,17 @@
-"""Start and stop a moto server (the AWS stand-in) on a free localhost port."""
+"""Start and stop a moto server (the AWS stand-in) on a free localhost port.
+
+Each emulator is a `moto_server` process of its own. moto keeps its in-memory backend per Python process,
+so two emulators started as threads of one process would share every resource: a test that lists rules or
+stacks would see another test's. A process per emulator gives each one its own account state, as separate
+AWS accounts would have, whatever ran before it in the same test process.
+"""
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator, MutableMapping
@@ -13,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
-from moto.server import ThreadedMotoServer
 
 DEFAULT_REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -33,9 +39,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @dataclass
 class Emulator:
-    """A running moto server. `endpoint` uses `localhost` (S3 virtual-host style needs a name, not an IP)."""
+    """A running moto server process. `endpoint` uses `localhost` (S3 virtual-host style needs a name, not
+    an IP)."""
 
-    server: ThreadedMotoServer
+    process: subprocess.Popen[bytes]
     port: int
     region: str = DEFAULT_REGION
     previous_env: dict[str, str | None] = field(default_factory=dict)
@@ -67,16 +74,10 @@ def start(
     environ: MutableMapping[str, str] | None = None,
     quiet: bool = True,
 ) -> Emulator:
-    """Start moto on a free port and wait until it answers. With `set_environment`, export the dummy
-    credentials, region and AWS_ENDPOINT_URL into `environ` (default os.environ); `stop` restores them.
-    `quiet` keeps the HTTP server's per-request log lines (werkzeug) out of the output."""
-    if quiet:
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    emulator = Emulator(server=server, port=port, region=region)
-    _wait_until_up(emulator)
+    """Start a moto server process on a free port and wait until it answers. With `set_environment`,
+    export the dummy credentials, region and AWS_ENDPOINT_URL into `environ` (default os.environ); `stop`
+    restores them. `quiet` keeps the server's per-request log lines out of the output."""
+    emulator = _launch(region, quiet=quiet)
     if set_environment:
         target = os.environ if environ is None else environ
         for key, value in emulator.environment().items():
@@ -86,7 +87,12 @@ def start(
 
 
 def stop(emulator: Emulator, *, environ: MutableMapping[str, str] | None = None) -> None:
-    emulator.server.stop()
+    emulator.process.terminate()
+    try:
+        emulator.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        emulator.process.kill()
+        emulator.process.wait()
     target = os.environ if environ is None else environ
     for key, value in emulator.previous_env.items():
         if value is None:
@@ -105,17 +111,37 @@ def running(*, region: str = DEFAULT_REGION, set_environment: bool = True) -> It
         stop(emulator)
 
 
-def _wait_until_up(emulator: Emulator, timeout_s: float = 15.0) -> None:
+def _launch(region: str, *, quiet: bool, attempts: int = 3) -> Emulator:
+    """A moto server process that answers. The free port is probed before the process binds it, so
+    another process can take it in between: then the server exits at once and a new port is tried."""
+    output = subprocess.DEVNULL if quiet else None
+    for _ in range(attempts):
+        port = free_port()
+        process = subprocess.Popen(  # noqa: S603 - this interpreter running moto's own server module
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=output,
+            stderr=output,
+        )
+        emulator = Emulator(process=process, port=port, region=region)
+        if _wait_until_up(emulator):
+            return emulator
+        stop(emulator, environ={})
+    raise RuntimeError(f"no moto server answered after {attempts} attempts")
+
+
+def _wait_until_up(emulator: Emulator, timeout_s: float = 60.0) -> bool:
+    """True once the server answers; False if its process ended first. Start-up imports moto (a few
+    seconds on a loaded machine), hence the generous limit."""
     deadline = time.monotonic() + timeout_s
-    last_error: Exception | None = None
     while time.monotonic() < deadline:
+        if emulator.process.poll() is not None:
+            return False
         try:
             with urllib.request.urlopen(f"{emulator.endpoint}/moto-api/", timeout=2):  # noqa: S310
-                return
-        except OSError as exc:
-            last_error = exc
+                return True
+        except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"moto server on {emulator.endpoint} did not answer within {timeout_s}s: {last_error}")
+    raise RuntimeError(f"moto server on {emulator.endpoint} did not answer within {timeout_s}s")
 
 
 def client(emulator: Emulator, service: str) -> Any:

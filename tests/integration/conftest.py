@@ -1,9 +1,10 @@
 """Fixtures for tests against the AWS emulator: moto in server mode, reached over HTTP as real AWS would be.
 
 Session-wide (one emulator per pytest process, so each xdist worker has its own):
-- `aws_endpoint`: starts `ThreadedMotoServer` on 127.0.0.1 with a free port, sets dummy credentials and
-  us-east-1 for the whole session, and yields the endpoint URL (`http://localhost:PORT`). Also exported as
-  AWS_ENDPOINT_URL, so code that builds its own boto3 clients reaches the emulator too.
+- `aws_endpoint`: starts a moto server process of its own (`emulator.server`: no other emulator shares its
+  state) on a free port, sets dummy credentials and us-east-1 for the whole session, and yields the endpoint
+  URL (`http://localhost:PORT`). Also exported as AWS_ENDPOINT_URL, so code that builds its own boto3
+  clients reaches the emulator too.
 
 Per test (everything is created fresh with unique names, so tests never see each other's state):
 - `aws_client("ec2")`: a boto3 client for the emulator. botocore retries are off (one attempt) unless a
@@ -19,8 +20,6 @@ Per test (everything is created fresh with unique names, so tests never see each
 
 from __future__ import annotations
 
-import logging
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,8 +28,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
 
+from emulator import server
 from floodgate.adapters.ledger import Ledger
 from floodgate.adapters.nacl import NaclGateway
 from floodgate.adapters.retry import Backoff, Retrier
@@ -49,35 +48,18 @@ REGION = "us-east-1"
 ALLOW_RULE = 1000
 START = 1_764_000_000.0  # the test clock's epoch: 2025-11-24T16:00:00Z
 
-DUMMY_ENVIRONMENT = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_REGION": REGION,
-}
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
 
 @pytest.fixture(scope="session")
 def aws_endpoint() -> Iterator[str]:
-    """The emulator's endpoint URL; dummy credentials and region are set for the session."""
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per request is noise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
-    server.start()
-    _, port = server.get_host_and_port()
-    endpoint = f"http://localhost:{port}"
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {**DUMMY_ENVIRONMENT, "AWS_ENDPOINT_URL": endpoint}.items():
-            patch.setenv(name, value)
-        yield endpoint
-    server.stop()
+    """The emulator's endpoint URL; dummy credentials, region and AWS_ENDPOINT_URL are set for the session."""
+    emulator = server.start(region=REGION, set_environment=False)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in {**emulator.environment(), "AWS_SECURITY_TOKEN": "testing"}.items():
+                patch.setenv(name, value)
+            yield emulator.endpoint
+    finally:
+        server.stop(emulator)
 
 
 AwsClientFactory = Callable[..., Any]

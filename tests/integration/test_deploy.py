@@ -36,6 +36,17 @@ class World:
     def client(self, service: str) -> Any:
         return server.client(self.emulator, service)
 
+    def rules(self) -> list[dict[str, Any]]:
+        """The EventBridge rules this stack deployed, read back by name: never "every rule in the
+        account", which would include whatever else shares the emulator."""
+        events = self.client("events")
+        names = [
+            self.stack.resources[logical_id]
+            for logical_id, resource in self.stack.template["Resources"].items()
+            if resource["Type"] == "AWS::Events::Rule"
+        ]
+        return [events.describe_rule(Name=name.split("/")[-1]) for name in names]
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
@@ -141,7 +152,7 @@ def test_flow_log_and_subscription_filter(world: World) -> None:
 def test_alarm_rule_routes_state_changes_to_the_detector(world: World) -> None:
     events = world.client("events")
     detector = world.stack.function_for_output(OUTPUT.DETECTOR_FUNCTION)
-    rules = {r["Name"]: r for r in events.list_rules()["Rules"]}
+    rules = {r["Name"]: r for r in world.rules()}
     patterns = {name: json.loads(r["EventPattern"]) for name, r in rules.items() if "EventPattern" in r}
     ((name, pattern),) = patterns.items()
     assert pattern == {
@@ -165,7 +176,7 @@ def test_alarm_rule_routes_state_changes_to_the_detector(world: World) -> None:
 def test_expirer_schedule(world: World) -> None:
     events = world.client("events")
     expirer = world.stack.function_for_output(OUTPUT.EXPIRER_FUNCTION)
-    scheduled = [r for r in events.list_rules()["Rules"] if r.get("ScheduleExpression")]
+    scheduled = [r for r in world.rules() if r.get("ScheduleExpression")]
     assert [r["ScheduleExpression"] for r in scheduled] == ["rate(1 minute)"]
     (target,) = events.list_targets_by_rule(Rule=scheduled[0]["Name"])["Targets"]
     assert target["Arn"] == expirer.arn
