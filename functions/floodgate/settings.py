@@ -65,6 +65,7 @@ class Settings:
     dry_run: bool
     flow_log_format: FlowLogFormat
     window_s: int
+    clock_skew_s: int
     arm_ttl_s: int
     log_retention_days: int
     state_table: str

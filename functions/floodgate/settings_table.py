@@ -118,6 +118,8 @@ SETTINGS: tuple[Setting, ...] = (
             meaning="widest IPv6 prefix one deny entry may cover"),
         Setting("window", "FLOODGATE_WINDOW", "duration", "5m",
             meaning="length of the sliding window rates are measured over"),
+        Setting("clockSkew", "FLOODGATE_CLOCK_SKEW", "duration", "30s",
+            meaning="how far in the future a record or alarm timestamp may be before it is refused"),
     ),
     *_area(
         "Bans",

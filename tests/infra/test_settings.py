@@ -123,11 +123,19 @@ def test_every_variable_of_the_table_is_in_the_environment() -> None:
     environment = _environment(dict(TARGETS))
     assert set(environment) == set(BY_ENV)
     assert environment["FLOODGATE_WINDOW"] == "5m"
+    assert environment["FLOODGATE_CLOCK_SKEW"] == "30s"
     assert environment["FLOODGATE_MIN_SHARE"] == "0.01"
     assert environment["FLOODGATE_MIN_PPS"] == "5000"
     assert environment["FLOODGATE_ALWAYS_PPS"] == ""
     assert environment["FLOODGATE_EXTEND_ON_EVIDENCE"] == "true"
     assert environment["FLOODGATE_VPC_ID"] == ""  # NACL ids given: the VPC is not the target
+
+
+def test_a_new_knob_reaches_the_functions() -> None:
+    environment = _environment(TARGETS | {"clockSkew": "2m"})
+    assert Settings.from_env(environment).clock_skew_s == 120
+    with pytest.raises(SettingsError, match="clockSkew: not a duration: 'later'"):
+        FloodgateSettings.from_mapping(TARGETS | {"clockSkew": "later"})
 
 
 def _outside(row: Setting) -> float:

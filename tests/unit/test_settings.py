@@ -69,6 +69,7 @@ def test_cdk_context_is_the_defaults_with_the_examples() -> None:
     assert set(context) == set(BY_KEY)
     assert context["budget"] == 10
     assert context["window"] == "5m"
+    assert context["clockSkew"] == "30s"
     assert context["naclIds"] == ["acl-0123456789abcdef0"]
     assert context["vpcId"] == "vpc-0123456789abcdef0"
     assert context["vpcCidrs"] == ["10.0.0.0/16"]
@@ -87,6 +88,7 @@ def test_settings_has_one_field_per_variable() -> None:
 def test_env_names_the_variables_of_the_table() -> None:
     assert ENV.BUDGET == "FLOODGATE_BUDGET"
     assert ENV.WINDOW == "FLOODGATE_WINDOW"
+    assert ENV.CLOCK_SKEW == "FLOODGATE_CLOCK_SKEW"
     assert ENV_PREFIX + "TOPIC_ARN" == ENV.TOPIC_ARN
     with pytest.raises(AttributeError, match="FLOODGATE_NO_SUCH_KNOB"):
         _ = ENV.NO_SUCH_KNOB
@@ -101,7 +103,7 @@ def test_absent_variables_take_the_documented_defaults() -> None:
     assert (settings.base_ttl_s, settings.max_ttl_s, settings.ttl_factor) == (1800, 86400, 2.0)
     assert settings.offence_memory_s == 7 * 86400
     assert (settings.extend_on_evidence, settings.outbound_mirror, settings.dry_run) == (True, False, False)
-    assert (settings.window_s, settings.arm_ttl_s) == (300, 1800)
+    assert (settings.window_s, settings.arm_ttl_s, settings.clock_skew_s) == (300, 1800, 30)
     assert settings.log_retention_days == 90
     assert settings.flow_log_format.fields[:4] == ("version", "account-id", "interface-id", "srcaddr")
     assert settings.vpc_id is None and settings.topic_arn is None and settings.allow_cidrs == ()
@@ -116,6 +118,7 @@ def test_set_variables_are_read_by_their_kind() -> None:
             "FLOODGATE_ALWAYS_PPS": "20000",
             "FLOODGATE_MIN_SHARE": "0.2",
             "FLOODGATE_WINDOW": "2m",
+            "FLOODGATE_CLOCK_SKEW": "90s",
             "FLOODGATE_EXTEND_ON_EVIDENCE": "",
             "FLOODGATE_DRY_RUN": "yes",
             "FLOODGATE_FLOW_LOG_FORMAT": "default",
@@ -125,6 +128,7 @@ def test_set_variables_are_read_by_their_kind() -> None:
     assert settings.nacl_ids == ("acl-0a1b2c3d4e5f60718", "acl-0fedcba9876543210")
     assert settings.vpc_cidrs == ("10.0.0.0/16", "2001:db8::/56")
     assert (settings.always_pps, settings.min_share, settings.window_s) == (20000.0, 0.2, 120)
+    assert settings.clock_skew_s == 90
     assert (settings.extend_on_evidence, settings.dry_run) == (False, True)
     assert settings.topic_arn == "arn:aws:sns:eu-west-1:123456789012:t"
 
@@ -140,6 +144,7 @@ def test_set_variables_are_read_by_their_kind() -> None:
         ({"FLOODGATE_ALWAYS_PPS": "lots"}, "FLOODGATE_ALWAYS_PPS: expected a number, got 'lots'"),
         ({"FLOODGATE_WINDOW": "soon"}, "FLOODGATE_WINDOW: not a duration: 'soon'"),
         ({"FLOODGATE_ARM_TTL": "0s"}, "FLOODGATE_ARM_TTL: duration must be positive"),
+        ({"FLOODGATE_CLOCK_SKEW": "soon"}, "FLOODGATE_CLOCK_SKEW: not a duration"),
         ({"FLOODGATE_DRY_RUN": "maybe"}, "FLOODGATE_DRY_RUN: expected true or false, got 'maybe'"),
         ({"FLOODGATE_VPC_ID": "vpc-x"}, "FLOODGATE_VPC_ID: 'vpc-x' is not a VPC id (vpc-…)"),
         ({"FLOODGATE_NACL_IDS": "acl-1"}, "FLOODGATE_NACL_IDS: 'acl-1' is not a NACL id (acl-…)"),
