@@ -360,33 +360,50 @@ class _ContextReader:
                     )
         self.values[key] = value
 
-    # Typed access to what `read` found.
+    # Typed access to what `read` found; a wrong type here is a programming error, not a user one.
     def value(self, key: str) -> Value:
         return self.values[key]
 
     def optional_text(self, key: str) -> str | None:
-        return cast(str | None, self.values[key])
+        value = self.values[key]
+        assert value is None or isinstance(value, str), key
+        return value
 
     def strings(self, key: str) -> tuple[str, ...]:
-        return cast(tuple[str, ...], self.values[key])
+        value = self.values[key]
+        assert isinstance(value, tuple) and all(isinstance(item, str) for item in value), key
+        return cast(tuple[str, ...], value)
+
+    def optional_integer(self, key: str) -> int | None:
+        value = self.values[key]
+        assert value is None or (isinstance(value, int) and not isinstance(value, bool)), key
+        return value
 
     def integer(self, key: str) -> int:
-        return cast(int, self.values[key])
-
-    def number(self, key: str) -> float:
-        return cast(float, self.values[key])
+        value = self.optional_integer(key)
+        assert value is not None, key
+        return value
 
     def optional_number(self, key: str) -> float | None:
-        return cast(float | None, self.values[key])
+        value = self.values[key]
+        assert value is None or isinstance(value, float), key
+        return value
+
+    def number(self, key: str) -> float:
+        value = self.optional_number(key)
+        assert value is not None, key
+        return value
 
     def flag(self, key: str) -> bool:
-        return cast(bool, self.values[key])
+        value = self.values[key]
+        assert isinstance(value, bool), key
+        return value
 
     def function(self, name: str) -> FunctionSettings:
         return FunctionSettings(
             memory_mb=self.integer(f"{name}MemoryMb"),
             timeout_s=self.integer(f"{name}TimeoutSeconds"),
-            reserved_concurrency=cast(int | None, self.values[f"{name}ReservedConcurrency"]),
+            reserved_concurrency=self.optional_integer(f"{name}ReservedConcurrency"),
         )
 
     # One parser per kind of row: (row, raw value) -> value, a problem noted for a bad one.
