@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: install test lint unit bench demo demo-keep sample clean
+.PHONY: install test lint unit bench demo demo-keep sample docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -44,6 +44,10 @@ demo-keep: $(STAMP)
 # Regenerates the bundled capture (deterministic).
 sample: $(STAMP)
 	$(PY) -m emulator.traffic samples/attack.log.gz
+
+# cdk.json's context and the README's settings table, from functions/floodgate/settings_table.py.
+docs: $(STAMP)
+	$(PY) -m infra.docs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis cdk.out .bench

@@ -39,7 +39,7 @@ def build_app(
 ) -> tuple[App, FloodgateStack]:
     """The app and its one stack.
 
-    Context precedence, lowest first: code defaults (infra.settings.DEFAULTS) < cdk.json < `context` <
+    Context precedence, lowest first: the defaults of floodgate.settings_table < cdk.json < `context` <
     the CLI's context (`-c key=value`, passed by the CDK CLI in the environment).
     With `nag`, the AwsSolutions checks run at synth and any unacknowledged finding fails it.
     """

@@ -1,12 +1,14 @@
 """Typed deployment settings of the Floodgate stack, read from CDK context and validated at synth.
 
-Every context key has a default in `DEFAULTS` (cdk.json carries the same values, plus example target ids);
-`-c key=value` overrides any of them. Values may come as JSON types (cdk.json) or as strings (`-c`), so the
-readers accept both: lists as JSON lists or comma-separated text, booleans as true/false, numbers as text.
+The keys, their defaults, bounds and meanings are the rows of `floodgate.settings_table` that have a key
+(cdk.json carries the same values, plus placeholder targets that are refused); `-c key=value` overrides
+any of them. Values may come as JSON types (cdk.json) or as strings (`-c`), so the reader accepts both:
+lists as JSON lists or comma-separated text, booleans as true/false, numbers as text.
 
 Errors name the context key and the bad value, and all errors of one synth are reported together.
-The detection knobs end up as the functions' environment (`runtime_environment`), which is checked against
-`floodgate.settings.Settings.from_env` -- the handlers' own validation -- before anything is synthesized.
+Every row with a variable ends up in the functions' environment (`runtime_environment`), which is checked
+against `floodgate.settings.Settings.from_env` -- the handlers' own validation -- before anything is
+synthesized.
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, TypeAlias, cast
 
 from floodgate.core.durations import parse_duration
 from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat
 from floodgate.core.networks import InvalidCidr, parse_network
 from floodgate.settings import ENV, NACL_ID, ConfigError, Settings
+from floodgate.settings_table import BY_KEY, SETTINGS, Kind, Setting
+
+# A context value once read: what the row's kind reads to.
+Value: TypeAlias = str | int | float | bool | tuple[str, ...] | tuple[tuple[str, str], ...] | None
 
 
 class SettingsError(ValueError):
@@ -32,73 +38,6 @@ class SettingsError(ValueError):
         lines = "\n".join(f"  - {problem}" for problem in self.problems)
         super().__init__(f"invalid Floodgate context ({len(self.problems)} problem(s)):\n{lines}")
 
-
-# Context key -> default. The single source of the defaults; tests check cdk.json agrees.
-DEFAULTS: dict[str, Any] = {
-    # the stack
-    "stackName": "Floodgate",
-    "account": "",  # empty: environment-agnostic stack (pseudo parameters), no lookups either way
-    "region": "",
-    "powertoolsLayerVersion": 27,  # public layer AWSLambdaPowertoolsPythonV3-python313-arm64:<n>
-    "tableRemovalPolicy": "retain",  # retain | destroy
-    # what to protect: NACL ids, or every NACL of the VPC when naclIds is empty
-    "naclIds": [],
-    "vpcId": "",
-    "vpcCidrs": [],
-    "allowCidrs": [],
-    # detection and enforcement knobs (passed to the functions)
-    "ruleStart": 100,
-    "budget": 10,
-    "naclQuota": 20,
-    "minPps": 5000,
-    "minBps": 0,
-    "minShare": 0.01,
-    "alwaysPps": None,
-    "maxPrefixV4": 16,
-    "maxPrefixV6": 48,
-    "baseTtl": "30m",
-    "maxTtl": "24h",
-    "ttlFactor": 2,
-    "offenceMemory": "7d",
-    "extendOnEvidence": True,
-    "outboundMirror": False,
-    "dryRun": False,
-    "window": "5m",
-    "armTtl": "30m",
-    "logRetentionDays": 90,  # deny-log retention the handlers apply (TTL of log items)
-    # flow-log ingest
-    "flowLogGroupName": "",  # empty: create a flow log for vpcId; set: subscribe to this existing group
-    "flowLogFormat": "default",  # "default" (version 2) or a custom "${field} ..." format
-    "flowLogRetentionDays": 7,
-    "flowLogFilterPattern": "",  # subscription filter pattern; empty = every record
-    # early-warning alarm
-    "alarmEnabled": True,
-    "alarmNamespace": "AWS/EC2",
-    "alarmMetricName": "NetworkPacketsIn",
-    "alarmDimensions": {},
-    "alarmStatistic": "Sum",
-    "alarmPeriodSeconds": 60,
-    "alarmThreshold": 300000,
-    "alarmEvaluationPeriods": 1,
-    "alarmDatapointsToAlarm": 1,
-    "scaleOutThreshold": None,  # the scale-out policy's threshold on the same metric, when known
-    "scaleOutEvaluationPeriods": 3,
-    "existingAlarmNames": [],
-    "alarmLambdaAction": False,
-    # functions
-    "detectorMemoryMb": 512,
-    "detectorTimeoutSeconds": 60,
-    "detectorReservedConcurrency": 2,
-    "expirerMemoryMb": 256,
-    "expirerTimeoutSeconds": 60,
-    "expirerReservedConcurrency": 1,
-    "expirerSchedule": "1m",
-    "asyncRetryAttempts": 2,
-    "asyncMaxEventAge": "1h",
-    "functionLogRetentionDays": 30,
-    # notifications
-    "alertEmails": [],
-}
 
 # CloudWatch Logs retention values, in days, and the CDK enum member for each.
 RETENTION_DAYS: dict[int, str] = {
@@ -126,42 +65,9 @@ RETENTION_DAYS: dict[int, str] = {
     3653: "TEN_YEARS",
 }
 
-STATISTICS = ("Sum", "Average", "Maximum", "Minimum", "SampleCount")
 ALARM_PERIODS = (10, 20, 30)  # or any multiple of 60
-
-_VPC_ID = re.compile(r"vpc-[0-9a-f]{8,17}")
-_ACCOUNT = re.compile(r"\d{12}")
-_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
-_STACK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,99}")
-_LOG_GROUP = re.compile(r"[\w\-./#]{1,512}")
 _ALARM_NAME = re.compile(r"[^\x00-\x1f]{1,255}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-
-
-@dataclass(frozen=True, slots=True)
-class DetectionSettings:
-    """The knobs the handlers read from their environment (see floodgate.settings.ENV)."""
-
-    rule_start: int
-    budget: int
-    nacl_quota: int
-    min_pps: float
-    min_bps: float
-    min_share: float
-    always_pps: float | None
-    allow_cidrs: tuple[str, ...]
-    max_prefix_v4: int
-    max_prefix_v6: int
-    base_ttl: str
-    max_ttl: str
-    ttl_factor: float
-    offence_memory: str
-    extend_on_evidence: bool
-    outbound_mirror: bool
-    dry_run: bool
-    window: str
-    arm_ttl: str
-    log_retention_days: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +105,7 @@ class FunctionSettings:
 
 @dataclass(frozen=True, slots=True)
 class FloodgateSettings:
+    values: Mapping[str, Value]  # every context key, read and validated
     stack_name: str
     account: str | None
     region: str | None
@@ -207,7 +114,6 @@ class FloodgateSettings:
     nacl_ids: tuple[str, ...]
     vpc_id: str | None
     vpc_cidrs: tuple[str, ...]
-    detection: DetectionSettings
     flow_logs: FlowLogSettings
     alarm: AlarmSettings
     detector: FunctionSettings
@@ -240,7 +146,6 @@ class FloodgateSettings:
         settings = cls._read(reader)
         if reader.problems:
             raise SettingsError(reader.problems)
-        assert settings is not None
         # Cross-check with the handlers' own validation, so a stack never ships an environment they reject.
         try:
             Settings.from_env(
@@ -255,14 +160,13 @@ class FloodgateSettings:
         return cls.from_context(context.get)
 
     @classmethod
-    def _read(cls, r: _ContextReader) -> FloodgateSettings | None:  # noqa: PLR0912, PLR0915 - one line per key
-        stack_name = r.text("stackName", pattern=_STACK_NAME, what="a CloudFormation stack name")
-        account = r.text("account", pattern=_ACCOUNT, what="a 12-digit account id", optional=True)
-        region = r.text("region", pattern=_REGION, what="a region such as eu-west-1", optional=True)
+    def _read(cls, r: _ContextReader) -> FloodgateSettings:
+        """Every key by its row, then what no single row can check."""
+        for key in BY_KEY:
+            r.read(key)
+        account, region = r.optional_text("account"), r.optional_text("region")
         if (account is None) != (region is None):
             r.problem("account and region: set both (fixed environment) or neither (environment-agnostic)")
-        layer_version = r.integer("powertoolsLayerVersion", low=1, high=10_000)
-        removal = r.choice("tableRemovalPolicy", ("retain", "destroy"))
 
         nacl_ids = r.strings("naclIds")
         for nacl_id in nacl_ids:
@@ -270,96 +174,22 @@ class FloodgateSettings:
                 r.problem(f"naclIds: {nacl_id!r} is not a NACL id (acl- and 8 or 17 hex digits)")
         if len(set(nacl_ids)) != len(nacl_ids):
             r.problem("naclIds: an id appears twice")
-        vpc_id = r.text("vpcId", pattern=_VPC_ID, what="a VPC id (vpc-…)", optional=True)
+        vpc_id = r.optional_text("vpcId")
         if not nacl_ids and vpc_id is None:
             r.problem("naclIds / vpcId: set the NACL ids to protect, or a vpcId to protect all its NACLs")
-        vpc_cidrs = r.cidrs("vpcCidrs")
-        if not vpc_cidrs:
-            r.problem("vpcCidrs is required: the VPC's CIDR blocks (traffic to them is inbound)")
-        allow_cidrs = r.cidrs("allowCidrs")
+        vpc_cidrs = r.strings("vpcCidrs")
 
-        budget = r.integer("budget", low=1, high=38)
-        quota = r.integer("naclQuota", low=3, high=40)
-        if budget + 2 > quota:
-            r.problem(
-                f"budget={budget} does not fit naclQuota={quota}: the budget, the default rule and one "
-                "spare must fit in the rules-per-NACL quota"
-            )
-        rule_start = r.integer("ruleStart", low=1, high=32766)
-        if rule_start + 2 * (budget + 1) - 1 > 32766:
-            r.problem(f"ruleStart={rule_start}: the owned block of 2 x (budget+1) rules runs past rule 32766")
-        base_ttl = r.duration("baseTtl")
-        max_ttl = r.duration("maxTtl")
-        if (
-            base_ttl is not None
-            and max_ttl is not None
-            and parse_duration(max_ttl) < parse_duration(base_ttl)
-        ):
-            r.problem(f"maxTtl={max_ttl} must not be shorter than baseTtl={base_ttl}")
-        always_pps = r.number("alwaysPps", low=1.0, optional=True)
-        detection = DetectionSettings(
-            rule_start=rule_start,
-            budget=budget,
-            nacl_quota=quota,
-            min_pps=r.number("minPps", low=0.0) or 0.0,
-            min_bps=r.number("minBps", low=0.0) or 0.0,
-            min_share=r.number("minShare", low=0.0001, high=1.0) or 0.0,
-            always_pps=always_pps,
-            allow_cidrs=allow_cidrs,
-            max_prefix_v4=r.integer("maxPrefixV4", low=8, high=32),
-            max_prefix_v6=r.integer("maxPrefixV6", low=16, high=128),
-            base_ttl=base_ttl or "",
-            max_ttl=max_ttl or "",
-            ttl_factor=r.number("ttlFactor", low=1.0, high=100.0) or 0.0,
-            offence_memory=r.duration("offenceMemory") or "",
-            extend_on_evidence=r.flag("extendOnEvidence"),
-            outbound_mirror=r.flag("outboundMirror"),
-            dry_run=r.flag("dryRun"),
-            window=r.duration("window") or "",
-            arm_ttl=r.duration("armTtl") or "",
-            log_retention_days=r.integer("logRetentionDays", low=1, high=3650),
-        )
+        cls._check_bans(r)
+        flow_logs = cls._read_flow_logs(r, vpc_id)
 
-        group_name = r.text("flowLogGroupName", pattern=_LOG_GROUP, what="a log group name", optional=True)
-        if group_name is None and vpc_id is None:
-            r.problem(
-                "flowLogGroupName / vpcId: set vpcId to create a flow log, or name an existing log group"
-            )
-        format_text = r.text("flowLogFormat") or "default"
-        is_default = format_text.strip().lower() == "default"
-        try:
-            flow_format = FlowLogFormat.parse(DEFAULT_FORMAT if is_default else format_text).text
-        except ValueError as exc:
-            r.problem(f"flowLogFormat: {exc}")
-            flow_format = DEFAULT_FORMAT
-        flow_logs = FlowLogSettings(
-            existing_group_name=group_name,
-            format=flow_format,
-            is_default_format=is_default or flow_format == FlowLogFormat.parse(DEFAULT_FORMAT).text,
-            retention_days=r.retention("flowLogRetentionDays"),
-            filter_pattern=r.text("flowLogFilterPattern", optional=True) or "",
-        )
-
-        alarm = cls._read_alarm(r)
-
-        detector = FunctionSettings(
-            memory_mb=r.integer("detectorMemoryMb", low=128, high=10240),
-            timeout_s=r.integer("detectorTimeoutSeconds", low=1, high=900),
-            reserved_concurrency=r.integer("detectorReservedConcurrency", low=1, high=1000, optional=True),
-        )
-        expirer = FunctionSettings(
-            memory_mb=r.integer("expirerMemoryMb", low=128, high=10240),
-            timeout_s=r.integer("expirerTimeoutSeconds", low=1, high=900),
-            reserved_concurrency=r.integer("expirerReservedConcurrency", low=1, high=1000, optional=True),
-        )
-        schedule = r.duration("expirerSchedule")
+        schedule = r.optional_text("expirerSchedule")
         schedule_minutes = 1
         if schedule is not None:
             seconds = parse_duration(schedule)
             if seconds % 60:
                 r.problem(f"expirerSchedule={schedule}: use whole minutes (EventBridge rates are per minute)")
             schedule_minutes = max(1, seconds // 60)
-        max_age = r.duration("asyncMaxEventAge")
+        max_age = r.optional_text("asyncMaxEventAge")
         max_age_s = parse_duration(max_age) if max_age else 3600
         if not 60 <= max_age_s <= 21600:
             r.problem(f"asyncMaxEventAge={max_age}: must be between 1m and 6h")
@@ -368,39 +198,75 @@ class FloodgateSettings:
             if not _EMAIL.fullmatch(email):
                 r.problem(f"alertEmails: {email!r} is not an email address")
         return cls(
-            stack_name=stack_name or "Floodgate",
+            values=dict(r.values),
+            stack_name=r.optional_text("stackName") or "Floodgate",
             account=account,
             region=region,
-            powertools_layer_version=layer_version,
-            retain_tables=removal == "retain",
+            powertools_layer_version=r.integer("powertoolsLayerVersion"),
+            retain_tables=r.value("tableRemovalPolicy") == "retain",
             nacl_ids=nacl_ids,
             vpc_id=vpc_id,
             vpc_cidrs=vpc_cidrs,
-            detection=detection,
             flow_logs=flow_logs,
-            alarm=alarm,
-            detector=detector,
-            expirer=expirer,
+            alarm=cls._read_alarm(r),
+            detector=r.function("detector"),
+            expirer=r.function("expirer"),
             expirer_schedule_minutes=schedule_minutes,
-            async_retry_attempts=r.integer("asyncRetryAttempts", low=0, high=2),
+            async_retry_attempts=r.integer("asyncRetryAttempts"),
             async_max_event_age_s=max_age_s,
-            function_log_retention_days=r.retention("functionLogRetentionDays"),
+            function_log_retention_days=r.integer("functionLogRetentionDays"),
             alert_emails=emails,
+        )
+
+    @staticmethod
+    def _check_bans(r: _ContextReader) -> None:
+        budget, quota, rule_start = r.integer("budget"), r.integer("naclQuota"), r.integer("ruleStart")
+        if budget + 2 > quota:
+            r.problem(
+                f"budget={budget} does not fit naclQuota={quota}: the budget, the default rule and one "
+                "spare must fit in the rules-per-NACL quota"
+            )
+        if rule_start + 2 * (budget + 1) - 1 > 32766:
+            r.problem(f"ruleStart={rule_start}: the owned block of 2 x (budget+1) rules runs past rule 32766")
+        base_ttl, max_ttl = r.optional_text("baseTtl"), r.optional_text("maxTtl")
+        if base_ttl and max_ttl and parse_duration(max_ttl) < parse_duration(base_ttl):
+            r.problem(f"maxTtl={max_ttl} must not be shorter than baseTtl={base_ttl}")
+
+    @staticmethod
+    def _read_flow_logs(r: _ContextReader, vpc_id: str | None) -> FlowLogSettings:
+        group_name = r.optional_text("flowLogGroupName")
+        if group_name is None and vpc_id is None:
+            r.problem(
+                "flowLogGroupName / vpcId: set vpcId to create a flow log, or name an existing log group"
+            )
+        format_text = r.optional_text("flowLogFormat") or "default"
+        is_default = format_text.strip().lower() == "default"
+        try:
+            flow_format = FlowLogFormat.parse(DEFAULT_FORMAT if is_default else format_text).text
+        except ValueError as exc:
+            r.problem(f"flowLogFormat: {exc}")
+            flow_format = DEFAULT_FORMAT
+        return FlowLogSettings(
+            existing_group_name=group_name,
+            format=flow_format,
+            is_default_format=is_default or flow_format == FlowLogFormat.parse(DEFAULT_FORMAT).text,
+            retention_days=r.integer("flowLogRetentionDays"),
+            filter_pattern=r.optional_text("flowLogFilterPattern") or "",
         )
 
     @staticmethod
     def _read_alarm(r: _ContextReader) -> AlarmSettings:
         enabled = r.flag("alarmEnabled")
-        period = r.integer("alarmPeriodSeconds", low=10, high=86400)
+        period = r.integer("alarmPeriodSeconds")
         if period not in ALARM_PERIODS and period % 60:
             r.problem(f"alarmPeriodSeconds={period}: use 10, 20, 30 or a multiple of 60")
-        threshold = r.number("alarmThreshold", low=0.0) or 0.0
-        evaluation = r.integer("alarmEvaluationPeriods", low=1, high=100)
-        datapoints = r.integer("alarmDatapointsToAlarm", low=1, high=100)
+        threshold = r.number("alarmThreshold")
+        evaluation = r.integer("alarmEvaluationPeriods")
+        datapoints = r.integer("alarmDatapointsToAlarm")
         if datapoints > evaluation:
             r.problem(f"alarmDatapointsToAlarm={datapoints} exceeds alarmEvaluationPeriods={evaluation}")
-        scale_threshold = r.number("scaleOutThreshold", low=0.0, optional=True)
-        scale_evaluation = r.integer("scaleOutEvaluationPeriods", low=1, high=100)
+        scale_threshold = r.optional_number("scaleOutThreshold")
+        scale_evaluation = r.integer("scaleOutEvaluationPeriods")
         if enabled and scale_threshold is not None and threshold >= scale_threshold:
             r.problem(
                 f"alarmThreshold={threshold:g} must be below scaleOutThreshold={scale_threshold:g}: "
@@ -417,8 +283,8 @@ class FloodgateSettings:
                 r.problem(f"existingAlarmNames: {name!r} is not an alarm name")
         if not enabled and not existing:
             r.problem("alarmEnabled=false and no existingAlarmNames: nothing would ever arm the detector")
-        namespace = r.text("alarmNamespace") or ""
-        metric_name = r.text("alarmMetricName") or ""
+        namespace = r.optional_text("alarmNamespace") or ""
+        metric_name = r.optional_text("alarmMetricName") or ""
         if enabled and not (namespace and metric_name):
             r.problem("alarmNamespace and alarmMetricName are required when alarmEnabled is true")
         lambda_action = r.flag("alarmLambdaAction")
@@ -428,8 +294,8 @@ class FloodgateSettings:
             enabled=enabled,
             namespace=namespace,
             metric_name=metric_name,
-            dimensions=r.dimensions("alarmDimensions"),
-            statistic=r.choice("alarmStatistic", STATISTICS),
+            dimensions=cast(tuple[tuple[str, str], ...], r.value("alarmDimensions")),
+            statistic=str(r.value("alarmStatistic")),
             period_s=period,
             threshold=threshold,
             evaluation_periods=evaluation,
@@ -441,93 +307,133 @@ class FloodgateSettings:
         )
 
     def runtime_environment(self, *, state_table: str, log_table: str, topic_arn: str) -> dict[str, str]:
-        """The functions' environment: exactly the names of floodgate.settings.ENV, all set (some empty)."""
-        d = self.detection
-        return {
-            ENV.NACL_IDS: ",".join(self.nacl_ids),
-            ENV.VPC_ID: (self.vpc_id or "") if self.targets_vpc else "",
-            ENV.VPC_CIDRS: ",".join(self.vpc_cidrs),
-            ENV.RULE_START: str(d.rule_start),
-            ENV.BUDGET: str(d.budget),
-            ENV.NACL_QUOTA: str(d.nacl_quota),
-            ENV.MIN_PPS: _num(d.min_pps),
-            ENV.MIN_BPS: _num(d.min_bps),
-            ENV.MIN_SHARE: _num(d.min_share),
-            ENV.ALWAYS_PPS: "" if d.always_pps is None else _num(d.always_pps),
-            ENV.ALLOW_CIDRS: ",".join(d.allow_cidrs),
-            ENV.MAX_PREFIX_V4: str(d.max_prefix_v4),
-            ENV.MAX_PREFIX_V6: str(d.max_prefix_v6),
-            ENV.BASE_TTL: d.base_ttl,
-            ENV.MAX_TTL: d.max_ttl,
-            ENV.TTL_FACTOR: _num(d.ttl_factor),
-            ENV.OFFENCE_MEMORY: d.offence_memory,
-            ENV.EXTEND_ON_EVIDENCE: _flag(d.extend_on_evidence),
-            ENV.OUTBOUND_MIRROR: _flag(d.outbound_mirror),
-            ENV.DRY_RUN: _flag(d.dry_run),
-            ENV.FLOW_LOG_FORMAT: self.flow_logs.format,
-            ENV.WINDOW: d.window,
-            ENV.ARM_TTL: d.arm_ttl,
-            ENV.LOG_RETENTION_DAYS: str(d.log_retention_days),
-            ENV.STATE_TABLE: state_table,
-            ENV.LOG_TABLE: log_table,
-            ENV.TOPIC_ARN: topic_arn,
+        """The functions' environment: every variable of the table, all set (some empty)."""
+        environment = {
+            row.env: _env_text(self.values[row.key])
+            for row in SETTINGS
+            if row.key is not None and row.env is not None
         }
+        environment[ENV.VPC_ID] = (self.vpc_id or "") if self.targets_vpc else ""
+        environment[ENV.FLOW_LOG_FORMAT] = self.flow_logs.format
+        environment[ENV.STATE_TABLE] = state_table
+        environment[ENV.LOG_TABLE] = log_table
+        environment[ENV.TOPIC_ARN] = topic_arn
+        return environment
 
 
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def _flag(value: bool) -> str:
-    return "true" if value else "false"
+def _env_text(value: Value) -> str:
+    """A context value as the environment reader reads it back."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, tuple):
+        return ",".join(str(item) for item in value)
+    return str(value)
 
 
 class _ContextReader:
-    """Typed reads of context values with defaults; problems are collected, not raised one by one."""
+    """Typed reads of context values by their rows; problems are collected, not raised one by one."""
 
     def __init__(self, get: Callable[[str], Any]) -> None:
         self._get = get
         self.problems: list[str] = []
+        self.values: dict[str, Value] = {}
 
     def problem(self, message: str) -> None:
         self.problems.append(message)
 
-    def raw(self, key: str) -> Any:
-        if key not in DEFAULTS:  # a programming error, not a user one
-            raise KeyError(f"unknown context key {key!r}")
-        value = self._get(key)
-        return DEFAULTS[key] if value is None else value
+    def read(self, key: str) -> None:
+        row = BY_KEY[key]  # a KeyError is a programming error, not a user one
+        raw = self._get(key)
+        raw = row.default if raw is None else raw
+        value = self._parsers[row.kind](self, row, raw)
+        if row.placeholder and row.example is not None:
+            examples = row.example if isinstance(row.example, list) else [row.example]
+            for item in value if isinstance(value, tuple) else (value,):
+                if item in examples:
+                    self.problem(
+                        f"{key}: {item!r} is cdk.json's placeholder example, not a real id: "
+                        f"set your own (-c {key}=…)"
+                    )
+        self.values[key] = value
 
-    def text(
-        self, key: str, *, pattern: re.Pattern[str] | None = None, what: str = "", optional: bool = False
-    ) -> str | None:
-        value = self.raw(key)
+    # Typed access to what `read` found; a wrong type here is a programming error, not a user one.
+    def value(self, key: str) -> Value:
+        return self.values[key]
+
+    def optional_text(self, key: str) -> str | None:
+        value = self.values[key]
+        assert value is None or isinstance(value, str), key
+        return value
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self.values[key]
+        assert isinstance(value, tuple) and all(isinstance(item, str) for item in value), key
+        return cast(tuple[str, ...], value)
+
+    def optional_integer(self, key: str) -> int | None:
+        value = self.values[key]
+        assert value is None or (isinstance(value, int) and not isinstance(value, bool)), key
+        return value
+
+    def integer(self, key: str) -> int:
+        value = self.optional_integer(key)
+        assert value is not None, key
+        return value
+
+    def optional_number(self, key: str) -> float | None:
+        value = self.values[key]
+        assert value is None or isinstance(value, float), key
+        return value
+
+    def number(self, key: str) -> float:
+        value = self.optional_number(key)
+        assert value is not None, key
+        return value
+
+    def flag(self, key: str) -> bool:
+        value = self.values[key]
+        assert isinstance(value, bool), key
+        return value
+
+    def function(self, name: str) -> FunctionSettings:
+        return FunctionSettings(
+            memory_mb=self.integer(f"{name}MemoryMb"),
+            timeout_s=self.integer(f"{name}TimeoutSeconds"),
+            reserved_concurrency=self.optional_integer(f"{name}ReservedConcurrency"),
+        )
+
+    # One parser per kind of row: (row, raw value) -> value, a problem noted for a bad one.
+    def _text(self, row: Setting, value: Any) -> str | None:
+        key = row.key
         if value is None:
             value = ""
         if not isinstance(value, str):
             self.problem(f"{key}: expected text, got {value!r}")
             return None
-        value = value.strip()
-        if not value:
-            if not optional and pattern is not None:
-                self.problem(f"{key} is required ({what})")
+        text: str = value.strip()
+        if not text:
+            if not row.optional and row.pattern is not None:
+                self.problem(f"{key} is required ({row.what})")
             return None
-        if pattern is not None and not pattern.fullmatch(value):
-            self.problem(f"{key}: {value!r} is not {what}")
+        if row.pattern is not None and not re.fullmatch(row.pattern, text):
+            self.problem(f"{key}: {text!r} is not {row.what}")
             return None
-        return value
+        return text
 
-    def choice(self, key: str, options: Sequence[str]) -> str:
-        value = self.raw(key)
+    def _choice(self, row: Setting, value: Any) -> str:
         text = str(value).strip()
-        for option in options:
+        for option in row.choices:
             if text.lower() == option.lower():
                 return option
-        self.problem(f"{key}: {value!r} is not one of {', '.join(options)}")
-        return options[0]
+        self.problem(f"{row.key}: {value!r} is not one of {', '.join(row.choices)}")
+        return row.choices[0]
 
-    def strings(self, key: str) -> tuple[str, ...]:
-        value = self.raw(key)
+    def _strings(self, row: Setting, value: Any) -> tuple[str, ...]:
+        key = row.key
         if value is None or value == "":
             return ()
         if isinstance(value, str):
@@ -545,19 +451,21 @@ class _ContextReader:
         self.problem(f"{key}: expected a list of strings or comma-separated text, got {value!r}")
         return ()
 
-    def cidrs(self, key: str) -> tuple[str, ...]:
+    def _cidrs(self, row: Setting, value: Any) -> tuple[str, ...]:
         out: list[str] = []
-        for item in self.strings(key):
+        for item in self._strings(row, value):
             try:
                 out.append(str(parse_network(item)))
             except InvalidCidr as exc:
-                self.problem(f"{key}: {exc}")
+                self.problem(f"{row.key}: {exc}")
+        if not out and not row.optional:
+            self.problem(f"{row.key} is required: {row.meaning}")
         return tuple(out)
 
-    def _number(self, key: str, *, optional: bool) -> float | None:
-        value = self.raw(key)
+    def _finite(self, row: Setting, value: Any) -> float | None:
+        key = row.key
         if value is None or (isinstance(value, str) and not value.strip()):
-            if not optional:
+            if not row.optional:
                 self.problem(f"{key} is required (a number)")
             return None
         if isinstance(value, bool):
@@ -573,31 +481,30 @@ class _ContextReader:
             return None
         return number
 
-    def number(
-        self, key: str, *, low: float, high: float | None = None, optional: bool = False
-    ) -> float | None:
-        number = self._number(key, optional=optional)
+    def _number(self, row: Setting, value: Any) -> float | None:
+        low, high = float(row.low or 0.0), row.high
+        number = self._finite(row, value)
         if number is None:
-            return None
+            return None if row.optional else low
         if number < low or (high is not None and number > high):
             bound = f"{low:g}..{high:g}" if high is not None else f">= {low:g}"
-            self.problem(f"{key}: {number:g} is outside {bound}")
+            self.problem(f"{row.key}: {number:g} is outside {bound}")
         return number
 
-    def integer(self, key: str, *, low: int, high: int, optional: bool = False) -> Any:
-        number = self._number(key, optional=optional)
+    def _int(self, row: Setting, value: Any) -> int | None:
+        low, high = int(row.low or 0), int(row.high or 0)
+        number = self._finite(row, value)
         if number is None:
-            return None if optional else low
+            return None if row.optional else low
         if not number.is_integer():
-            self.problem(f"{key}: expected a whole number, got {number:g}")
+            self.problem(f"{row.key}: expected a whole number, got {number:g}")
             return low
         whole = int(number)
         if not low <= whole <= high:
-            self.problem(f"{key}: {whole} is outside {low}..{high}")
+            self.problem(f"{row.key}: {whole} is outside {low}..{high}")
         return whole
 
-    def flag(self, key: str) -> bool:
-        value = self.raw(key)
+    def _flag(self, row: Setting, value: Any) -> bool:
         if isinstance(value, bool):
             return value
         text = str(value).strip().lower()
@@ -605,29 +512,28 @@ class _ContextReader:
             return True
         if text in ("false", "0", "no", "off"):
             return False
-        self.problem(f"{key}: expected true or false, got {value!r}")
+        self.problem(f"{row.key}: expected true or false, got {value!r}")
         return False
 
-    def duration(self, key: str) -> str | None:
-        value = self.raw(key)
+    def _duration(self, row: Setting, value: Any) -> str | None:
         text = str(value).strip()
         try:
             parse_duration(text)
         except ValueError as exc:
-            self.problem(f"{key}: {exc}")
+            self.problem(f"{row.key}: {exc}")
             return None
         return text
 
-    def retention(self, key: str) -> int:
-        days = self.integer(key, low=1, high=3653)
+    def _retention(self, row: Setting, value: Any) -> int:
+        days = self._int(row, value) or 0
         if days not in RETENTION_DAYS:
             allowed = ", ".join(str(d) for d in RETENTION_DAYS)
-            self.problem(f"{key}: {days} is not a CloudWatch Logs retention ({allowed})")
+            self.problem(f"{row.key}: {days} is not a CloudWatch Logs retention ({allowed})")
             return 30
-        return int(days)
+        return days
 
-    def dimensions(self, key: str) -> tuple[tuple[str, str], ...]:
-        value = self.raw(key)
+    def _dimensions(self, row: Setting, value: Any) -> tuple[tuple[str, str], ...]:
+        key = row.key
         if isinstance(value, str):
             text = value.strip()
             if not text:
@@ -652,3 +558,17 @@ class _ContextReader:
         if len(value) > 30:
             self.problem(f"{key}: at most 30 dimensions")
         return tuple(sorted(value.items()))
+
+    _parsers: ClassVar[dict[Kind, Callable[[_ContextReader, Setting, Any], Value]]] = {
+        "text": _text,
+        "format": _text,
+        "choice": _choice,
+        "strings": _strings,
+        "cidrs": _cidrs,
+        "int": _int,
+        "number": _number,
+        "flag": _flag,
+        "duration": _duration,
+        "retention": _retention,
+        "dimensions": _dimensions,
+    }

@@ -1,65 +1,48 @@
 """Runtime configuration of the Lambda functions, read from environment variables once at cold start.
 
-This module is the contract between the CDK stack (which sets the variables) and the handlers (which read
-them): `ENV` names every variable, and `Settings.from_env` validates them with errors that name the variable.
+The variables, their defaults and bounds are the rows of `floodgate.settings_table` that have one;
+`Settings.from_env` reads each by its kind and validates it with errors that name the variable, then checks
+what no single row can (the rule block fits the quota, a ban's bounds are in order).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from floodgate.core.durations import parse_duration
 from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat
 from floodgate.core.networks import InvalidCidr, parse_network
+from floodgate.settings_table import BY_ENV, ENV_PREFIX, Kind, Setting
 
 
 class ConfigError(ValueError):
     """A configuration value is missing or invalid; the message names the variable."""
 
 
-class ENV:
-    """Environment variable names, in one place for the stack and the handlers."""
+class _Variables:
+    """The variable names of the table by their name after the prefix: `ENV.BUDGET` is FLOODGATE_BUDGET."""
 
-    NACL_IDS = "FLOODGATE_NACL_IDS"  # comma-separated NACL ids ...
-    VPC_ID = "FLOODGATE_VPC_ID"  # ... or every NACL of this VPC
-    VPC_CIDRS = "FLOODGATE_VPC_CIDRS"  # comma-separated; traffic to these is inbound, from them is ours
-    RULE_START = "FLOODGATE_RULE_START"  # first rule number of the owned block
-    BUDGET = "FLOODGATE_BUDGET"  # deny entries per NACL, direction and address family
-    NACL_QUOTA = "FLOODGATE_NACL_QUOTA"  # rules per NACL per direction and family, default rule included
-    MIN_PPS = "FLOODGATE_MIN_PPS"
-    MIN_BPS = "FLOODGATE_MIN_BPS"
-    MIN_SHARE = "FLOODGATE_MIN_SHARE"
-    ALWAYS_PPS = "FLOODGATE_ALWAYS_PPS"  # enforce without an armed alarm above this rate; empty = never
-    ALLOW_CIDRS = "FLOODGATE_ALLOW_CIDRS"
-    MAX_PREFIX_V4 = "FLOODGATE_MAX_PREFIX_V4"
-    MAX_PREFIX_V6 = "FLOODGATE_MAX_PREFIX_V6"
-    BASE_TTL = "FLOODGATE_BASE_TTL"
-    MAX_TTL = "FLOODGATE_MAX_TTL"
-    TTL_FACTOR = "FLOODGATE_TTL_FACTOR"
-    OFFENCE_MEMORY = "FLOODGATE_OFFENCE_MEMORY"
-    EXTEND_ON_EVIDENCE = "FLOODGATE_EXTEND_ON_EVIDENCE"
-    OUTBOUND_MIRROR = "FLOODGATE_OUTBOUND_MIRROR"
-    DRY_RUN = "FLOODGATE_DRY_RUN"
-    FLOW_LOG_FORMAT = "FLOODGATE_FLOW_LOG_FORMAT"
-    WINDOW = "FLOODGATE_WINDOW"  # length of the shared sliding traffic window
-    ARM_TTL = "FLOODGATE_ARM_TTL"  # an ALARM arms enforcement for at most this long without a refresh
-    LOG_RETENTION_DAYS = "FLOODGATE_LOG_RETENTION_DAYS"
-    STATE_TABLE = "FLOODGATE_STATE_TABLE"
-    LOG_TABLE = "FLOODGATE_LOG_TABLE"
-    TOPIC_ARN = "FLOODGATE_TOPIC_ARN"
+    def __getattr__(self, name: str) -> str:
+        variable = ENV_PREFIX + name
+        if variable not in BY_ENV:
+            raise AttributeError(f"no setting has the variable {variable}")
+        return variable
 
 
+ENV = _Variables()
 NACL_ID = re.compile(r"acl-[0-9a-f]{8,17}")  # also used by the stack settings and the CLI
-_VPC_ID = re.compile(r"vpc-[0-9a-f]{8,17}")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    """One field per variable of the table (see `attribute`)."""
+
     nacl_ids: tuple[str, ...]
     vpc_id: str | None
     vpc_cidrs: tuple[str, ...]
@@ -82,6 +65,7 @@ class Settings:
     dry_run: bool
     flow_log_format: FlowLogFormat
     window_s: int
+    clock_skew_s: int
     arm_ttl_s: int
     log_retention_days: int
     state_table: str
@@ -95,138 +79,137 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        reader = _Reader(environ)
-        nacl_ids = reader.list(ENV.NACL_IDS)
-        for nacl_id in nacl_ids:
+        settings = cls(**{attribute(row): _read(row, environ) for row in BY_ENV.values()})
+        for nacl_id in settings.nacl_ids:
             if not NACL_ID.fullmatch(nacl_id):
                 raise ConfigError(f"{ENV.NACL_IDS}: {nacl_id!r} is not a NACL id (acl-…)")
-        vpc_id = environ.get(ENV.VPC_ID, "").strip() or None
-        if vpc_id is not None and not _VPC_ID.fullmatch(vpc_id):
-            raise ConfigError(f"{ENV.VPC_ID}: {vpc_id!r} is not a VPC id (vpc-…)")
-        if not nacl_ids and vpc_id is None:
+        if not settings.nacl_ids and settings.vpc_id is None:
             raise ConfigError(f"set {ENV.NACL_IDS} or {ENV.VPC_ID}: Floodgate needs NACLs to protect")
-        budget = reader.integer(ENV.BUDGET, 10, low=1, high=38)
-        quota = reader.integer(ENV.NACL_QUOTA, 20, low=3, high=40)
-        if budget + 2 > quota:
+        if settings.budget + 2 > settings.nacl_quota:
             raise ConfigError(
-                f"{ENV.BUDGET}={budget} leaves no room under {ENV.NACL_QUOTA}={quota}: "
-                "budget + default rule + one spare must fit"
+                f"{ENV.BUDGET}={settings.budget} leaves no room under "
+                f"{ENV.NACL_QUOTA}={settings.nacl_quota}: budget + default rule + one spare must fit"
             )
-        rule_start = reader.integer(ENV.RULE_START, 100, low=1, high=32766)
-        if rule_start + 2 * (budget + 1) - 1 > 32766:
-            raise ConfigError(f"{ENV.RULE_START}={rule_start}: the owned block runs past rule 32766")
-        base_ttl = reader.duration(ENV.BASE_TTL, "30m")
-        max_ttl = reader.duration(ENV.MAX_TTL, "24h")
-        if max_ttl < base_ttl:
+        if settings.rule_end > 32766:
+            raise ConfigError(f"{ENV.RULE_START}={settings.rule_start}: the owned block runs past rule 32766")
+        if settings.max_ttl_s < settings.base_ttl_s:
             raise ConfigError(f"{ENV.MAX_TTL} must not be shorter than {ENV.BASE_TTL}")
-        format_text = environ.get(ENV.FLOW_LOG_FORMAT, "").strip() or DEFAULT_FORMAT
-        try:
-            flow_log_format = FlowLogFormat.parse(format_text)
-        except ValueError as exc:
-            raise ConfigError(f"{ENV.FLOW_LOG_FORMAT}: {exc}") from None
-        always = environ.get(ENV.ALWAYS_PPS, "").strip()
-        return cls(
-            nacl_ids=nacl_ids,
-            vpc_id=vpc_id,
-            vpc_cidrs=reader.cidrs(ENV.VPC_CIDRS, required=True),
-            rule_start=rule_start,
-            budget=budget,
-            nacl_quota=quota,
-            min_pps=reader.number(ENV.MIN_PPS, 5000.0, low=0.0),
-            min_bps=reader.number(ENV.MIN_BPS, 0.0, low=0.0),
-            min_share=reader.number(ENV.MIN_SHARE, 0.01, low=0.0001, high=1.0),
-            always_pps=reader.number(ENV.ALWAYS_PPS, 0.0, low=1.0) if always else None,
-            allow_cidrs=reader.cidrs(ENV.ALLOW_CIDRS),
-            max_prefix_v4=reader.integer(ENV.MAX_PREFIX_V4, 16, low=8, high=32),
-            max_prefix_v6=reader.integer(ENV.MAX_PREFIX_V6, 48, low=16, high=128),
-            base_ttl_s=base_ttl,
-            max_ttl_s=max_ttl,
-            ttl_factor=reader.number(ENV.TTL_FACTOR, 2.0, low=1.0, high=100.0),
-            offence_memory_s=reader.duration(ENV.OFFENCE_MEMORY, "7d"),
-            extend_on_evidence=reader.flag(ENV.EXTEND_ON_EVIDENCE, default=True),
-            outbound_mirror=reader.flag(ENV.OUTBOUND_MIRROR, default=False),
-            dry_run=reader.flag(ENV.DRY_RUN, default=False),
-            flow_log_format=flow_log_format,
-            window_s=reader.duration(ENV.WINDOW, "5m"),
-            arm_ttl_s=reader.duration(ENV.ARM_TTL, "30m"),
-            log_retention_days=reader.integer(ENV.LOG_RETENTION_DAYS, 90, low=1, high=3650),
-            state_table=reader.required(ENV.STATE_TABLE),
-            log_table=reader.required(ENV.LOG_TABLE),
-            topic_arn=environ.get(ENV.TOPIC_ARN, "").strip() or None,
-        )
+        return settings
 
 
-class _Reader:
-    """Typed reads of environment variables; every error names the variable and the bad value."""
+def attribute(row: Setting) -> str:
+    """The field of `Settings` a row fills: its variable after the prefix, lower case; `_s` for seconds."""
+    assert row.env is not None
+    name = row.env.removeprefix(ENV_PREFIX).lower()
+    return f"{name}_s" if row.kind == "duration" else name
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
 
-    def _raw(self, name: str) -> str | None:
-        value = self._environ.get(name, "").strip()
-        return value or None
+def _read(row: Setting, environ: Mapping[str, str]) -> Any:
+    """One variable, by the kind of its row; absent or blank means the row's default."""
+    assert row.env is not None
+    parse = _PARSERS.get(row.kind)
+    if parse is None:
+        raise AssertionError(f"{row.env}: a {row.kind} setting is not read at run time")
+    return parse(row, row.env, environ.get(row.env))
 
-    def required(self, name: str) -> str:
-        value = self._raw(name)
-        if value is None:
+
+def _text(row: Setting, name: str, raw: str | None) -> str | None:
+    value = (raw or "").strip()
+    if not value:
+        if not row.optional:
             raise ConfigError(f"{name} is required")
-        return value
+        return None
+    if row.pattern is not None and not re.fullmatch(row.pattern, value):
+        raise ConfigError(f"{name}: {value!r} is not {row.what}")
+    return value
 
-    def list(self, name: str) -> tuple[str, ...]:
-        raw = self._raw(name) or ""
-        return tuple(item.strip() for item in raw.split(",") if item.strip())
 
-    def cidrs(self, name: str, *, required: bool = False) -> tuple[str, ...]:
-        items = self.list(name)
-        if required and not items:
-            raise ConfigError(f"{name} is required (comma-separated CIDRs)")
-        out = []
-        for item in items:
-            try:
-                out.append(str(parse_network(item)))
-            except InvalidCidr as exc:
-                raise ConfigError(f"{name}: {exc}") from None
-        return tuple(out)
+def _strings(row: Setting, name: str, raw: str | None) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (raw or "").split(",") if item.strip())
 
-    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
-        raw = self._raw(name)
-        if raw is None:
-            return default
+
+def _cidrs(row: Setting, name: str, raw: str | None) -> tuple[str, ...]:
+    items = _strings(row, name, raw)
+    if not row.optional and not items:
+        raise ConfigError(f"{name} is required (comma-separated CIDRs)")
+    out = []
+    for item in items:
         try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
-        if not low <= value <= high:
-            raise ConfigError(f"{name}: {value} is outside {low}..{high}")
-        return value
-
-    def number(self, name: str, default: float, *, low: float, high: float | None = None) -> float:
-        raw = self._raw(name)
-        if raw is None:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
-        if math.isnan(value) or value < low or (high is not None and value > high):
-            bound = f"{low}..{high}" if high is not None else f">= {low}"
-            raise ConfigError(f"{name}: {raw} is outside {bound}")
-        return value
-
-    def duration(self, name: str, default: str) -> int:
-        raw = self._raw(name) or default
-        try:
-            return parse_duration(raw)
-        except ValueError as exc:
+            out.append(str(parse_network(item)))
+        except InvalidCidr as exc:
             raise ConfigError(f"{name}: {exc}") from None
+    return tuple(out)
 
-    def flag(self, name: str, *, default: bool) -> bool:
-        raw = self._environ.get(name)
-        if raw is None:
-            return default
-        lowered = raw.strip().lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-        raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+
+def _integer(row: Setting, name: str, raw: str | None) -> int | None:
+    text = (raw or "").strip()
+    if not text:
+        default = _numeric_default(row)
+        return None if default is None else int(default)
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{name}: expected an integer, got {text!r}") from None
+    low, high = int(row.low or 0), int(row.high or 0)
+    if not low <= value <= high:
+        raise ConfigError(f"{name}: {value} is outside {low}..{high}")
+    return value
+
+
+def _number(row: Setting, name: str, raw: str | None) -> float | None:
+    text = (raw or "").strip()
+    if not text:
+        return _numeric_default(row)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number, got {text!r}") from None
+    low = float(row.low or 0.0)
+    high = None if row.high is None else float(row.high)
+    if math.isnan(value) or value < low or (high is not None and value > high):
+        bound = f"{low}..{high}" if high is not None else f">= {low}"
+        raise ConfigError(f"{name}: {text} is outside {bound}")
+    return value
+
+
+def _numeric_default(row: Setting) -> float | None:
+    default = row.default
+    return float(default) if isinstance(default, int | float) else None
+
+
+def _duration(row: Setting, name: str, raw: str | None) -> int:
+    try:
+        return parse_duration((raw or "").strip() or str(row.default))
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def _flag(row: Setting, name: str, raw: str | None) -> bool:
+    if raw is None:
+        return bool(row.default)
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:  # set but empty: false
+        return False
+    raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+
+
+def _format(row: Setting, name: str, raw: str | None) -> FlowLogFormat:
+    text = (raw or "").strip()
+    try:
+        return FlowLogFormat.parse(DEFAULT_FORMAT if text in ("", "default") else text)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+_PARSERS: dict[Kind, Callable[[Setting, str, str | None], Any]] = {
+    "text": _text,
+    "strings": _strings,
+    "cidrs": _cidrs,
+    "int": _integer,
+    "number": _number,
+    "duration": _duration,
+    "flag": _flag,
+    "format": _format,
+}

@@ -14,7 +14,8 @@ from emulator import server
 from emulator.deploy import DeployedStack, DeployError, Synthesized, deploy, deploy_synthesized
 from emulator.network import DemoNetwork, create_demo_network, owned_rule_end
 from floodgate.observability import DETECTOR_HANDLER, EXPIRER_HANDLER, OUTPUT
-from floodgate.settings import ENV, Settings
+from floodgate.settings import Settings
+from floodgate.settings_table import BY_ENV
 from floodgate.tables import LOG_BY_CIDR_INDEX, TTL_ATTRIBUTE
 
 # moto warns for each resource type its CloudFormation skips; the deploy helper fills those in and
@@ -92,8 +93,7 @@ def test_functions_as_deployed(world: World, output: str, handler: str, concurre
     assert function.handler == handler
     assert function.runtime == "python3.13"
     assert function.reserved_concurrency == concurrency
-    names = {v for k, v in vars(ENV).items() if not k.startswith("_") and isinstance(v, str)}
-    assert set(function.environment) == names
+    assert set(function.environment) == set(BY_ENV)
     # What the handlers will read at cold start, exactly as the emulator holds it.
     settings = Settings.from_env(function.environment)
     assert settings.nacl_ids == (world.network.nacl_id,)
