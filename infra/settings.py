@@ -126,6 +126,12 @@ RETENTION_DAYS: dict[int, str] = {
     3653: "TEN_YEARS",
 }
 
+# The dimensions that name what Floodgate protects, for the namespaces an early alarm usually watches.
+TARGET_DIMENSIONS: dict[str, frozenset[str]] = {
+    "AWS/EC2": frozenset({"AutoScalingGroupName", "InstanceId"}),
+    "AWS/ApplicationELB": frozenset({"LoadBalancer"}),
+    "AWS/NetworkELB": frozenset({"LoadBalancer"}),
+}
 STATISTICS = ("Sum", "Average", "Maximum", "Minimum", "SampleCount")
 ALARM_PERIODS = (10, 20, 30)  # or any multiple of 60
 
@@ -421,6 +427,11 @@ class FloodgateSettings:
         metric_name = r.text("alarmMetricName") or ""
         if enabled and not (namespace and metric_name):
             r.problem("alarmNamespace and alarmMetricName are required when alarmEnabled is true")
+        dimensions = r.dimensions("alarmDimensions")
+        if enabled and namespace:
+            missing = alarm_target_problem(namespace, dimensions)
+            if missing:
+                r.problem(f"alarmDimensions: {missing}")
         lambda_action = r.flag("alarmLambdaAction")
         if lambda_action and not enabled:
             r.problem("alarmLambdaAction=true needs alarmEnabled=true (only our own alarm gets the action)")
@@ -428,7 +439,7 @@ class FloodgateSettings:
             enabled=enabled,
             namespace=namespace,
             metric_name=metric_name,
-            dimensions=r.dimensions("alarmDimensions"),
+            dimensions=dimensions,
             statistic=r.choice("alarmStatistic", STATISTICS),
             period_s=period,
             threshold=threshold,
@@ -472,6 +483,23 @@ class FloodgateSettings:
             ENV.LOG_TABLE: log_table,
             ENV.TOPIC_ARN: topic_arn,
         }
+
+
+def alarm_target_problem(namespace: str, dimensions: Sequence[tuple[str, str]]) -> str | None:
+    """Why an alarm on this metric would never see data, or None. AWS publishes its load balancers' and
+    instances' metrics per resource: without the resource's dimension there is no data (the dimensionless
+    AWS/EC2 aggregate needs detailed monitoring on every instance), and an alarm without data never arms."""
+    names = {name for name, _ in dimensions}
+    wanted = TARGET_DIMENSIONS.get(namespace)
+    if wanted is not None and not names & wanted:
+        return (
+            f"{namespace} metrics need the protected resource's dimension ({' or '.join(sorted(wanted))}), "
+            "e.g. -c alarmDimensions=AutoScalingGroupName=web-asg; without it the early alarm never fires "
+            "and never arms Floodgate"
+        )
+    if wanted is None and namespace.startswith("AWS/") and not names:
+        return f"{namespace} metrics are published per resource: name the one Floodgate protects"
+    return None
 
 
 def _num(value: float) -> str:

@@ -32,7 +32,12 @@ from infra.stack import FloodgateStack
 REPO = Path(__file__).resolve().parents[2]
 NACLS = ["acl-0a1b2c3d4e5f60718", "acl-0fedcba9876543210"]
 VPC = "vpc-0123456789abcdef0"
-BASE: dict[str, Any] = {"naclIds": NACLS, "vpcId": VPC, "vpcCidrs": ["10.0.0.0/16"]}
+BASE: dict[str, Any] = {
+    "naclIds": NACLS,
+    "vpcId": VPC,
+    "vpcCidrs": ["10.0.0.0/16"],
+    "alarmDimensions": {"AutoScalingGroupName": "web-asg"},
+}
 # The other shape: the whole VPC is the target, an existing flow-log group, user alarms, direct alarm action.
 VARIANT: dict[str, Any] = {
     "stackName": "FloodgateVpc",
@@ -663,6 +668,16 @@ def test_cfn_lint_clean(request: pytest.FixtureRequest, synth_name: str) -> None
         ({"alarmPeriodSeconds": 45}, "alarmPeriodSeconds=45: use 10, 20, 30 or a multiple of 60"),
         ({"alarmEnabled": False}, "nothing would ever arm the detector"),
         ({"alarmDimensions": "LoadBalancer"}, "alarmDimensions: expected Name=Value"),
+        ({"alarmDimensions": {}}, "alarmDimensions: AWS/EC2 metrics need the protected resource's dimension"),
+        (
+            {"alarmNamespace": "AWS/NetworkELB", "alarmMetricName": "ProcessedPackets"},
+            "alarmDimensions: AWS/NetworkELB metrics need the protected resource's dimension (LoadBalancer)",
+        ),
+        (
+            {"alarmNamespace": "AWS/ApplicationELB", "alarmDimensions": "TargetGroup=targetgroup/web/0123"},
+            "alarmDimensions: AWS/ApplicationELB metrics need the protected resource's dimension",
+        ),
+        ({"alarmNamespace": "AWS/Lambda", "alarmDimensions": ""}, "alarmDimensions: AWS/Lambda metrics are"),
         ({"expirerSchedule": "90s"}, "expirerSchedule=90s: use whole minutes"),
         ({"account": "123456789012"}, "set both (fixed environment) or neither"),
         ({"minShare": 2}, "minShare: 2 is outside 0.0001..1"),
@@ -711,7 +726,8 @@ def test_cdk_json_context_matches_the_code_defaults() -> None:
     document = json.loads(CDK_JSON.read_text())
     context = document["context"]
     assert set(context) == set(DEFAULTS)
-    examples = {"naclIds", "vpcId", "vpcCidrs"}  # example target values, to be set per deployment
+    # example target values, to be set per deployment
+    examples = {"naclIds", "vpcId", "vpcCidrs", "alarmDimensions"}
     assert {k: v for k, v in context.items() if k not in examples} == {
         k: v for k, v in DEFAULTS.items() if k not in examples
     }
@@ -736,3 +752,14 @@ def test_app_py_synthesizes_offline_and_reports_bad_context(tmp_path: Path) -> N
     assert done.returncode == 2
     assert "budget: 99 is outside 1..38" in done.stderr
     assert "vpcCidrs is required" in done.stderr
+
+
+def test_early_alarm_targets_that_can_fire_are_accepted() -> None:
+    for override in (
+        {"alarmDimensions": "InstanceId=i-0123456789abcdef0"},
+        {"alarmNamespace": "AWS/NetworkELB", "alarmDimensions": "LoadBalancer=net/edge/0123456789abcdef"},
+        {"alarmNamespace": "Shop/Frontend", "alarmDimensions": {}},  # a custom metric may have none
+        {"alarmEnabled": False, "existingAlarmNames": "alb-requests-high", "alarmDimensions": {}},
+    ):
+        settings = FloodgateSettings.from_mapping({**BASE, **override})
+        assert settings.alarm.namespace == override.get("alarmNamespace", "AWS/EC2")
