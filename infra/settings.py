@@ -85,6 +85,10 @@ DEFAULTS: dict[str, Any] = {
     "scaleOutEvaluationPeriods": 3,
     "existingAlarmNames": [],
     "alarmLambdaAction": False,
+    # capacity hold (opt-in): hold these Auto Scaling groups at their capacity while the flow logs arrive
+    "scaleOutHold": False,
+    "scaleOutHoldGroups": [],
+    "scaleOutHoldMax": "10m",
     # functions
     "detectorMemoryMb": 512,
     "detectorTimeoutSeconds": 60,
@@ -141,6 +145,7 @@ _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
 _STACK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,99}")
 _LOG_GROUP = re.compile(r"[\w\-./#]{1,512}")
 _ALARM_NAME = re.compile(r"[^\x00-\x1f]{1,255}")
+_GROUP_NAME = re.compile(r"[^\x00-\x1f*]{1,255}")  # no wildcard: the IAM statement names each group
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
@@ -197,6 +202,12 @@ class AlarmSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HoldSettings:
+    groups: tuple[str, ...]  # empty: the capacity hold is off
+    max: str
+
+
+@dataclass(frozen=True, slots=True)
 class FunctionSettings:
     memory_mb: int
     timeout_s: int
@@ -216,6 +227,7 @@ class FloodgateSettings:
     detection: DetectionSettings
     flow_logs: FlowLogSettings
     alarm: AlarmSettings
+    hold: HoldSettings
     detector: FunctionSettings
     expirer: FunctionSettings
     expirer_schedule_minutes: int
@@ -347,6 +359,7 @@ class FloodgateSettings:
         )
 
         alarm = cls._read_alarm(r)
+        hold = cls._read_hold(r)
 
         detector = FunctionSettings(
             memory_mb=r.integer("detectorMemoryMb", low=128, high=10240),
@@ -385,6 +398,7 @@ class FloodgateSettings:
             detection=detection,
             flow_logs=flow_logs,
             alarm=alarm,
+            hold=hold,
             detector=detector,
             expirer=expirer,
             expirer_schedule_minutes=schedule_minutes,
@@ -451,6 +465,20 @@ class FloodgateSettings:
             lambda_action=lambda_action,
         )
 
+    @staticmethod
+    def _read_hold(r: _ContextReader) -> HoldSettings:
+        enabled = r.flag("scaleOutHold")
+        groups = r.strings("scaleOutHoldGroups")
+        for group in groups:
+            if not _GROUP_NAME.fullmatch(group):
+                r.problem(f"scaleOutHoldGroups: {group!r} is not an Auto Scaling group name")
+        if enabled and not groups:
+            r.problem("scaleOutHoldGroups: name the Auto Scaling groups to hold (scaleOutHold is true)")
+        maximum = r.duration("scaleOutHoldMax") or "10m"
+        if not 60 <= parse_duration(maximum) <= 3600:
+            r.problem(f"scaleOutHoldMax={maximum}: must be between 1m and 1h")
+        return HoldSettings(groups=groups if enabled else (), max=maximum)
+
     def runtime_environment(self, *, state_table: str, log_table: str, topic_arn: str) -> dict[str, str]:
         """The functions' environment: exactly the names of floodgate.settings.ENV, all set (some empty)."""
         d = self.detection
@@ -482,6 +510,8 @@ class FloodgateSettings:
             ENV.STATE_TABLE: state_table,
             ENV.LOG_TABLE: log_table,
             ENV.TOPIC_ARN: topic_arn,
+            ENV.HOLD_GROUPS: ",".join(self.hold.groups),
+            ENV.HOLD_MAX: self.hold.max,
         }
 
 

@@ -50,6 +50,8 @@ class ENV:
     STATE_TABLE = "FLOODGATE_STATE_TABLE"
     LOG_TABLE = "FLOODGATE_LOG_TABLE"
     TOPIC_ARN = "FLOODGATE_TOPIC_ARN"
+    HOLD_GROUPS = "FLOODGATE_HOLD_GROUPS"  # Auto Scaling groups held at arming; empty = no capacity hold
+    HOLD_MAX = "FLOODGATE_HOLD_MAX"  # a capacity hold ends after this long at the latest
 
 
 NACL_ID = re.compile(r"acl-[0-9a-f]{8,17}")  # also used by the stack settings and the CLI
@@ -87,6 +89,8 @@ class Settings:
     state_table: str
     log_table: str
     topic_arn: str | None
+    hold_groups: tuple[str, ...] = ()
+    hold_max_s: int = 600
 
     @property
     def rule_end(self) -> int:
@@ -153,6 +157,8 @@ class Settings:
             state_table=reader.required(ENV.STATE_TABLE),
             log_table=reader.required(ENV.LOG_TABLE),
             topic_arn=environ.get(ENV.TOPIC_ARN, "").strip() or None,
+            hold_groups=reader.list(ENV.HOLD_GROUPS),
+            hold_max_s=reader.duration(ENV.HOLD_MAX, "10m"),
         )
 
 
