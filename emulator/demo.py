@@ -4,9 +4,12 @@
 2. create a demo VPC: subnets, a NACL (allow rule above Floodgate's owned block), three interfaces;
 3. deploy the real synthesized stack into the emulator and fill in what its CloudFormation skips;
 4. act as the Lambda service: invoke the handlers in-process with each deployed function's configuration;
-5. play an incident: ordinary traffic → a flood from a few sources and a /24 → the early alarm fires →
-   denies in the NACL → the attack stops → time passes → the expirer lifts the denies;
-6. print the incident's deny log as on-call reads it (`floodgate log`), and exit 0.
+5. play an incident: ordinary traffic → a flood from a few sources and a /24 → the early alarm fires and
+   holds the web Auto Scaling group at its capacity (`scaleOutHold`) → denies in the NACL → the flood goes
+   on, REJECTed → the attack stops, the alarm is OK, the hold is released → time passes → the expirer lifts
+   the denies;
+6. print the incident's deny log as on-call reads it (`floodgate log`), the incident's timeline and what
+   the hold saved (`floodgate timeline`), and exit 0.
 
 Any failure exits non-zero with the reason. `--keep` leaves the emulator running for the CLI afterwards.
 """
@@ -49,6 +52,8 @@ from floodgate.observability import OUTPUT
 ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = ROOT / ".demo"
 BOTNET = "203.0.113.0/24"
+SCALING_GROUP = "floodgate-demo-web"  # the web tier the early alarm watches and the hold holds
+TIMELINE = ("timeline", "--hold", "--delivery", "1m..10m", "--step", "3m")  # the model, for this deployment
 EXTRA_INTERFACES = (("10.0.1.11", 0), ("10.0.2.10", 1))  # (address, subnet index) besides the demo's ENI
 
 
@@ -75,6 +80,11 @@ class Incident:
     after_expiry: list[str] = field(default_factory=list)
     log_events: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    held: list[str] = field(default_factory=list)  # processes suspended on the group during the flood
+    released: list[str] = field(default_factory=list)  # suspended after the release
+    capacity: list[tuple[int, int]] = field(default_factory=list)  # (desired, max) before and after
+    moments: dict[str, float] = field(default_factory=dict)  # seconds after the flood began
+    timeline: dict[str, Any] = field(default_factory=dict)  # `floodgate timeline --json` for the hold
 
 
 class Narrator:
@@ -112,14 +122,48 @@ class Demo:
             f"demo network: {network.vpc_id} {network.vpc_cidr}, NACL {network.nacl_id} (allow-all at rule "
             f"{network.allow_rule}), interfaces {', '.join(eni for eni, _ in self.interfaces)}"
         )
-        self.say.step("deploying the synthesized CDK stack into the emulator …")
-        stack = deploy(self.emulator, context={**network.context(), "stackName": self.stack_name})
+        self.autoscaling = server.client(self.emulator, "autoscaling")
+        self._scaling_group(network)
+        self.say.step(
+            f"Auto Scaling group {SCALING_GROUP}: 2 instances (max 10), its scale-out on a 3-minute alarm"
+        )
+        self.say.step("deploying the synthesized CDK stack into the emulator (capacity hold on) …")
+        context = {
+            **network.context(),
+            "stackName": self.stack_name,
+            "alarmDimensions": {"AutoScalingGroupName": SCALING_GROUP},
+            "scaleOutHold": True,
+            "scaleOutHoldGroups": [SCALING_GROUP],
+        }
+        stack = deploy(self.emulator, context=context)
         self.say.show(stack.summary())
         self.stack = stack
         self.detector = self._function(OUTPUT.DETECTOR_FUNCTION)
         self.expirer = self._function(OUTPUT.EXPIRER_FUNCTION)
         self._check_wiring()
         return Incident(stack, network)
+
+    def _scaling_group(self, network: DemoNetwork) -> None:
+        template = self.ec2.create_launch_template(
+            LaunchTemplateName=f"{SCALING_GROUP}-template",
+            LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"},
+        )["LaunchTemplate"]["LaunchTemplateId"]
+        self.autoscaling.create_auto_scaling_group(
+            AutoScalingGroupName=SCALING_GROUP,
+            LaunchTemplate={"LaunchTemplateId": template},
+            MinSize=1,
+            MaxSize=10,
+            DesiredCapacity=2,
+            VPCZoneIdentifier=",".join(network.subnet_ids),
+        )
+
+    def _group(self) -> tuple[list[str], tuple[int, int]]:
+        """The group's suspended processes and its (desired, max) capacity."""
+        (group,) = self.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[SCALING_GROUP])[
+            "AutoScalingGroups"
+        ]
+        suspended = sorted(p["ProcessName"] for p in group.get("SuspendedProcesses", []))
+        return suspended, (int(group["DesiredCapacity"]), int(group["MaxSize"]))
 
     def _interface(self, network: DemoNetwork, address: str, subnet: int) -> str:
         created = self.ec2.create_network_interface(
@@ -156,13 +200,20 @@ class Demo:
 
         for minute in range(2):
             self._deliver_minute(ordinary, f"ordinary traffic, minute {minute + 1}")
+        began = self.clock()
+        _, before = self._group()
         for minute in range(2):
             self._deliver_minute(
                 ordinary + floods + bots, f"FLOOD, minute {minute + 1}: 3 sources + {BOTNET}"
             )
 
         self.say.step(f"early-warning alarm {self.alarm_name} goes to ALARM (before the scale-out alarm)")
+        incident.moments["early alarm: armed, capacity held, first denies"] = self.clock() - began
         answer = self._alarm("ALARM", "Threshold Crossed: packets in above the early-warning threshold")
+        for event in answer.get("capacity", []):
+            self.say.show(f"{event['event']} {event['cidr']}: {event['reason'][:100]}")
+        incident.held, _ = self._group()
+        self.say.step(f"{SCALING_GROUP}: suspended {incident.held} — a scale-out alarm now changes nothing")
         decision = answer.get("decision") or {}
         self.say.show(
             f"verdict {decision.get('verdict')} over a {decision.get('window_s', 0):.0f} s window:\n"
@@ -188,7 +239,15 @@ class Demo:
         self._run_expirer()
 
         self.say.step("the attack stops; the alarm returns to OK (denies stay until they expire)")
-        self._alarm("OK", "Threshold Crossed: packets in back to normal")
+        incident.moments["flood over; alarm OK: capacity released"] = self.clock() - began
+        answer = self._alarm("OK", "Threshold Crossed: packets in back to normal")
+        for event in answer.get("capacity", []):
+            self.say.show(f"{event['event']} {event['cidr']}: {event['reason'][:100]}")
+        incident.released, after = self._group()
+        incident.capacity = [before, after]
+        self.say.step(
+            f"{SCALING_GROUP}: suspended {incident.released}; capacity (desired, max) {before} → {after}"
+        )
         for _ in range(2):
             self._deliver_minute(ordinary, "ordinary traffic again")
         minutes = 35
@@ -269,6 +328,20 @@ class Demo:
             if e["RuleAction"] == "deny" and not e["Egress"] and e["RuleNumber"] < network.allow_rule
         ]
 
+    def timeline(self, incident: Incident) -> None:
+        self.say.step("the incident's timeline (the emulator delivers flow logs at once; AWS takes minutes)")
+        self.say.show(
+            table(
+                ("AFTER THE FLOOD BEGAN", "WHAT"),
+                [("0s", "flood begins")]
+                + [(format_duration(at), what) for what, at in incident.moments.items()],
+                right=(0,),
+            )
+        )
+        self.say.step(f"the same incident on AWS's delays, modelled: floodgate {' '.join(TIMELINE)}")
+        self.say.show(self._cli(*TIMELINE))
+        incident.timeline = json.loads(self._cli(*TIMELINE, "--json"))
+
     def deny_log(self, incident: Incident) -> None:
         self.say.step(f"the deny log, as on-call reads it: floodgate log --stack {self.stack.stack_name}")
         human = self._cli("log", "--stack", self.stack.stack_name, "--since", "2h", "--limit", "0")
@@ -308,6 +381,7 @@ def run(
             incident = demo.build()
             demo.play(incident)
             demo.deny_log(incident)
+            demo.timeline(incident)
             incident.seconds = time.perf_counter() - began
             _verdict(demo, incident, out, keep=keep)
         if keep:
@@ -327,12 +401,19 @@ def _verdict(demo: Demo, incident: Incident, out: TextIO, *, keep: bool) -> None
         problems.append(f"deny entries still in the NACL after expiry: {incident.after_expiry}")
     if not kinds.get("BLOCK") or not kinds.get("EXPIRE"):
         problems.append(f"the deny log lacks BLOCK or EXPIRE events: {kinds}")
+    if incident.held != ["AlarmNotification"] or incident.released:
+        problems.append(f"capacity not held then released: {incident.held} then {incident.released}")
+    if len(set(incident.capacity)) != 1:
+        problems.append(f"the hold changed the group's capacity: {incident.capacity}")
+    saved = [t["saved_instance_minutes"] for t in incident.timeline.get("timelines", [])]
     if problems:
         raise SystemExit("demo failed: " + "; ".join(problems))
     print(
         f"\ndemo passed in {incident.seconds:.1f}s: {len(incident.denied)} denies written "
         f"({', '.join(incident.denied)}), all lifted after expiry; deny log: "
         + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+        + f"; capacity held then released, {SCALING_GROUP} unchanged at {incident.capacity[0]}"
+        + f"; instance-minutes saved (model, delivery 1–10 min): {min(saved):.0f}–{max(saved):.0f}"
         + f"; simulated time {format_duration(demo.clock() - demo.started_at)}"
         + f"; function logs in {demo.function_log.name}",
         file=out,

@@ -24,6 +24,7 @@ from floodgate.tables import (
     SORT_KEY,
     TTL_ATTRIBUTE,
 )
+from infra.capacity_hold import grant_capacity_hold
 from infra.nag import acknowledge, logical_id
 from infra.notifications import Notifications
 from infra.settings import RETENTION_DAYS, FloodgateSettings, FunctionSettings
@@ -129,6 +130,7 @@ class Enforcement(Construct):
         )
         for function in (self.detector, self.expirer):
             self._grant_nacl_entries(function, settings)
+            grant_capacity_hold(function, settings)
             # Exactly what the adapters call, on the tables themselves (no index, no scan, no streams):
             # ledger, leases, offences, window and arming on STATE (transactions need the item actions and
             # ConditionCheckItem); the functions only ever append to the deny log (the CLI reads it).
@@ -150,7 +152,8 @@ class Enforcement(Construct):
                     "AwsSolutions-IAM5[Resource::*]",
                     "ec2:DescribeNetworkAcls supports no resource-level permissions, nor do the X-Ray "
                     "PutTraceSegments/PutTelemetryRecords actions active tracing adds: they need Resource "
-                    "'*'. Every mutating EC2 action is scoped to the NACLs.",
+                    "'*'; nor does autoscaling:DescribeAutoScalingGroups (capacity hold only). Every "
+                    "mutating EC2 action is scoped to the NACLs, every Auto Scaling one to the named groups.",
                 )
 
         self.schedule = events.Rule(

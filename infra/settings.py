@@ -66,7 +66,14 @@ RETENTION_DAYS: dict[int, str] = {
 }
 
 ALARM_PERIODS = (10, 20, 30)  # or any multiple of 60
+# The dimensions that name what Floodgate protects, for the namespaces an early alarm usually watches.
+TARGET_DIMENSIONS: dict[str, frozenset[str]] = {
+    "AWS/EC2": frozenset({"AutoScalingGroupName", "InstanceId"}),
+    "AWS/ApplicationELB": frozenset({"LoadBalancer"}),
+    "AWS/NetworkELB": frozenset({"LoadBalancer"}),
+}
 _ALARM_NAME = re.compile(r"[^\x00-\x1f]{1,255}")
+_GROUP_NAME = re.compile(r"[^\x00-\x1f*]{1,255}")  # no wildcard: the IAM statement names each group
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
@@ -97,6 +104,12 @@ class AlarmSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HoldSettings:
+    groups: tuple[str, ...]  # empty: the capacity hold is off
+    max: str
+
+
+@dataclass(frozen=True, slots=True)
 class FunctionSettings:
     memory_mb: int
     timeout_s: int
@@ -116,6 +129,7 @@ class FloodgateSettings:
     vpc_cidrs: tuple[str, ...]
     flow_logs: FlowLogSettings
     alarm: AlarmSettings
+    hold: HoldSettings
     detector: FunctionSettings
     expirer: FunctionSettings
     expirer_schedule_minutes: int
@@ -209,6 +223,7 @@ class FloodgateSettings:
             vpc_cidrs=vpc_cidrs,
             flow_logs=flow_logs,
             alarm=cls._read_alarm(r),
+            hold=cls._read_hold(r),
             detector=r.function("detector"),
             expirer=r.function("expirer"),
             expirer_schedule_minutes=schedule_minutes,
@@ -287,6 +302,10 @@ class FloodgateSettings:
         metric_name = r.optional_text("alarmMetricName") or ""
         if enabled and not (namespace and metric_name):
             r.problem("alarmNamespace and alarmMetricName are required when alarmEnabled is true")
+        dimensions = cast(tuple[tuple[str, str], ...], r.value("alarmDimensions"))
+        missing = alarm_target_problem(namespace, dimensions) if enabled and namespace else None
+        if missing:
+            r.problem(f"alarmDimensions: {missing}")
         lambda_action = r.flag("alarmLambdaAction")
         if lambda_action and not enabled:
             r.problem("alarmLambdaAction=true needs alarmEnabled=true (only our own alarm gets the action)")
@@ -294,7 +313,7 @@ class FloodgateSettings:
             enabled=enabled,
             namespace=namespace,
             metric_name=metric_name,
-            dimensions=cast(tuple[tuple[str, str], ...], r.value("alarmDimensions")),
+            dimensions=dimensions,
             statistic=str(r.value("alarmStatistic")),
             period_s=period,
             threshold=threshold,
@@ -306,6 +325,20 @@ class FloodgateSettings:
             lambda_action=lambda_action,
         )
 
+    @staticmethod
+    def _read_hold(r: _ContextReader) -> HoldSettings:
+        enabled = r.flag("scaleOutHold")
+        groups = r.strings("scaleOutHoldGroups")
+        for group in groups:
+            if not _GROUP_NAME.fullmatch(group):
+                r.problem(f"scaleOutHoldGroups: {group!r} is not an Auto Scaling group name")
+        if enabled and not groups:
+            r.problem("scaleOutHoldGroups: name the Auto Scaling groups to hold (scaleOutHold is true)")
+        maximum = r.optional_text("scaleOutHoldMax") or "10m"
+        if not 60 <= parse_duration(maximum) <= 3600:
+            r.problem(f"scaleOutHoldMax={maximum}: must be between 1m and 1h")
+        return HoldSettings(groups=groups if enabled else (), max=maximum)
+
     def runtime_environment(self, *, state_table: str, log_table: str, topic_arn: str) -> dict[str, str]:
         """The functions' environment: every variable of the table, all set (some empty)."""
         environment = {
@@ -315,10 +348,28 @@ class FloodgateSettings:
         }
         environment[ENV.VPC_ID] = (self.vpc_id or "") if self.targets_vpc else ""
         environment[ENV.FLOW_LOG_FORMAT] = self.flow_logs.format
+        environment[ENV.HOLD_GROUPS] = ",".join(self.hold.groups)  # none while scaleOutHold is off
         environment[ENV.STATE_TABLE] = state_table
         environment[ENV.LOG_TABLE] = log_table
         environment[ENV.TOPIC_ARN] = topic_arn
         return environment
+
+
+def alarm_target_problem(namespace: str, dimensions: Sequence[tuple[str, str]]) -> str | None:
+    """Why an alarm on this metric would never see data, or None. AWS publishes its load balancers' and
+    instances' metrics per resource: without the resource's dimension there is no data (the dimensionless
+    AWS/EC2 aggregate needs detailed monitoring on every instance), and an alarm without data never arms."""
+    names = {name for name, _ in dimensions}
+    wanted = TARGET_DIMENSIONS.get(namespace)
+    if wanted is not None and not names & wanted:
+        return (
+            f"{namespace} metrics need the protected resource's dimension ({' or '.join(sorted(wanted))}), "
+            "e.g. -c alarmDimensions=AutoScalingGroupName=web-asg; without it the early alarm never fires "
+            "and never arms Floodgate"
+        )
+    if wanted is None and namespace.startswith("AWS/") and not names:
+        return f"{namespace} metrics are published per resource: name the one Floodgate protects"
+    return None
 
 
 def _env_text(value: Value) -> str:

@@ -26,6 +26,7 @@ from floodgate.adapters.arming import Armed, Arming
 from floodgate.adapters.ledger import LogEvent, Origin, OriginKind
 from floodgate.adapters.notify import Notifier
 from floodgate.adapters.window import TrafficWindow, WindowWrite
+from floodgate.capacity_hold import CapacityHold
 from floodgate.core.detect import plan_denies
 from floodgate.core.flowlog import EMPTY, NODATA, NOT_INBOUND, SKIPDATA, FlowLogParser
 from floodgate.core.model import DenyPlan, ParseStats, PlannedDeny
@@ -125,6 +126,7 @@ class AlarmReport:
     state: AlarmState
     armed: Armed | None  # the arming in force after this event
     decision: DecisionReport | None
+    capacity: tuple[LogEvent, ...] = ()  # HOLD / RELEASE events of the capacity hold
 
     def metric_values(self) -> dict[str, float]:
         return self.decision.metric_values() if self.decision else {}
@@ -136,6 +138,7 @@ class AlarmReport:
             "state": str(self.state),
             "armed": armed_json(self.armed),
             "decision": self.decision.as_dict() if self.decision else None,
+            "capacity": [event_json(event) for event in self.capacity],
         }
 
 
@@ -167,6 +170,7 @@ class DetectionService:
         window: TrafficWindow,
         arming: Arming,
         notifier: Notifier,
+        holds: CapacityHold | None = None,
         clock: Callable[[], float] = time.time,
         stopwatch: Callable[[], float] = time.perf_counter,
     ) -> None:
@@ -175,6 +179,7 @@ class DetectionService:
         self.window = window
         self.arming = arming
         self.notifier = notifier
+        self.holds = holds
         self.detection = detection_config(settings, enforcer.config.policy)
         self.parser = FlowLogParser(settings.flow_log_format, settings.vpc_cidrs)
         self._clock = clock
@@ -193,13 +198,26 @@ class DetectionService:
             window=parts.window,
             arming=Arming(settings.state_table, parts.dynamodb, retrier=wiring.retrier),
             notifier=parts.notifier,
+            holds=parts.holds,
             clock=wiring.clock,
         )
 
     # -- events ------------------------------------------------------------------------------------------
 
     def handle(self, event: DetectorEvent) -> DetectorReport:
-        """The one entry point of the handler: each kind of event to its operation."""
+        """The one entry point of the handler: each kind of event to its operation. A run that fails
+        releases any capacity hold: Floodgate cannot vouch for holding capacity it is not acting on."""
+        try:
+            return self._dispatch(event)
+        except Exception as exc:
+            if self.holds is not None:
+                try:
+                    self.holds.release(f"Floodgate's run failed ({type(exc).__name__}: {exc})"[:256])
+                except Exception:
+                    _log.exception("releasing the capacity hold after a failed run failed too")
+            raise
+
+    def _dispatch(self, event: DetectorEvent) -> DetectorReport:
         match event:
             case FlowLogDelivery():
                 return self.ingest(event)
@@ -278,13 +296,24 @@ class DetectionService:
                 armed.armed_until,
                 change.reason,
             )
+            held = self.holds.place(change.alarm_name, reason=change.reason) if self.holds else ()
             decision = self.decide(origin=Origin.alarm(change.alarm_name), received=received)
-            return AlarmReport(change.alarm_name, change.state, armed, decision)
+            return AlarmReport(change.alarm_name, change.state, armed, decision, held)
+        released: tuple[LogEvent, ...] = ()
         if change.state is AlarmState.OK and self.arming.disarm(
             change.alarm_name, now=now, changed_at=change.changed_at
         ):
             _log.info("disarmed by %s; denies in force stay until they expire", change.alarm_name)
-        return AlarmReport(change.alarm_name, change.state, self.arming.current(now=now), None)
+        current = self.arming.current(now=now)
+        if change.state is AlarmState.OK and current is None and self.holds is not None:
+            released = self.holds.release(f"{change.alarm_name} is OK")
+        return AlarmReport(change.alarm_name, change.state, current, None, released)
+
+    def release_hold(self, *, reason: str, actor: str) -> tuple[LogEvent, ...]:
+        """A person's `release`: end every capacity hold now."""
+        if self.holds is None:
+            return ()
+        return self.holds.release(f"released by hand: {reason}", actor=actor)
 
     # -- decisions ---------------------------------------------------------------------------------------
 
@@ -322,6 +351,10 @@ class DetectionService:
             events = result.events
             if not result.dry_run:
                 self.notifier.publish(events, context=str(origin))
+        if self.holds is not None:
+            events += self.holds.review(
+                plan, reject_pps=summary.reject_packets / span, latest_record_end=summary.last_end
+            )
         report = DecisionReport(origin, effective_dry_run, plan, events, (self._stopwatch() - started) * 1000)
         _log.info(
             "decision (%s): %s, %d planned, %s in %.0f ms",

@@ -18,6 +18,7 @@ from typing import Any
 from floodgate.adapters.ledger import DenyRecord, Ledger, LogEvent
 from floodgate.adapters.notify import Notifier
 from floodgate.adapters.window import TrafficWindow
+from floodgate.capacity_hold import CapacityHold
 from floodgate.core.window import rate_window_s, reject_rate_of
 from floodgate.enforcement import Drift, DriftKind, Enforcer
 from floodgate.observability import METRIC
@@ -58,12 +59,14 @@ class ExpiryService:
         enforcer: Enforcer,
         window: TrafficWindow,
         notifier: Notifier,
+        holds: CapacityHold | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.enforcer = enforcer
         self.window = window
         self.notifier = notifier
+        self.holds = holds
         self._clock = clock
 
     @classmethod
@@ -78,6 +81,7 @@ class ExpiryService:
             enforcer=parts.enforcer,
             window=parts.window,
             notifier=parts.notifier,
+            holds=parts.holds,
             clock=wiring.clock,
         )
 
@@ -104,6 +108,8 @@ class ExpiryService:
             held = self._held()
             self.notifier.publish(events, context="expirer")
         active = {nacl_id: sum(1 for d in records if not d.expired(now)) for nacl_id, records in held.items()}
+        if self.holds is not None:  # capacity holds past their maximum, or whose owner is gone
+            events += self.holds.expire()
         return ExpiryReport(due, tuple(events), check.drift, active)
 
     def _reject_rates(self, cidrs: tuple[str, ...], now: float) -> dict[str, float]:

@@ -4,6 +4,7 @@
     {"action": "unblock", "cidr": "203.0.113.7/32", "reason": "...", "actor": "..."}
     {"action": "analyze", "dry_run": true}
     {"action": "status"}
+    {"action": "release", "reason": "...", "actor": "..."}
 
 - block: `ttl` is optional (without it the escalation rules decide) and at most FLOODGATE_MAX_TTL. The same
   budget, allowlist and prefix caps apply as to automatic denies; a manual deny outranks automatic ones.
@@ -11,6 +12,7 @@
 - analyze: decide on the traffic window now, whatever the armed state; `dry_run` defaults to true, so
   nothing is denied unless asked for in so many words.
 - every action: `actor` names who asked (the CLI sends the caller's AWS identity); without it, "console".
+- release: end every capacity hold now (FLOODGATE_HOLD_GROUPS); logged as RELEASE with the reason.
 - status: the denies in force per NACL, pools against budget and quota, drift, and the armed state.
 
 The answer is JSON: `{"ok": true, "action": ..., ...}`, or `{"ok": false, "action": ..., "error": "..."}`
@@ -46,6 +48,7 @@ _FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {  # action -> (requ
     "unblock": (frozenset({"cidr", "reason"}), frozenset({"dry_run", "actor"})),
     "analyze": (frozenset(), frozenset({"dry_run", "actor"})),
     "status": (frozenset(), frozenset({"actor"})),
+    "release": (frozenset({"reason"}), frozenset({"actor"})),
 }
 REASON_LENGTH = (3, 256)  # as the SSM runbooks enforce
 ACTOR_LENGTH = (1, 128)
@@ -83,7 +86,13 @@ class StatusRequest:
     actor: str = "console"
 
 
-ManualAction = Block | Unblock | Analyze | StatusRequest
+@dataclass(frozen=True, slots=True)
+class Release:
+    reason: str
+    actor: str = "console"
+
+
+ManualAction = Block | Unblock | Analyze | StatusRequest | Release
 
 
 class Detector(Protocol):
@@ -93,6 +102,8 @@ class Detector(Protocol):
     def analyze(self, *, dry_run: bool, actor: str) -> AnalysisReport: ...
 
     def armed(self) -> Armed | None: ...
+
+    def release_hold(self, *, reason: str, actor: str) -> tuple[LogEvent, ...]: ...
 
 
 class AnalysisReport(Protocol):
@@ -151,6 +162,8 @@ def parse_manual(payload: Mapping[str, Any], settings: Settings) -> ManualAction
             actor=actor,
             dry_run=_flag(payload, "dry_run"),
         )
+    if action == "release":
+        return Release(reason=_text(payload, "reason", REASON_LENGTH), actor=actor)
     if action == "analyze":
         dry_run = _flag(payload, "dry_run")
         return Analyze(dry_run=True if dry_run is None else dry_run, actor=actor)
@@ -182,6 +195,12 @@ def run_manual(
                 return _error("analyze", "analyze reads the live traffic window: send it to the detector")
             report = detector.analyze(dry_run=action.dry_run, actor=action.actor)
             response = ManualResponse({"ok": True, "action": "analyze", **report.as_dict()}, report.events)
+        case Release():
+            if detector is None:
+                return _error("release", "release ends the capacity holds: send it to the detector")
+            released = detector.release_hold(reason=action.reason, actor=action.actor)
+            body = {"ok": True, "action": "release", "released": [event_json(e) for e in released]}
+            response = ManualResponse(body, released)
         case StatusRequest():
             armed = detector.armed() if detector is not None else None
             response = ManualResponse(_status_body(enforcer.status(), armed))

@@ -71,6 +71,8 @@ class Settings:
     state_table: str
     log_table: str
     topic_arn: str | None
+    hold_groups: tuple[str, ...]  # empty: no capacity hold
+    hold_max_s: int
 
     @property
     def rule_end(self) -> int:

@@ -11,11 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from floodgate.adapters.arming import Arming
+from floodgate.adapters.autoscaling import ScalingGroups
+from floodgate.adapters.holds import HoldRecords
 from floodgate.adapters.ledger import Ledger
 from floodgate.adapters.nacl import NaclGateway
 from floodgate.adapters.notify import Notifier
 from floodgate.adapters.retry import Retrier, default_client
 from floodgate.adapters.window import TrafficWindow
+from floodgate.capacity_hold import CapacityHold
 from floodgate.core.detect import DetectionConfig
 from floodgate.core.networks import DenyPolicy
 from floodgate.core.summary import TrafficSummary
@@ -32,6 +36,7 @@ class Wiring:
     dynamodb: Any = None
     ec2: Any = None
     sns: Any = None
+    autoscaling: Any = None
     retrier: Retrier | None = None
 
     def parts(self, settings: Settings, *, actor: str) -> ServiceParts:
@@ -46,13 +51,33 @@ class Wiring:
         )
         gateway = NaclGateway(self.ec2, retrier=self.retrier)
         config = EnforcementConfig.from_settings(settings)
+        notifier = Notifier(settings.topic_arn, self.sns, retrier=self.retrier)
         return ServiceParts(
             enforcer=Enforcer(config, gateway, ledger, now=self.clock, actor=actor),
             window=window_for(
                 settings, detection_config(settings, config.policy), dynamodb=dynamodb, retrier=self.retrier
             ),
-            notifier=Notifier(settings.topic_arn, self.sns, retrier=self.retrier),
+            notifier=notifier,
             dynamodb=dynamodb,
+            holds=self._holds(settings, ledger, notifier, dynamodb, actor=actor),
+        )
+
+    def _holds(
+        self, settings: Settings, ledger: Ledger, notifier: Notifier, dynamodb: Any, *, actor: str
+    ) -> CapacityHold | None:
+        """The capacity hold when groups are named (FLOODGATE_HOLD_GROUPS), else None: off."""
+        if not settings.hold_groups:
+            return None
+        return CapacityHold(
+            settings.hold_groups,
+            max_s=settings.hold_max_s,
+            records=HoldRecords(settings.state_table, dynamodb, retrier=self.retrier),
+            scaling=ScalingGroups(self.autoscaling, retrier=self.retrier),
+            arming=Arming(settings.state_table, dynamodb, retrier=self.retrier),
+            ledger=ledger,
+            notifier=notifier,
+            actor=actor,
+            clock=self.clock,
         )
 
 
@@ -62,6 +87,7 @@ class ServiceParts:
     window: TrafficWindow
     notifier: Notifier
     dynamodb: Any
+    holds: CapacityHold | None = None
 
 
 def detection_config(settings: Settings, policy: DenyPolicy) -> DetectionConfig:

@@ -17,6 +17,7 @@ TARGETS: dict[str, Any] = {
     "naclIds": ["acl-0a1b2c3d4e5f60718"],
     "vpcId": "vpc-0a1b2c3d4e5f60718",
     "vpcCidrs": ["10.0.0.0/16"],
+    "alarmDimensions": {"AutoScalingGroupName": "web-asg"},  # the default AWS/EC2 alarm needs its target
 }
 BOTH_SIDES = [row for row in SETTINGS if row.key is not None and row.env is not None]
 BOUNDED = [row for row in BOTH_SIDES if row.kind in ("int", "number")]
@@ -179,6 +180,7 @@ def test_cli_text_and_json_types_read_alike() -> None:
         "naclIds": "acl-0a1b2c3d4e5f60718",
         "vpcId": "vpc-0a1b2c3d4e5f60718",
         "vpcCidrs": "10.0.0.0/16",
+        "alarmDimensions": "AutoScalingGroupName=web-asg",
         "budget": "5",
         "dryRun": "true",
         "minShare": "0.2",

@@ -33,7 +33,12 @@ from infra.stack import FloodgateStack
 REPO = Path(__file__).resolve().parents[2]
 NACLS = ["acl-0a1b2c3d4e5f60718", "acl-0fedcba9876543210"]
 VPC = "vpc-0a1b2c3d4e5f60718"  # not cdk.json's placeholder, which synth refuses
-BASE: dict[str, Any] = {"naclIds": NACLS, "vpcId": VPC, "vpcCidrs": ["10.0.0.0/16"]}
+BASE: dict[str, Any] = {
+    "naclIds": NACLS,
+    "vpcId": VPC,
+    "vpcCidrs": ["10.0.0.0/16"],
+    "alarmDimensions": {"AutoScalingGroupName": "web-asg"},
+}
 # The other shape: the whole VPC is the target, an existing flow-log group, user alarms, direct alarm action.
 VARIANT: dict[str, Any] = {
     "stackName": "FloodgateVpc",
@@ -55,6 +60,9 @@ VARIANT: dict[str, Any] = {
     "expirerSchedule": "2m",
     "alertEmails": ["oncall@example.com"],
     "tableRemovalPolicy": "destroy",
+    "scaleOutHold": "true",
+    "scaleOutHoldGroups": "web-asg,api-asg",
+    "scaleOutHoldMax": "5m",
 }
 # Keep this module on one xdist worker: its fixtures synthesize once per worker that runs any of its tests.
 pytestmark = pytest.mark.xdist_group(name="infra-synth")
@@ -199,8 +207,32 @@ def test_no_wildcard_actions_and_star_resource_only_for_describe(base: Synth, va
                             # Describe and the X-Ray calls of active tracing have no resource-level scope.
                             assert _actions(statement) in (
                                 ["ec2:DescribeNetworkAcls"],
+                                ["autoscaling:DescribeAutoScalingGroups"],
                                 ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
                             ), (logical, statement)
+
+
+@pytest.mark.parametrize("name", ["Detector", "Expirer"])
+def test_capacity_hold_acts_only_on_the_named_groups(base: Synth, variant: Synth, name: str) -> None:
+    assert not [
+        s for s in base.role_statements(name) if any(a.startswith("autoscaling:") for a in _actions(s))
+    ]
+    statements = [s for s in variant.role_statements(name) if "autoscaling:SuspendProcesses" in _actions(s)]
+    assert len(statements) == 1
+    assert sorted(_actions(statements[0])) == ["autoscaling:ResumeProcesses", "autoscaling:SuspendProcesses"]
+    names = [r["Fn::Join"][1][-1] for r in _resources(statements[0])]
+    assert names == [
+        ":autoScalingGroup:*:autoScalingGroupName/web-asg",
+        ":autoScalingGroup:*:autoScalingGroupName/api-asg",
+    ]
+    _, props = variant.function(name)
+    environment = props["Environment"]["Variables"]
+    assert (environment["FLOODGATE_HOLD_GROUPS"], environment["FLOODGATE_HOLD_MAX"]) == (
+        "web-asg,api-asg",
+        "5m",
+    )
+    _, base_props = base.function(name)
+    assert base_props["Environment"]["Variables"]["FLOODGATE_HOLD_GROUPS"] == ""
 
 
 @pytest.mark.parametrize("name", ["Detector", "Expirer"])
@@ -620,8 +652,12 @@ def test_cdk_nag_clean_with_a_reason_for_every_acknowledgement(base: Synth, vari
         for rule, reasons in acknowledged.items():
             assert all(len(reason) >= 40 for reason in reasons), rule
         generic = {re.sub(r"\[Resource::<.*", "[table index]", r) for r in acknowledged}
+        generic = {re.sub(r"autoScalingGroupName/[^\]]+", "autoScalingGroupName/NAME", r) for r in generic}
         assert generic <= EXPECTED_ACKNOWLEDGEMENTS | {"AwsSolutions-IAM5[table index]"} | {
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:network-acl/*]"
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:network-acl/*]",
+            # the capacity hold's named groups (their ids are unknown at synth)
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:autoscaling:<AWS::Region>:<AWS::AccountId>:"
+            "autoScalingGroup:*:autoScalingGroupName/NAME]",
         }
 
 
@@ -664,7 +700,20 @@ def test_cfn_lint_clean(request: pytest.FixtureRequest, synth_name: str) -> None
         ({"alarmPeriodSeconds": 45}, "alarmPeriodSeconds=45: use 10, 20, 30 or a multiple of 60"),
         ({"alarmEnabled": False}, "nothing would ever arm the detector"),
         ({"alarmDimensions": "LoadBalancer"}, "alarmDimensions: expected Name=Value"),
+        ({"alarmDimensions": {}}, "alarmDimensions: AWS/EC2 metrics need the protected resource's dimension"),
+        (
+            {"alarmNamespace": "AWS/NetworkELB", "alarmMetricName": "ProcessedPackets"},
+            "alarmDimensions: AWS/NetworkELB metrics need the protected resource's dimension (LoadBalancer)",
+        ),
+        (
+            {"alarmNamespace": "AWS/ApplicationELB", "alarmDimensions": "TargetGroup=targetgroup/web/0123"},
+            "alarmDimensions: AWS/ApplicationELB metrics need the protected resource's dimension",
+        ),
+        ({"alarmNamespace": "AWS/Lambda", "alarmDimensions": ""}, "alarmDimensions: AWS/Lambda metrics are"),
         ({"expirerSchedule": "90s"}, "expirerSchedule=90s: use whole minutes"),
+        ({"scaleOutHold": True}, "scaleOutHoldGroups: name the Auto Scaling groups to hold"),
+        ({"scaleOutHold": True, "scaleOutHoldGroups": "web-*"}, "scaleOutHoldGroups: 'web-*' is not"),
+        ({"scaleOutHoldMax": "2h"}, "scaleOutHoldMax=2h: must be between 1m and 1h"),
         ({"account": "123456789012"}, "set both (fixed environment) or neither"),
         ({"minShare": 2}, "minShare: 2 is outside 0.0001..1"),
         ({"extendOnEvidence": "maybe"}, "extendOnEvidence: expected true or false"),
@@ -733,3 +782,14 @@ def test_app_py_synthesizes_offline_and_reports_bad_context(tmp_path: Path) -> N
     assert done.returncode == 2
     assert "naclIds: 'acl-0123456789abcdef0' is cdk.json's placeholder example" in done.stderr
     assert "vpcId: 'vpc-0123456789abcdef0' is cdk.json's placeholder example" in done.stderr
+
+
+def test_early_alarm_targets_that_can_fire_are_accepted() -> None:
+    for override in (
+        {"alarmDimensions": "InstanceId=i-0123456789abcdef0"},
+        {"alarmNamespace": "AWS/NetworkELB", "alarmDimensions": "LoadBalancer=net/edge/0123456789abcdef"},
+        {"alarmNamespace": "Shop/Frontend", "alarmDimensions": {}},  # a custom metric may have none
+        {"alarmEnabled": False, "existingAlarmNames": "alb-requests-high", "alarmDimensions": {}},
+    ):
+        settings = FloodgateSettings.from_mapping({**BASE, **override})
+        assert settings.alarm.namespace == override.get("alarmNamespace", "AWS/EC2")

@@ -17,7 +17,7 @@ pytestmark = [
 ]
 
 
-def test_the_demo_incident_blocks_the_flood_and_lifts_it_after_expiry() -> None:
+def test_the_demo_incident_holds_capacity_blocks_the_flood_and_lifts_it_after_expiry() -> None:
     out = io.StringIO()
     incident = demo.run(out, stack_name="FloodgateDemoTest")
     story = out.getvalue()
@@ -34,7 +34,24 @@ def test_the_demo_incident_blocks_the_flood_and_lifts_it_after_expiry() -> None:
     by_kind: dict[str, set[str]] = {}
     for event in incident.log_events:
         by_kind.setdefault(event["event"], set()).add(event["cidr"])
-    assert by_kind == {"BLOCK": set(incident.denied), "EXPIRE": set(incident.denied)}
+    group = f"asg:{demo.SCALING_GROUP}"
+    assert by_kind == {
+        "BLOCK": set(incident.denied),
+        "EXPIRE": set(incident.denied),
+        "HOLD": {group},
+        "RELEASE": {group},
+    }
+    # The early alarm held the web group without changing its size; the OK released it.
+    assert incident.held == ["AlarmNotification"] and incident.released == []
+    assert incident.capacity == [(2, 10), (2, 10)]
+    (release,) = [e for e in incident.log_events if e["event"] == "RELEASE"]
+    assert "-early-warning is OK" in release["reason"]
+    # The printed timeline: the model with the hold on, delivery 1, 4, 7 and 10 minutes. Released on OK
+    # up to 7 min (nothing launched: 168 instance-minutes saved of 168); at 10 min the 10-minute hold runs
+    # out at 65 s + 600 s, before the deny (661 s): 4 instances from 665 s to 661 s + 15 min, 60 used.
+    saved = [round(t["saved_instance_minutes"]) for t in incident.timeline["timelines"]]
+    assert saved == [168, 168, 168, 108]
+    assert "instance-minutes saved" in story
     assert {e["actor"] for e in incident.log_events if e["event"] == "BLOCK"} == {"floodgate-detector"}
     assert "demo passed" in story
     assert incident.seconds < 120

@@ -465,12 +465,16 @@ def test_a_refused_block_answers_why_and_writes_only_the_refusal(deployment: Dep
 # -- bad events ----------------------------------------------------------------------------------------
 
 BAD_MANUAL = {
-    "malformed-manual-unknown-action": "action must be one of block, unblock, analyze, status; got 'nuke'",
+    "malformed-manual-unknown-action": (
+        "action must be one of block, unblock, analyze, status, release; got 'nuke'"
+    ),
     "malformed-manual-bad-cidr": "cidr: invalid CIDR '203.0.113.7/24': 203.0.113.7/24 has host bits set",
     "malformed-manual-bad-ttl": "ttl: not a duration: 'forever'",
     "malformed-manual-unknown-field": "block does not take tll",
     "malformed-manual-missing-reason": "unblock needs reason",
-    "malformed-manual-action-not-text": "action must be one of block, unblock, analyze, status; got ['block",
+    "malformed-manual-action-not-text": (
+        "action must be one of block, unblock, analyze, status, release; got ['block"
+    ),
     "malformed-manual-dry-run-text": "dry_run must be true or false, got 'false'",
 }
 

@@ -72,6 +72,8 @@ class EventKind(StrEnum):
     REPAIR = "REPAIR"  # NACL and ledger disagreed and the NACL was put right
     REFUSED = "REFUSED"  # a deny that was asked for and not made, with the reason
     DRYRUN = "DRYRUN"  # what would have happened; `would` says which event
+    HOLD = "HOLD"  # an Auto Scaling group held at its capacity (`cidr` is asg:<group>)
+    RELEASE = "RELEASE"  # a capacity hold ended
 
 
 class OriginKind(StrEnum):

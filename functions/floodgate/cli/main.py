@@ -21,6 +21,7 @@ COMMAND_MODULES = {
     "unblock": "floodgate.cli.act",
     "reconcile": "floodgate.cli.act",
     "report": "floodgate.cli.report",
+    "timeline": "floodgate.cli.scaling_race",
 }
 
 
