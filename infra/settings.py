@@ -467,6 +467,7 @@ class FloodgateSettings:
             ENV.FLOW_LOG_FORMAT: self.flow_logs.format,
             ENV.WINDOW: d.window,
             ENV.ARM_TTL: d.arm_ttl,
+            ENV.ALARM_NAMES: json.dumps(list(self.watched_alarm_names)),
             ENV.LOG_RETENTION_DAYS: str(d.log_retention_days),
             ENV.STATE_TABLE: state_table,
             ENV.LOG_TABLE: log_table,

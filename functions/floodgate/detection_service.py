@@ -6,6 +6,10 @@ made on the whole window through the enforcement engine.
   `DECISION_PACE_S` across all invocations, since each decision already sees every stored batch.
 - An ALARM arms enforcement for `arm_ttl` and decides at once; OK disarms (denies in force stay until they
   expire); INSUFFICIENT_DATA changes nothing - a flooded instance may well stop reporting its metric.
+- Only the alarms the stack names (FLOODGATE_ALARM_NAMES), of the function's own account and region, arm;
+  a state change stamped in the future (beyond CLOCK_SKEW_S) or older than the arming TTL is refused, with
+  the reason in the answer and the log. Anyone may paste an alarm event into the console: none of these
+  arm enforcement.
 - Without an armed alarm, enforcement is off unless FLOODGATE_ALWAYS_PPS is set; then only sources above
   that rate are denied.
 
@@ -22,13 +26,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from floodgate.adapters.arming import Armed, Arming
+from floodgate.adapters.arming import CLOCK_SKEW_S, Armed, Arming
 from floodgate.adapters.ledger import LogEvent, Origin, OriginKind
 from floodgate.adapters.notify import Notifier
 from floodgate.adapters.window import TrafficWindow, WindowWrite
 from floodgate.core.detect import plan_denies
+from floodgate.core.durations import format_duration
 from floodgate.core.flowlog import EMPTY, NODATA, NOT_INBOUND, SKIPDATA, FlowLogParser
 from floodgate.core.model import DenyPlan, ParseStats, PlannedDeny
+from floodgate.core.text import shown
 from floodgate.core.window import rate_window_s, reject_rates
 from floodgate.enforcement import Enforcer
 from floodgate.events import (
@@ -37,6 +43,7 @@ from floodgate.events import (
     ControlMessage,
     DetectorEvent,
     FlowLogDelivery,
+    Home,
     ManualRequest,
 )
 from floodgate.manual import ManualResponse, run_manual
@@ -125,6 +132,7 @@ class AlarmReport:
     state: AlarmState
     armed: Armed | None  # the arming in force after this event
     decision: DecisionReport | None
+    refused: str | None = None  # why this state change was ignored, when it was
 
     def metric_values(self) -> dict[str, float]:
         return self.decision.metric_values() if self.decision else {}
@@ -136,6 +144,7 @@ class AlarmReport:
             "state": str(self.state),
             "armed": armed_json(self.armed),
             "decision": self.decision.as_dict() if self.decision else None,
+            "refused": self.refused,
         }
 
 
@@ -198,13 +207,14 @@ class DetectionService:
 
     # -- events ------------------------------------------------------------------------------------------
 
-    def handle(self, event: DetectorEvent) -> DetectorReport:
-        """The one entry point of the handler: each kind of event to its operation."""
+    def handle(self, event: DetectorEvent, *, home: Home | None = None) -> DetectorReport:
+        """The one entry point of the handler: each kind of event to its operation. `home` is the function's
+        account and region, which an alarm must share to arm it."""
         match event:
             case FlowLogDelivery():
                 return self.ingest(event)
             case AlarmStateChange():
-                return self.on_alarm(event)
+                return self.on_alarm(event, home=home)
             case ManualRequest():
                 return self.manual(event.payload)
             case ControlMessage():
@@ -238,7 +248,7 @@ class DetectionService:
             )
         if written.stale:
             _log.warning("batch from %s is older than the window: not stored", delivery.stream_path)
-        armed = self.arming.current(now=now)
+        armed = next(iter(self._armings(now)), None)
         if armed is not None:
             origin, min_pps = Origin.alarm(armed.alarm_name), None
         elif self.settings.always_pps is not None:
@@ -252,10 +262,17 @@ class DetectionService:
         decision = self.decide(origin=origin, min_pps=min_pps, received=received)
         return dataclasses.replace(report, decision=decision)
 
-    def on_alarm(self, change: AlarmStateChange) -> AlarmReport:
-        """ALARM arms and decides at once; OK disarms; INSUFFICIENT_DATA leaves things as they are."""
+    def on_alarm(self, change: AlarmStateChange, *, home: Home | None = None) -> AlarmReport:
+        """ALARM arms and decides at once; OK disarms; INSUFFICIENT_DATA leaves things as they are. A state
+        change of an alarm this deployment does not watch, or from the wrong time, changes nothing."""
         received = self._stopwatch()
         now = self._clock()
+        refused = self.alarm_refusal(change, now=now, home=home)
+        if refused is not None:
+            _log.warning("ignored %s state change: %s", change.state, refused)
+            return AlarmReport(
+                change.alarm_name, change.state, next(iter(self._armings(now)), None), None, refused
+            )
         if change.state is AlarmState.ALARM:
             armed = self.arming.arm(
                 change.alarm_name,
@@ -266,7 +283,9 @@ class DetectionService:
             )
             if armed is None:
                 _log.warning("ignored a stale ALARM from %s: its state has changed since", change.alarm_name)
-                return AlarmReport(change.alarm_name, change.state, self.arming.current(now=now), None)
+                return AlarmReport(
+                    change.alarm_name, change.state, next(iter(self._armings(now)), None), None
+                )
             # How late the state change reached us is part of the alarm-to-deny time on-call sees.
             lag = f"{now - change.changed_at:.1f}s" if change.changed_at is not None else "unknown"
             _log.info(
@@ -284,7 +303,31 @@ class DetectionService:
             change.alarm_name, now=now, changed_at=change.changed_at
         ):
             _log.info("disarmed by %s; denies in force stay until they expire", change.alarm_name)
-        return AlarmReport(change.alarm_name, change.state, self.arming.current(now=now), None)
+        return AlarmReport(change.alarm_name, change.state, next(iter(self._armings(now)), None), None)
+
+    def alarm_refusal(self, change: AlarmStateChange, *, now: float, home: Home | None) -> str | None:
+        """Why `change` may not arm or disarm anything, or None when it may."""
+        name = shown(change.alarm_name, 80)
+        if change.alarm_name not in self.settings.alarm_names:
+            watched = ", ".join(sorted(self.settings.alarm_names)) or "none"
+            return f"alarm {name} is not one this deployment watches ({ENV.ALARM_NAMES}: {watched})"
+        if home is not None and (change.account, change.region) != (home.account, home.region):
+            return (
+                f"alarm {name} is of account {change.account or '?'} in {change.region or '?'}; "
+                f"this function runs in account {home.account}, {home.region}"
+            )
+        if change.changed_at is not None:
+            if change.changed_at > now + CLOCK_SKEW_S:
+                ahead = (
+                    format_duration(change.changed_at - now) if change.changed_at - now < 10**9 else "years"
+                )
+                return f"alarm {name} changed state {ahead} in the future: a wrong clock, or not AWS"
+            if change.changed_at < now - self.settings.arm_ttl_s:
+                return (
+                    f"alarm {name} changed state {format_duration(now - change.changed_at)} ago, longer than "
+                    f"the arming time ({format_duration(self.settings.arm_ttl_s)}, {ENV.ARM_TTL})"
+                )
+        return None
 
     # -- decisions ---------------------------------------------------------------------------------------
 
@@ -293,8 +336,12 @@ class DetectionService:
         # Automatic in kind (the denies rank by their evidence, unlike a manual block), named for the log.
         return self.decide(origin=Origin(OriginKind.AUTOMATIC, actor), dry_run=dry_run)
 
-    def armed(self) -> Armed | None:
-        return self.arming.current(now=self._clock())
+    def armings(self) -> tuple[Armed, ...]:
+        return self._armings(self._clock())
+
+    def _armings(self, now: float) -> tuple[Armed, ...]:
+        """Armings in force by watched alarms (one recorded before the alarm list changed does not count)."""
+        return tuple(a for a in self.arming.in_force(now=now) if a.alarm_name in self.settings.alarm_names)
 
     def decide(
         self,

@@ -6,6 +6,7 @@ them): `ENV` names every variable, and `Settings.from_env` validates them with e
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -46,6 +47,7 @@ class ENV:
     FLOW_LOG_FORMAT = "FLOODGATE_FLOW_LOG_FORMAT"
     WINDOW = "FLOODGATE_WINDOW"  # length of the shared sliding traffic window
     ARM_TTL = "FLOODGATE_ARM_TTL"  # an ALARM arms enforcement for at most this long without a refresh
+    ALARM_NAMES = "FLOODGATE_ALARM_NAMES"  # JSON list: the only alarms that arm (names may hold commas)
     LOG_RETENTION_DAYS = "FLOODGATE_LOG_RETENTION_DAYS"
     STATE_TABLE = "FLOODGATE_STATE_TABLE"
     LOG_TABLE = "FLOODGATE_LOG_TABLE"
@@ -83,6 +85,7 @@ class Settings:
     flow_log_format: FlowLogFormat
     window_s: int
     arm_ttl_s: int
+    alarm_names: frozenset[str]
     log_retention_days: int
     state_table: str
     log_table: str
@@ -149,6 +152,7 @@ class Settings:
             flow_log_format=flow_log_format,
             window_s=reader.duration(ENV.WINDOW, "5m"),
             arm_ttl_s=reader.duration(ENV.ARM_TTL, "30m"),
+            alarm_names=reader.names(ENV.ALARM_NAMES, longest=255),
             log_retention_days=reader.integer(ENV.LOG_RETENTION_DAYS, 90, low=1, high=3650),
             state_table=reader.required(ENV.STATE_TABLE),
             log_table=reader.required(ENV.LOG_TABLE),
@@ -187,6 +191,23 @@ class _Reader:
             except InvalidCidr as exc:
                 raise ConfigError(f"{name}: {exc}") from None
         return tuple(out)
+
+    def names(self, name: str, *, longest: int) -> frozenset[str]:
+        """A JSON list of names; unset or empty: none."""
+        raw = self._raw(name)
+        if raw is None:
+            return frozenset()
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = None
+        if not isinstance(value, list) or not all(
+            isinstance(item, str) and 1 <= len(item) <= longest and item.isprintable() for item in value
+        ):
+            raise ConfigError(
+                f'{name}: expected a JSON list of names of 1 to {longest} characters, e.g. ["a"]'
+            )
+        return frozenset(value)
 
     def integer(self, name: str, default: int, *, low: int, high: int) -> int:
         raw = self._raw(name)
