@@ -310,7 +310,10 @@ class DetectionService:
         name = shown(change.alarm_name, 80)
         if change.alarm_name not in self.settings.alarm_names:
             watched = ", ".join(sorted(self.settings.alarm_names)) or "none"
-            return f"alarm {name} is not one this deployment watches ({ENV.ALARM_NAMES}: {watched})"
+            return (
+                f"alarm {name} is not one this deployment watches ({watched}; the early-warning alarm and "
+                f"existingAlarmNames, as {ENV.ALARM_NAMES})"
+            )
         if home is not None and (change.account, change.region) != (home.account, home.region):
             return (
                 f"alarm {name} is of account {change.account or '?'} in {change.region or '?'}; "
@@ -325,7 +328,7 @@ class DetectionService:
             if change.changed_at < now - self.settings.arm_ttl_s:
                 return (
                     f"alarm {name} changed state {format_duration(now - change.changed_at)} ago, longer than "
-                    f"the arming time ({format_duration(self.settings.arm_ttl_s)}, {ENV.ARM_TTL})"
+                    f"the arming time ({format_duration(self.settings.arm_ttl_s)}, armTtl / {ENV.ARM_TTL})"
                 )
         return None
 

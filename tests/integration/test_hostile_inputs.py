@@ -86,7 +86,10 @@ def test_a_state_change_from_the_future_is_refused_and_locks_nothing_out(deploym
 def test_a_state_change_older_than_the_arming_time_is_refused(deployment: Deployment) -> None:
     deployment.clock.at = ALARM_STAMP + 31 * 60
     answer = deployment.detect(load("alarm-eventbridge-alarm"))
-    assert "changed state 31m ago, longer than the arming time (30m, FLOODGATE_ARM_TTL)" in answer["refused"]
+    assert (
+        "changed state 31m ago, longer than the arming time (30m, armTtl / FLOODGATE_ARM_TTL)"
+        in answer["refused"]
+    )
     assert armed_items(deployment) == []
 
 

@@ -14,8 +14,11 @@ from typing import Any, NoReturn
 import pytest
 
 from emulator.traffic import VPC_CIDR
+from floodgate.adapters.ledger import EventKind, LogEvent
 from floodgate.cli.main import main
 from floodgate.cli.render import table
+from floodgate.cli.report_html import render
+from floodgate.cli.timeline import Report
 from floodgate.core.durations import parse_duration
 from floodgate.core.networks import InvalidCidr, parse_network
 from floodgate.events import (
@@ -344,3 +347,20 @@ def test_analyze_with_the_wrong_format_exits_non_zero(
     err = capsys.readouterr().err
     assert code == 2 and "no usable flow-log records in the input" in err and "--format" in err
     assert main(["analyze", str(tmp_path / "capture.log"), "--vpc-cidr", VPC_CIDR]) == 0
+
+
+# -- the report's header and timeline count the same sources ----------------------------------------------
+
+
+def test_the_report_counts_the_sources_its_timeline_draws() -> None:
+    since, until = 1_764_000_000.0, 1_764_003_600.0
+    events = [
+        # denied before the window: only its expiry is in it, yet the timeline draws its bar
+        LogEvent(EventKind.EXPIRE, since + 60, "198.51.100.0/24", "ban over", "expirer", "acl-1", rule=100),
+        LogEvent(EventKind.BLOCK, since + 120, "203.0.113.7/32", "flood", "detector", "acl-1", rule=101),
+        LogEvent(EventKind.REFUSED, since + 130, "10.0.0.9/32", "protected", "detector"),
+    ]
+    report = Report.build(stack="s", events=events, active=[], since=since, until=until, generated=until)
+    assert {lane.cidr for lane in report.lanes} == {"198.51.100.0/24", "203.0.113.7/32"}
+    assert report.denied_sources == 2
+    assert '<div class="card"><b>2</b><span>sources denied</span></div>' in render(report)
