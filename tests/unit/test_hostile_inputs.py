@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import base64
 import gzip
+import ipaddress
 import json
 import re
 import tracemalloc
 from typing import Any, NoReturn
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from emulator.traffic import VPC_CIDR
 from floodgate.adapters.ledger import EventKind, LogEvent
@@ -44,6 +47,7 @@ SETTINGS = Settings.from_env(
 )
 SHORT = 400  # characters: an error a person reads in one glance, whatever the size of the input
 HUGE_NUMBER = 10**5000  # past Python's 4,300-digit limit for int <-> str
+MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 def deep(levels: int) -> Any:
@@ -364,3 +368,27 @@ def test_the_report_counts_the_sources_its_timeline_draws() -> None:
     assert {lane.cidr for lane in report.lanes} == {"198.51.100.0/24", "203.0.113.7/32"}
     assert report.denied_sources == 2
     assert '<div class="card"><b>2</b><span>sources denied</span></div>' in render(report)
+
+
+# -- one CIDR grammar for the Lambda and the runbooks -----------------------------------------------------
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(0, 32))
+def test_every_ipv4_network_and_its_mapped_form_parse_alike_and_pass_the_runbook(
+    address: int, length: int
+) -> None:
+    network = ipaddress.IPv4Network((address, length), strict=False)
+    mapped = f"::ffff:{network.network_address}/{network.prefixlen + 96}"
+    assert parse_network(str(network)) == parse_network(mapped) == network
+    assert re.fullmatch(CIDR_PATTERN, str(network)) and re.fullmatch(CIDR_PATTERN, mapped)
+
+
+@given(st.text(max_size=60))
+def test_whatever_the_text_parsing_answers_a_network_or_a_short_invalid_cidr(text: str) -> None:
+    try:
+        network = parse_network(text)
+    except InvalidCidr as exc:
+        assert len(str(exc)) < SHORT and str(exc).isascii()
+    else:
+        assert str(network) == str(parse_network(str(network)))  # canonical: what EC2 gets parses back
+        assert "%" not in str(network) and not (network.version == 6 and network.subnet_of(MAPPED))
