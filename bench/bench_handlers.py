@@ -154,6 +154,7 @@ class Emulator:
                 ENV.NACL_IDS: nacl_id,
                 ENV.VPC_CIDRS: VPC_CIDR,
                 ENV.MIN_PPS: "1000",
+                ENV.ALARM_NAMES: json.dumps(["Floodgate-early-warning"]),
                 ENV.STATE_TABLE: f"state-{suffix}",
                 ENV.LOG_TABLE: f"log-{suffix}",
                 ENV.TOPIC_ARN: topic_arn,

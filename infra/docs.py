@@ -47,6 +47,7 @@ def _type(row: Setting) -> str:
         "retention": "log retention days",
         "dimensions": "Name=Value,…",
         "format": "flow-log format",
+        "names": "JSON list of names",
     }[row.kind]
     empty_default = row.default in (None, "", [])
     return described + (" (required)" if not row.optional and empty_default and row.kind != "strings" else "")

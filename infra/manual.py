@@ -20,8 +20,12 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+# Dotted IPv4, or IPv6 hex groups optionally ending in a dotted IPv4 part ("::ffff:203.0.113.7", which the
+# detector maps to IPv4). No zone id ("%eth0"), space or quote: what floodgate.core.networks.parse_network
+# refuses for its shape is refused here already; ranges and host bits are checked by the detector.
 CIDR_PATTERN = (
-    r"^([0-9]{1,3}(\.[0-9]{1,3}){3}(/[0-9]{1,2})?|[0-9A-Fa-f]{0,4}(:[0-9A-Fa-f]{0,4}){2,7}(/[0-9]{1,3})?)$"
+    r"^([0-9]{1,3}(\.[0-9]{1,3}){3}(/[0-9]{1,2})?"
+    r"|[0-9A-Fa-f]{0,4}(:[0-9A-Fa-f]{0,4}){2,7}(:[0-9]{1,3}(\.[0-9]{1,3}){3})?(/[0-9]{1,3})?)$"
 )
 TTL_PATTERN = r"^([0-9]+[smhdw])+$"
 REASON_PATTERN = r'^[^"\\\x00-\x1f]{3,256}$'  # no quote, backslash or control character: stays JSON'

@@ -349,6 +349,7 @@ class FloodgateSettings:
         environment[ENV.VPC_ID] = (self.vpc_id or "") if self.targets_vpc else ""
         environment[ENV.FLOW_LOG_FORMAT] = self.flow_logs.format
         environment[ENV.HOLD_GROUPS] = ",".join(self.hold.groups)  # none while scaleOutHold is off
+        environment[ENV.ALARM_NAMES] = json.dumps(list(self.watched_alarm_names))
         environment[ENV.STATE_TABLE] = state_table
         environment[ENV.LOG_TABLE] = log_table
         environment[ENV.TOPIC_ARN] = topic_arn

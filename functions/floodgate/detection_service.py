@@ -6,6 +6,10 @@ made on the whole window through the enforcement engine.
   `DECISION_PACE_S` across all invocations, since each decision already sees every stored batch.
 - An ALARM arms enforcement for `arm_ttl` and decides at once; OK disarms (denies in force stay until they
   expire); INSUFFICIENT_DATA changes nothing - a flooded instance may well stop reporting its metric.
+- Only the alarms the stack names (FLOODGATE_ALARM_NAMES), of the function's own account and region, arm;
+  a state change stamped in the future (beyond `clockSkew`) or older than the arming TTL is refused, with
+  the reason in the answer and the log. Anyone may paste an alarm event into the console: none of these
+  arm enforcement.
 - Without an armed alarm, enforcement is off unless FLOODGATE_ALWAYS_PPS is set; then only sources above
   that rate are denied.
 
@@ -28,8 +32,10 @@ from floodgate.adapters.notify import Notifier
 from floodgate.adapters.window import TrafficWindow, WindowWrite
 from floodgate.capacity_hold import CapacityHold
 from floodgate.core.detect import plan_denies
+from floodgate.core.durations import format_duration
 from floodgate.core.flowlog import EMPTY, NODATA, NOT_INBOUND, SKIPDATA, FlowLogParser
 from floodgate.core.model import DenyPlan, ParseStats, PlannedDeny
+from floodgate.core.text import shown
 from floodgate.core.window import rate_window_s, reject_rates
 from floodgate.enforcement import Enforcer
 from floodgate.events import (
@@ -38,6 +44,7 @@ from floodgate.events import (
     ControlMessage,
     DetectorEvent,
     FlowLogDelivery,
+    Home,
     ManualRequest,
 )
 from floodgate.manual import ManualResponse, run_manual
@@ -127,6 +134,7 @@ class AlarmReport:
     armed: Armed | None  # the arming in force after this event
     decision: DecisionReport | None
     capacity: tuple[LogEvent, ...] = ()  # HOLD / RELEASE events of the capacity hold
+    refused: str | None = None  # why this state change was ignored, when it was
 
     def metric_values(self) -> dict[str, float]:
         return self.decision.metric_values() if self.decision else {}
@@ -139,6 +147,7 @@ class AlarmReport:
             "armed": armed_json(self.armed),
             "decision": self.decision.as_dict() if self.decision else None,
             "capacity": [event_json(event) for event in self.capacity],
+            "refused": self.refused,
         }
 
 
@@ -196,7 +205,12 @@ class DetectionService:
             settings,
             enforcer=parts.enforcer,
             window=parts.window,
-            arming=Arming(settings.state_table, parts.dynamodb, retrier=wiring.retrier),
+            arming=Arming(
+                settings.state_table,
+                parts.dynamodb,
+                retrier=wiring.retrier,
+                clock_skew_s=settings.clock_skew_s,
+            ),
             notifier=parts.notifier,
             holds=parts.holds,
             clock=wiring.clock,
@@ -204,11 +218,12 @@ class DetectionService:
 
     # -- events ------------------------------------------------------------------------------------------
 
-    def handle(self, event: DetectorEvent) -> DetectorReport:
-        """The one entry point of the handler: each kind of event to its operation. A run that fails
-        releases any capacity hold: Floodgate cannot vouch for holding capacity it is not acting on."""
+    def handle(self, event: DetectorEvent, *, home: Home | None = None) -> DetectorReport:
+        """The one entry point of the handler: each kind of event to its operation. `home` is the function's
+        account and region, which an alarm must share to arm it. A run that fails releases any capacity
+        hold: Floodgate cannot vouch for holding capacity it is not acting on."""
         try:
-            return self._dispatch(event)
+            return self._dispatch(event, home)
         except Exception as exc:
             if self.holds is not None:
                 try:
@@ -217,12 +232,12 @@ class DetectionService:
                     _log.exception("releasing the capacity hold after a failed run failed too")
             raise
 
-    def _dispatch(self, event: DetectorEvent) -> DetectorReport:
+    def _dispatch(self, event: DetectorEvent, home: Home | None) -> DetectorReport:
         match event:
             case FlowLogDelivery():
                 return self.ingest(event)
             case AlarmStateChange():
-                return self.on_alarm(event)
+                return self.on_alarm(event, home=home)
             case ManualRequest():
                 return self.manual(event.payload)
             case ControlMessage():
@@ -256,7 +271,7 @@ class DetectionService:
             )
         if written.stale:
             _log.warning("batch from %s is older than the window: not stored", delivery.stream_path)
-        armed = self.arming.current(now=now)
+        armed = next(iter(self._armings(now)), None)
         if armed is not None:
             origin, min_pps = Origin.alarm(armed.alarm_name), None
         elif self.settings.always_pps is not None:
@@ -270,10 +285,17 @@ class DetectionService:
         decision = self.decide(origin=origin, min_pps=min_pps, received=received)
         return dataclasses.replace(report, decision=decision)
 
-    def on_alarm(self, change: AlarmStateChange) -> AlarmReport:
-        """ALARM arms and decides at once; OK disarms; INSUFFICIENT_DATA leaves things as they are."""
+    def on_alarm(self, change: AlarmStateChange, *, home: Home | None = None) -> AlarmReport:
+        """ALARM arms and decides at once; OK disarms; INSUFFICIENT_DATA leaves things as they are. A state
+        change of an alarm this deployment does not watch, or from the wrong time, changes nothing."""
         received = self._stopwatch()
         now = self._clock()
+        refused = self.alarm_refusal(change, now=now, home=home)
+        if refused is not None:
+            _log.warning("ignored %s state change: %s", change.state, refused)
+            return AlarmReport(
+                change.alarm_name, change.state, next(iter(self._armings(now)), None), None, refused=refused
+            )
         if change.state is AlarmState.ALARM:
             armed = self.arming.arm(
                 change.alarm_name,
@@ -284,7 +306,9 @@ class DetectionService:
             )
             if armed is None:
                 _log.warning("ignored a stale ALARM from %s: its state has changed since", change.alarm_name)
-                return AlarmReport(change.alarm_name, change.state, self.arming.current(now=now), None)
+                return AlarmReport(
+                    change.alarm_name, change.state, next(iter(self._armings(now)), None), None
+                )
             # How late the state change reached us is part of the alarm-to-deny time on-call sees.
             lag = f"{now - change.changed_at:.1f}s" if change.changed_at is not None else "unknown"
             _log.info(
@@ -304,7 +328,7 @@ class DetectionService:
             change.alarm_name, now=now, changed_at=change.changed_at
         ):
             _log.info("disarmed by %s; denies in force stay until they expire", change.alarm_name)
-        current = self.arming.current(now=now)
+        current = next(iter(self._armings(now)), None)
         if change.state is AlarmState.OK and current is None and self.holds is not None:
             released = self.holds.release(f"{change.alarm_name} is OK")
         return AlarmReport(change.alarm_name, change.state, current, None, released)
@@ -315,6 +339,33 @@ class DetectionService:
             return ()
         return self.holds.release(f"released by hand: {reason}", actor=actor)
 
+    def alarm_refusal(self, change: AlarmStateChange, *, now: float, home: Home | None) -> str | None:
+        """Why `change` may not arm or disarm anything, or None when it may."""
+        name = shown(change.alarm_name, 80)
+        if change.alarm_name not in self.settings.alarm_names:
+            watched = ", ".join(sorted(self.settings.alarm_names)) or "none"
+            return (
+                f"alarm {name} is not one this deployment watches ({watched}; the early-warning alarm and "
+                f"existingAlarmNames, as {ENV.ALARM_NAMES})"
+            )
+        if home is not None and (change.account, change.region) != (home.account, home.region):
+            return (
+                f"alarm {name} is of account {change.account or '?'} in {change.region or '?'}; "
+                f"this function runs in account {home.account}, {home.region}"
+            )
+        if change.changed_at is not None:
+            if change.changed_at > now + self.settings.clock_skew_s:
+                ahead = (
+                    format_duration(change.changed_at - now) if change.changed_at - now < 10**9 else "years"
+                )
+                return f"alarm {name} changed state {ahead} in the future: a wrong clock, or not AWS"
+            if change.changed_at < now - self.settings.arm_ttl_s:
+                return (
+                    f"alarm {name} changed state {format_duration(now - change.changed_at)} ago, longer than "
+                    f"the arming time ({format_duration(self.settings.arm_ttl_s)}, armTtl / {ENV.ARM_TTL})"
+                )
+        return None
+
     # -- decisions ---------------------------------------------------------------------------------------
 
     def analyze(self, *, dry_run: bool, actor: str) -> DecisionReport:
@@ -322,8 +373,12 @@ class DetectionService:
         # Automatic in kind (the denies rank by their evidence, unlike a manual block), named for the log.
         return self.decide(origin=Origin(OriginKind.AUTOMATIC, actor), dry_run=dry_run)
 
-    def armed(self) -> Armed | None:
-        return self.arming.current(now=self._clock())
+    def armings(self) -> tuple[Armed, ...]:
+        return self._armings(self._clock())
+
+    def _armings(self, now: float) -> tuple[Armed, ...]:
+        """Armings in force by watched alarms (one recorded before the alarm list changed does not count)."""
+        return tuple(a for a in self.arming.in_force(now=now) if a.alarm_name in self.settings.alarm_names)
 
     def decide(
         self,

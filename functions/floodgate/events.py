@@ -9,9 +9,12 @@
 3. A manual action (console test event, SSM runbook, CLI): any object with an `"action"` key. Its contract
    is validated by `floodgate.manual`, which answers a bad payload with an error body instead of raising.
 
-Anything else raises InvalidEvent, whose message says what was wrong. Pure: standard library only, so the
-handler imports it at no cost (the powertools data classes package costs ~45 ms to import, and explicit
-checks give clearer errors than their KeyErrors).
+Anything else raises InvalidEvent, whose message says what was wrong in a few words: it quotes no more
+than a few dozen characters of any value, whatever its size (a 10 MB field, a 5,000-digit number, a structure
+nested 100,000 deep), and nothing has been read or written. Texts that end up in the deny log or in DynamoDB
+keys (log group and stream, alarm name) must be valid Unicode without control characters, within AWS's own
+length limits. Pure: standard library only, so the handler imports it at no cost (the powertools data classes
+package costs ~45 ms to import, and explicit checks give clearer errors than their KeyErrors).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,13 +31,25 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from floodgate.core.text import clean, has_surrogates, printable, shown
+
 ALARM_DETAIL_TYPE = "CloudWatch Alarm State Change"
 ALARM_SOURCE = "aws.cloudwatch"
 DATA_MESSAGE = "DATA_MESSAGE"
 CONTROL_MESSAGE = "CONTROL_MESSAGE"
-# The async invocation payload is at most 1 MB of base64; gzip of flow-log text rarely beats 20:1. A larger
-# result is not a delivery CloudWatch Logs made, and decompressing it further only burns memory.
-MAX_DECODED_BYTES = 64 << 20
+# A delivery is one batch of log events as CloudWatch Logs takes them in: at most 10,000 events and 1 MB of
+# messages, i.e. ~2.5 MB of JSON with ids and timestamps. Twice that is allowed for; a larger document is not
+# a delivery CloudWatch Logs made, and inflating or parsing it would only burn memory (a 0.25 MB payload of
+# tiny events inflates to over a million of them). Both caps are checked before JSON parsing.
+MAX_DATA_CHARS = 1_400_000  # base64 of the 1 MB async invocation payload limit
+MAX_DECODED_BYTES = 6 << 20
+MAX_LOG_EVENTS = 20_000
+MAX_NAME_CHARS = 512  # log group and log stream names
+MAX_ALARM_NAME_CHARS = 255  # CloudWatch's limit
+MAX_REASON_CHARS = 1023  # CloudWatch's limit on a state reason; what is kept beyond it is cut
+MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant a datetime holds
+_ACCOUNT = re.compile(r"\d{12}")
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 
 
 class InvalidEvent(ValueError):
@@ -82,11 +98,29 @@ class AlarmStateChange:
     reason: str
     changed_at: float | None  # epoch seconds of the state change, when the event carries a readable one
     shape: AlarmShape
+    account: str | None = None  # the alarm's account and region, as the event states them
+    region: str | None = None
 
     @property
     def correlation_id(self) -> str:
         """What ties the logs of this alarm's invocations together."""
         return self.alarm_name
+
+
+@dataclass(frozen=True, slots=True)
+class Home:
+    """Where the function runs: only alarms of this account and region may arm it."""
+
+    account: str
+    region: str
+
+    @classmethod
+    def of_function(cls, function_arn: str) -> Home | None:
+        """From the invoked function's ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME), if it is one."""
+        parts = function_arn.split(":")
+        if len(parts) < 7 or parts[2] != "lambda":
+            return None
+        return cls(account=parts[4], region=parts[3])
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,14 +140,20 @@ def parse_detector_event(event: object) -> DetectorEvent:
     if "awslogs" in event:
         return _subscription(event["awslogs"])
     if event.get("source") == ALARM_SOURCE and "alarmData" in event:
-        return _alarm(event["alarmData"], AlarmShape.ALARM_ACTION, "alarmData")
+        account, region = _home(event, "accountId", event.get("alarmArn"))
+        return _alarm(event["alarmData"], AlarmShape.ALARM_ACTION, "alarmData", account, region)
     if event.get("detail-type") == ALARM_DETAIL_TYPE:
         if event.get("source") != ALARM_SOURCE:
-            raise InvalidEvent(f"alarm state change from source {event.get('source')!r}, not {ALARM_SOURCE}")
-        return _alarm(event.get("detail"), AlarmShape.EVENTBRIDGE, "detail")
+            raise InvalidEvent(
+                f"alarm state change from source {shown(event.get('source'))}, not {ALARM_SOURCE}"
+            )
+        resources = event.get("resources")
+        arn = resources[0] if isinstance(resources, list) and resources else None
+        account, region = _home(event, "account", arn)
+        return _alarm(event.get("detail"), AlarmShape.EVENTBRIDGE, "detail", account, region)
     if "action" in event:
         return ManualRequest(event)
-    keys = ", ".join(sorted(str(k) for k in event)[:8]) or "none"
+    keys = ", ".join(sorted(printable(str(k)[:40]) for k in event)[:8]) or "none"
     raise InvalidEvent(
         f"unrecognised event (top-level keys: {keys}); expected a CloudWatch Logs subscription (awslogs), "
         f'a CloudWatch alarm state change, or a manual action such as {{"action": "status"}}'
@@ -127,11 +167,12 @@ def _subscription(awslogs: object) -> FlowLogDelivery | ControlMessage:
     document = _decode_awslogs(awslogs)
     message_type = document.get("messageType")
     if message_type == CONTROL_MESSAGE:
-        return ControlMessage(str(document.get("logGroup") or ""))  # CloudWatch Logs leaves it empty
+        group = document.get("logGroup")  # CloudWatch Logs leaves it empty; only echoed back
+        return ControlMessage(clean(group[:MAX_NAME_CHARS]) if isinstance(group, str) else "")
     if message_type != DATA_MESSAGE:
-        raise InvalidEvent(f"awslogs.data messageType is {message_type!r}, not {DATA_MESSAGE}")
-    log_group = _text(document, "logGroup", "awslogs.data")
-    log_stream = _text(document, "logStream", "awslogs.data")
+        raise InvalidEvent(f"awslogs.data messageType is {shown(message_type)}, not {DATA_MESSAGE}")
+    log_group = _text(document, "logGroup", "awslogs.data", MAX_NAME_CHARS)
+    log_stream = _text(document, "logStream", "awslogs.data", MAX_NAME_CHARS)
     events = document.get("logEvents")
     if not isinstance(events, list) or not events:
         raise InvalidEvent("awslogs.data logEvents is missing, empty or not a list")
@@ -144,8 +185,15 @@ def _subscription(awslogs: object) -> FlowLogDelivery | ControlMessage:
         message, timestamp = item.get("message"), item.get("timestamp")
         if not isinstance(message, str):
             raise InvalidEvent(f"{where}.message is missing or not a string")
-        if not isinstance(timestamp, int) or isinstance(timestamp, bool) or timestamp < 0:
+        if (
+            not isinstance(timestamp, int)
+            or isinstance(timestamp, bool)
+            or not 0 <= timestamp <= MAX_EPOCH_MS
+        ):
             raise InvalidEvent(f"{where}.timestamp is missing or not epoch milliseconds")
+        event_id = item.get("id", "")
+        if not isinstance(event_id, str) or len(event_id) > MAX_NAME_CHARS or has_surrogates(event_id):
+            raise InvalidEvent(f"{where}.id is not an event id: {shown(event_id)}")
         messages.append(message)
         latest_ms = max(latest_ms, timestamp)
     return FlowLogDelivery(
@@ -161,6 +209,10 @@ def _decode_awslogs(awslogs: object) -> Mapping[str, Any]:
     """The JSON document inside awslogs.data (base64 of gzip)."""
     if not isinstance(awslogs, Mapping) or not isinstance(awslogs.get("data"), str):
         raise InvalidEvent("awslogs.data is missing or not a string")
+    if len(awslogs["data"]) > MAX_DATA_CHARS:
+        raise InvalidEvent(
+            f"awslogs.data is {len(awslogs['data'])} characters, more than an invocation holds"
+        )
     try:
         compressed = base64.b64decode(awslogs["data"], validate=True)
     except (binascii.Error, ValueError):
@@ -175,9 +227,14 @@ def _decode_awslogs(awslogs: object) -> Mapping[str, Any]:
         raise InvalidEvent(f"awslogs.data inflates past {MAX_DECODED_BYTES >> 20} MB")
     if not inflater.eof:
         raise InvalidEvent("awslogs.data is truncated gzip data")
+    # Every log event has exactly one "timestamp" key, and a quote inside a message is escaped: counting
+    # the key bounds the events before the parser builds an object for each.
+    if raw.count(b'"timestamp"') > MAX_LOG_EVENTS:
+        raise InvalidEvent(f"awslogs.data holds more than {MAX_LOG_EVENTS} log events")
     try:
         document = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # ValueError also covers integers past Python's digit limit; RecursionError, absurd nesting.
         raise InvalidEvent("awslogs.data does not hold a JSON document") from None
     if not isinstance(document, Mapping):
         raise InvalidEvent("awslogs.data holds JSON that is not an object")
@@ -188,16 +245,31 @@ def _delivery_id(log_group: str, log_stream: str, events: list[Any]) -> str:
     """Stable for one batch: log event ids are unique, so the first, last and count pin the batch down."""
     first, last = events[0].get("id", ""), events[-1].get("id", "")
     text = f"{log_group}\n{log_stream}\n{first}\n{last}\n{len(events)}\n{events[-1]['timestamp']}"
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    return hashlib.sha256(text.encode()).hexdigest()[:32]  # every part was checked to be valid Unicode
 
 
 # -- CloudWatch alarm state change ---------------------------------------------------------------------
 
 
-def _alarm(data: object, shape: AlarmShape, where: str) -> AlarmStateChange:
+def _home(event: Mapping[str, Any], account_key: str, arn: object) -> tuple[str | None, str | None]:
+    """The account and region an alarm event says it comes from: its own fields, else the alarm's ARN
+    (arn:aws:cloudwatch:REGION:ACCOUNT:alarm:NAME). Values of the wrong shape are refused."""
+    parts = arn.split(":", 5) if isinstance(arn, str) and arn.startswith("arn:") else []
+    account = event.get(account_key, parts[4] if len(parts) > 4 else None)
+    region = event.get("region", parts[3] if len(parts) > 3 else None)
+    if account is not None and not (isinstance(account, str) and _ACCOUNT.fullmatch(account)):
+        raise InvalidEvent(f"{account_key} is not an AWS account id: {shown(account)}")
+    if region is not None and not (isinstance(region, str) and _REGION.fullmatch(region)):
+        raise InvalidEvent(f"region is not an AWS region: {shown(region)}")
+    return account, region
+
+
+def _alarm(
+    data: object, shape: AlarmShape, where: str, account: str | None = None, region: str | None = None
+) -> AlarmStateChange:
     if not isinstance(data, Mapping):
         raise InvalidEvent(f"alarm state change without an object in {where}")
-    name = _text(data, "alarmName", where)
+    name = _text(data, "alarmName", where, MAX_ALARM_NAME_CHARS)
     state = data.get("state")
     if not isinstance(state, Mapping):
         raise InvalidEvent(f"{where}.state is missing or not an object")
@@ -211,33 +283,39 @@ def _alarm(data: object, shape: AlarmShape, where: str) -> AlarmStateChange:
         alarm_name=name,
         state=value,
         previous_state=previous_value,
-        reason=reason if isinstance(reason, str) else "",
+        # Kept with the arming and shown by `status`: printable, and no longer than CloudWatch makes it.
+        reason=clean(reason[: MAX_REASON_CHARS + 1])[:MAX_REASON_CHARS] if isinstance(reason, str) else "",
         changed_at=_epoch(state.get("timestamp")),
         shape=shape,
+        account=account,
+        region=region,
     )
 
 
 def _alarm_state(value: object, where: str) -> AlarmState:
-    try:
-        return AlarmState(str(value))
-    except ValueError:
-        allowed = ", ".join(AlarmState)
-        raise InvalidEvent(f"{where} is {value!r}, expected one of {allowed}") from None
+    if isinstance(value, str) and value in AlarmState.__members__:
+        return AlarmState(value)
+    raise InvalidEvent(f"{where} is {shown(value)}, expected one of {', '.join(AlarmState)}")
 
 
 def _epoch(text: object) -> float | None:
     """CloudWatch writes "2019-10-02T17:04:40.985+0000"; an unreadable time is not worth failing over."""
-    if not isinstance(text, str):
+    if not isinstance(text, str) or len(text) > 40:
         return None
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
-def _text(data: Mapping[str, Any], key: str, where: str) -> str:
+def _text(data: Mapping[str, Any], key: str, where: str, longest: int) -> str:
+    """A name AWS gave: present, at most `longest` characters, valid Unicode without control characters."""
     value = data.get(key)
     if not isinstance(value, str) or not value.strip():
         raise InvalidEvent(f"{where}.{key} is missing or empty")
+    if len(value) > longest:
+        raise InvalidEvent(f"{where}.{key} is {len(value)} characters, more than the {longest} AWS allows")
+    if has_surrogates(value) or clean(value) != value:
+        raise InvalidEvent(f"{where}.{key} holds control characters or invalid Unicode: {shown(value)}")
     return value

@@ -13,6 +13,10 @@
   nothing is denied unless asked for in so many words.
 - every action: `actor` names who asked (the CLI sends the caller's AWS identity); without it, "console".
 - release: end every capacity hold now (FLOODGATE_HOLD_GROUPS); logged as RELEASE with the reason.
+- block: a CIDR inside a wider prefix denied now is refused (it would only take another slot); unblock of
+  such a CIDR names the covering deny to lift instead.
+- text: control and formatting characters are removed from `reason` and `actor` (they would forge lines in
+  `floodgate log`), lone surrogates refused; errors quote at most a few dozen characters of any value.
 - status: the denies in force per NACL, pools against budget and quota, drift, and the armed state.
 
 The answer is JSON: `{"ok": true, "action": ..., ...}`, or `{"ok": false, "action": ..., "error": "..."}`
@@ -27,10 +31,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from floodgate.adapters.arming import Armed
-from floodgate.adapters.ledger import EventKind, LogEvent
+from floodgate.adapters.ledger import DenyRecord, EventKind, LogEvent
 from floodgate.adapters.notify import Notifier
 from floodgate.core.durations import format_duration, parse_duration
-from floodgate.core.networks import InvalidCidr, parse_network
+from floodgate.core.networks import InvalidCidr, Network, parse_network
+from floodgate.core.text import clean, has_surrogates, printable, shown
 from floodgate.enforcement import (
     BlockRefused,
     EnforcementResult,
@@ -40,7 +45,7 @@ from floodgate.enforcement import (
     Status,
 )
 from floodgate.records_json import deny_json, drift_json, event_json, iso
-from floodgate.reports import armed_json, event_metrics
+from floodgate.reports import armed_json, automatic_denies, event_metrics
 from floodgate.settings import ENV, Settings
 
 _FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {  # action -> (required, optional)
@@ -101,7 +106,7 @@ class Detector(Protocol):
 
     def analyze(self, *, dry_run: bool, actor: str) -> AnalysisReport: ...
 
-    def armed(self) -> Armed | None: ...
+    def armings(self) -> tuple[Armed, ...]: ...
 
     def release_hold(self, *, reason: str, actor: str) -> tuple[LogEvent, ...]: ...
 
@@ -135,16 +140,17 @@ def parse_manual(payload: Mapping[str, Any], settings: Settings) -> ManualAction
     """The action a payload asks for. Raises ManualError naming the first problem."""
     action = payload.get("action")
     if not isinstance(action, str) or action not in _FIELDS:
-        raise ManualError(f"action must be one of {', '.join(_FIELDS)}; got {action!r}")
+        raise ManualError(f"action must be one of {', '.join(_FIELDS)}; got {shown(action)}")
     required, optional = _FIELDS[action]
     given = set(payload) - {"action"}
     missing = sorted(required - given)
     if missing:
         raise ManualError(f"{action} needs {', '.join(missing)}")
-    unknown = sorted(given - required - optional)
+    unknown = sorted(str(key) for key in given - required - optional)
     if unknown:
         allowed = ", ".join(sorted(required | optional)) or "nothing else"
-        raise ManualError(f"{action} does not take {', '.join(unknown)} (it takes {allowed})")
+        named = ", ".join(printable(key[:40]) for key in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        raise ManualError(f"{action} does not take {named} (it takes {allowed})")
     # Who asked: the CLI sends the caller's AWS identity; a console test event may not say.
     actor = _text(payload, "actor", ACTOR_LENGTH) if "actor" in payload else "console"
     if action == "block":
@@ -180,7 +186,8 @@ def run_manual(
 ) -> ManualResponse:
     """Validate and carry out one manual action. `detector` is needed for analyze (and adds the armed state
     to status); `notifier` announces blocks and unblocks."""
-    name = payload.get("action") if isinstance(payload.get("action"), str) else None
+    given = payload.get("action")
+    name = given if isinstance(given, str) and given in _FIELDS else None
     try:
         action = parse_manual(payload, settings)
     except ManualError as exc:
@@ -202,14 +209,23 @@ def run_manual(
             body = {"ok": True, "action": "release", "released": [event_json(e) for e in released]}
             response = ManualResponse(body, released)
         case StatusRequest():
-            armed = detector.armed() if detector is not None else None
-            response = ManualResponse(_status_body(enforcer.status(), armed))
+            armings = detector.armings() if detector is not None else None
+            response = ManualResponse(_status_body(enforcer.status(), armings, settings))
     if notifier is not None and isinstance(action, Block | Unblock) and response.ok:
         notifier.publish(response.events, context=f"manual:{action.actor}")
     return response
 
 
 def _block(action: Block, enforcer: Enforcer) -> ManualResponse:
+    covering = _covering(enforcer, action.cidr)
+    if covering:
+        wider = covering[0]
+        return _error(
+            "block",
+            f"{action.cidr} is already denied by {wider.cidr} until {iso(wider.expires)} "
+            f"({', '.join(sorted({d.nacl_id for d in covering}))}); a separate entry would only take another "
+            f"slot. To make it last longer, block {wider.cidr} with a longer ttl",
+        )
     try:
         result = enforcer.block(
             action.cidr, reason=action.reason, actor=action.actor, ttl_s=action.ttl_s, dry_run=action.dry_run
@@ -236,10 +252,39 @@ def _unblock(action: Unblock, enforcer: Enforcer) -> ManualResponse:
             action.cidr, reason=action.reason, actor=action.actor, dry_run=action.dry_run
         )
     except NotBlocked as exc:
-        return _error("unblock", str(exc))
+        covering = _covering(enforcer, action.cidr)
+        if not covering:
+            return _error("unblock", str(exc))
+        wider = covering[0]
+        return _error(
+            "unblock",
+            f"{action.cidr} has no deny of its own, but is covered by the deny of {wider.cidr} "
+            f"({', '.join(sorted({d.nacl_id for d in covering}))}); to lift it, unblock {wider.cidr}",
+        )
     nacls = sorted({e.nacl_id for e in result.of_kind(EventKind.UNBLOCK) if e.nacl_id})
     verb = "would lift the deny of" if result.dry_run else "lifted the deny of"
     return _done("unblock", result, f"{verb} {action.cidr} in {', '.join(nacls)}")
+
+
+def _covering(enforcer: Enforcer, cidr: str) -> list[DenyRecord]:
+    """Denies in force of prefixes strictly wider than `cidr` that contain it, widest first."""
+    status = enforcer.status()
+    network = parse_network(cidr)
+    found = [
+        deny
+        for nacl in status.nacls
+        for deny in nacl.denies
+        if not deny.expired(status.at) and _strictly_covers(parse_network(deny.cidr), network)
+    ]
+    return sorted(found, key=lambda d: (parse_network(d.cidr).prefixlen, -d.expires))
+
+
+def _strictly_covers(wider: Network, narrower: Network) -> bool:
+    return (
+        wider.version == narrower.version
+        and wider.prefixlen < narrower.prefixlen
+        and narrower.subnet_of(wider)  # type: ignore[arg-type]
+    )
 
 
 def _done(action: str, result: EnforcementResult, message: str) -> ManualResponse:
@@ -260,13 +305,18 @@ def _error(action: str | None, error: str, events: tuple[LogEvent, ...] = ()) ->
     return ManualResponse(body, events)
 
 
-def _status_body(status: Status, armed: Armed | None) -> dict[str, Any]:
+def _status_body(status: Status, armings: tuple[Armed, ...] | None, settings: Settings) -> dict[str, Any]:
+    """`armings` None: not known here (the detector alone reads the arming state)."""
     return {
         "ok": True,
         "action": "status",
         "at": iso(status.at),
         "dry_run": status.dry_run,
-        "armed": armed_json(armed),
+        "armed": armed_json(armings[0] if armings else None),
+        "armed_by": None if armings is None else [armed_json(a) for a in armings],
+        "automatic_denies": None
+        if armings is None
+        else automatic_denies(armings, always_pps=settings.always_pps, dry_run=status.dry_run),
         "nacls": [
             {
                 "nacl_id": nacl.nacl_id,
@@ -295,7 +345,7 @@ def _status_body(status: Status, armed: Armed | None) -> dict[str, Any]:
 def _cidr(payload: Mapping[str, Any]) -> str:
     value = payload["cidr"]
     if not isinstance(value, str):
-        raise ManualError(f"cidr must be a string such as 203.0.113.7/32, got {value!r}")
+        raise ManualError(f"cidr must be a string such as 203.0.113.7/32, got {shown(value)}")
     try:
         return str(parse_network(value))
     except InvalidCidr as exc:
@@ -305,7 +355,7 @@ def _cidr(payload: Mapping[str, Any]) -> str:
 def _ttl(payload: Mapping[str, Any], settings: Settings) -> int:
     value = payload["ttl"]
     if not isinstance(value, str):
-        raise ManualError(f"ttl must be a duration such as 30m, 2h or 1d, got {value!r}")
+        raise ManualError(f"ttl must be a duration such as 30m, 2h or 1d, got {shown(value)}")
     try:
         seconds = parse_duration(value)
     except ValueError as exc:
@@ -319,10 +369,18 @@ def _ttl(payload: Mapping[str, Any], settings: Settings) -> int:
 
 
 def _text(payload: Mapping[str, Any], key: str, length: tuple[int, int]) -> str:
+    """The value as kept in the deny log: printable characters only, within `length`."""
     value = payload[key]
-    text = value.strip() if isinstance(value, str) else None
-    if text is None or not length[0] <= len(text) <= length[1]:
-        raise ManualError(f"{key} must be text of {length[0]} to {length[1]} characters, got {value!r}")
+    wanted = f"{key} must be text of {length[0]} to {length[1]} characters"
+    if not isinstance(value, str):
+        raise ManualError(f"{wanted}, got {shown(value)}")
+    if len(value) > 4 * length[1]:  # not worth cleaning: no control characters make it fit
+        raise ManualError(f"{wanted}, got {len(value)} characters")
+    if has_surrogates(value):
+        raise ManualError(f"{key} is not valid Unicode text (it holds a lone surrogate): {shown(value)}")
+    text = clean(value).strip()
+    if not length[0] <= len(text) <= length[1]:
+        raise ManualError(f"{wanted} (control characters removed), got {shown(value)}")
     return text
 
 
@@ -330,4 +388,4 @@ def _flag(payload: Mapping[str, Any], key: str) -> bool | None:
     value = payload.get(key)
     if value is None or isinstance(value, bool):
         return value
-    raise ManualError(f"{key} must be true or false, got {value!r}")
+    raise ManualError(f"{key} must be true or false, got {shown(value)}")

@@ -41,6 +41,18 @@ def event_tally(events: Iterable[LogEvent]) -> dict[str, int]:
     return counts
 
 
+def automatic_denies(armings: tuple[Armed, ...], *, always_pps: float | None, dry_run: bool) -> str:
+    """Whether the detector may deny on its own right now, in one plain sentence."""
+    if dry_run:
+        return "no: dry run, nothing is enforced (denies are only logged as DRYRUN)"
+    if armings:
+        names = ", ".join(a.alarm_name for a in armings)
+        return f"yes: armed by {len(armings)} alarm{'s' if len(armings) > 1 else ''} ({names})"
+    if always_pps is not None:
+        return f"only above {always_pps:g} pps: no alarm arms enforcement now"
+    return "no: no alarm arms enforcement now; automatic denies start when a watched alarm fires"
+
+
 def armed_json(armed: Armed | None) -> dict[str, Any] | None:
     if armed is None:
         return None

@@ -7,6 +7,7 @@ what no single row can (the rule block fits the quota, a ban's bounds are in ord
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -67,6 +68,7 @@ class Settings:
     window_s: int
     clock_skew_s: int
     arm_ttl_s: int
+    alarm_names: frozenset[str]
     log_retention_days: int
     state_table: str
     log_table: str
@@ -128,6 +130,22 @@ def _text(row: Setting, name: str, raw: str | None) -> str | None:
 
 def _strings(row: Setting, name: str, raw: str | None) -> tuple[str, ...]:
     return tuple(item.strip() for item in (raw or "").split(",") if item.strip())
+
+
+def _names(row: Setting, name: str, raw: str | None) -> frozenset[str]:
+    """A JSON list of names (alarm names may hold commas); unset or empty: none."""
+    if not (raw or "").strip():
+        return frozenset()
+    longest = 255  # CloudWatch's longest alarm name
+    try:
+        value = json.loads(raw or "")
+    except ValueError:
+        value = None
+    if not isinstance(value, list) or not all(
+        isinstance(item, str) and 1 <= len(item) <= longest and item.isprintable() for item in value
+    ):
+        raise ConfigError(f'{name}: expected a JSON list of names of 1 to {longest} characters, e.g. ["a"]')
+    return frozenset(value)
 
 
 def _cidrs(row: Setting, name: str, raw: str | None) -> tuple[str, ...]:
@@ -208,6 +226,7 @@ def _format(row: Setting, name: str, raw: str | None) -> FlowLogFormat:
 _PARSERS: dict[Kind, Callable[[Setting, str, str | None], Any]] = {
     "text": _text,
     "strings": _strings,
+    "names": _names,
     "cidrs": _cidrs,
     "int": _integer,
     "number": _number,

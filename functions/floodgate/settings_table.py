@@ -24,7 +24,8 @@ Json: TypeAlias = str | int | float | bool | list[str] | dict[str, str] | None
 # text: one string (`pattern` and `what` name its form); choice: one of `choices`; strings: a list (JSON
 # list or comma-separated text); cidrs: a list of CIDR blocks; int / number: within `low`..`high`;
 # flag: true/false; duration: 90s, 30m, 2h, 7d; retention: CloudWatch Logs retention days;
-# dimensions: Name=Value pairs or a JSON object; format: "default" or a "${field} ..." flow-log format.
+# dimensions: Name=Value pairs or a JSON object; format: "default" or a "${field} ..." flow-log format;
+# names: a JSON list of names that may hold commas (alarm names), set by the stack.
 Kind: TypeAlias = Literal[
     "text",
     "choice",
@@ -37,6 +38,7 @@ Kind: TypeAlias = Literal[
     "retention",
     "dimensions",
     "format",
+    "names",
 ]
 
 ENV_PREFIX = "FLOODGATE_"
@@ -118,7 +120,7 @@ SETTINGS: tuple[Setting, ...] = (
             meaning="widest IPv6 prefix one deny entry may cover"),
         Setting("window", "FLOODGATE_WINDOW", "duration", "5m",
             meaning="length of the sliding window rates are measured over"),
-        Setting("clockSkew", "FLOODGATE_CLOCK_SKEW", "duration", "30s",
+        Setting("clockSkew", "FLOODGATE_CLOCK_SKEW", "duration", "5m",
             meaning="how far in the future a record or alarm timestamp may be before it is refused"),
     ),
     *_area(
@@ -229,6 +231,8 @@ SETTINGS: tuple[Setting, ...] = (
             meaning="the deny-log table"),
         Setting(None, "FLOODGATE_TOPIC_ARN", "text", None, optional=True,
             meaning="the notification topic; empty: no notifications"),
+        Setting(None, "FLOODGATE_ALARM_NAMES", "names", [],
+            meaning="the only alarms that arm: the early alarm and existingAlarmNames; empty: none"),
     ),
 )
 # fmt: on

@@ -73,7 +73,9 @@ class Wiring:
             max_s=settings.hold_max_s,
             records=HoldRecords(settings.state_table, dynamodb, retrier=self.retrier),
             scaling=ScalingGroups(self.autoscaling, retrier=self.retrier),
-            arming=Arming(settings.state_table, dynamodb, retrier=self.retrier),
+            arming=Arming(
+                settings.state_table, dynamodb, retrier=self.retrier, clock_skew_s=settings.clock_skew_s
+            ),
             ledger=ledger,
             notifier=notifier,
             actor=actor,

@@ -115,6 +115,8 @@ def test_context_defaults_pass_through_to_the_runtime_defaults() -> None:
             "FLOODGATE_VPC_CIDRS": "10.0.0.0/16",
             "FLOODGATE_STATE_TABLE": "s",
             "FLOODGATE_LOG_TABLE": "l",
+            # set by the stack, not a default: the alarm the stack creates is the one that arms
+            "FLOODGATE_ALARM_NAMES": '["Floodgate-early-warning"]',
         }
     )
     assert from_defaults == bare
@@ -124,7 +126,7 @@ def test_every_variable_of_the_table_is_in_the_environment() -> None:
     environment = _environment(dict(TARGETS))
     assert set(environment) == set(BY_ENV)
     assert environment["FLOODGATE_WINDOW"] == "5m"
-    assert environment["FLOODGATE_CLOCK_SKEW"] == "30s"
+    assert environment["FLOODGATE_CLOCK_SKEW"] == "5m"
     assert environment["FLOODGATE_MIN_SHARE"] == "0.01"
     assert environment["FLOODGATE_MIN_PPS"] == "5000"
     assert environment["FLOODGATE_ALWAYS_PPS"] == ""

@@ -466,6 +466,9 @@ def test_alarm_state_changes_routed_to_the_detector(base: Synth, variant: Synth)
             "detail": {"alarmName": names},
         }
         assert [t["Arn"] for t in rule["Targets"]] == [{"Fn::GetAtt": [detector, "Arn"]}]
+        # The detector arms only for these: the same names, passed as its environment.
+        env = synth.function("Detector")[1]["Environment"]["Variables"]
+        assert json.loads(env["FLOODGATE_ALARM_NAMES"]) == names
 
 
 def test_early_alarm_threshold_and_evaluation(base: Synth) -> None:

@@ -106,6 +106,7 @@ def stand_in(aws_client: AwsClientFactory, vpc: VpcFixture, tables: Tables) -> D
         ENV.MIN_PPS: "1000",
         ENV.BASE_TTL: "30m",
         ENV.MAX_TTL: "1d",
+        ENV.ALARM_NAMES: json.dumps([ALARM]),
         ENV.STATE_TABLE: tables.state,
         ENV.LOG_TABLE: tables.log,
     }

@@ -149,7 +149,8 @@ def test_show_tells_the_story_of_one_source(incident: Deployment) -> None:
 
     text = incident.cli("show", "203.0.113.7/32").out
     assert text.startswith("203.0.113.7/32: denied now in 2 NACLs; offence 2, remembered until ")
-    assert "history, oldest first:" in text and "9.00 kpps, 43.20 Mbps, 20.0% of inbound" in text
+    assert "history (with covering prefixes), oldest first:" in text
+    assert "9.00 kpps, 43.20 Mbps, 20.0% of inbound" in text
 
     prefix = incident.cli("show", "203.0.113.0/24", "--json").json()
     assert prefix["denied"] == [] and prefix["events"] == []

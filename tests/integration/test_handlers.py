@@ -123,6 +123,7 @@ def environment(vpc: VpcFixture, tables: Tables, topic_arn: str, **overrides: st
         ENV.BASE_TTL: "30m",
         ENV.WINDOW: "5m",
         ENV.ARM_TTL: "30m",
+        ENV.ALARM_NAMES: json.dumps(["Floodgate-early-warning"]),
         ENV.STATE_TABLE: tables.state,
         ENV.LOG_TABLE: tables.log,
         ENV.TOPIC_ARN: topic_arn,
@@ -473,7 +474,7 @@ BAD_MANUAL = {
     "malformed-manual-unknown-field": "block does not take tll",
     "malformed-manual-missing-reason": "unblock needs reason",
     "malformed-manual-action-not-text": (
-        "action must be one of block, unblock, analyze, status, release; got ['block"
+        "action must be one of block, unblock, analyze, status, release; got a list"
     ),
     "malformed-manual-dry-run-text": "dry_run must be true or false, got 'false'",
 }

@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import pytest
 
-from floodgate.events import AlarmStateChange, DetectorEvent, InvalidEvent
+from floodgate.events import AlarmStateChange, DetectorEvent, Home, InvalidEvent
 from floodgate.handlers import detector as detector_handler
 from floodgate.handlers import expirer as expirer_handler
 from floodgate.handlers.runtime import ColdStart, logger, tracer
@@ -39,9 +39,11 @@ class Report:
 @dataclass
 class StubDetector:
     handled: list[DetectorEvent] = field(default_factory=list)
+    homes: list[Home | None] = field(default_factory=list)
 
-    def handle(self, event: DetectorEvent) -> Report:
+    def handle(self, event: DetectorEvent, *, home: Home | None = None) -> Report:
         self.handled.append(event)
+        self.homes.append(home)
         return Report({METRIC.BLOCKS: 2, METRIC.DECISION_LATENCY_MS: 41.5}, {"kind": type(event).__name__})
 
 
@@ -80,6 +82,8 @@ def test_an_alarm_is_handled_under_its_name_and_its_metrics_go_out_as_emf(
     assert answer == {"kind": "AlarmStateChange"}
     (event,) = stub_detector.handled
     assert isinstance(event, AlarmStateChange) and event.alarm_name == "Floodgate-early-warning"
+    # The function's own account and region, from its ARN, for the detector to check the alarm's against.
+    assert stub_detector.homes == [Home(account="123456789012", region="us-east-1")]
     # The first invocation of a process also emits powertools' ColdStart metric, in its own document.
     (document,) = [d for d in emf(capsys.readouterr().out) if METRIC.BLOCKS in d]
     units = {m["Name"]: m["Unit"] for m in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
@@ -91,9 +95,9 @@ def test_the_domain_logs_carry_the_correlation_id(
     stub_detector: StubDetector, json_logs: io.StringIO
 ) -> None:
     class Logging(StubDetector):
-        def handle(self, event: DetectorEvent) -> Report:
+        def handle(self, event: DetectorEvent, *, home: Home | None = None) -> Report:
             logging.getLogger("floodgate.detection_service").info("deciding")
-            return super().handle(event)
+            return super().handle(event, home=home)
 
     detector_handler.detector.use(cast(Any, Logging()))
     detector_handler.lambda_handler(load("alarm-action-alarm"), LambdaContextStub())

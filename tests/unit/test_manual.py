@@ -57,7 +57,7 @@ BLOCK: dict[str, Any] = load("manual-block")
         ({"action": "block", "cidr": "203.0.113.7/32"}, "block needs reason"),
         (
             {"action": ["block"]},
-            "action must be one of block, unblock, analyze, status, release; got ['block']",
+            "action must be one of block, unblock, analyze, status, release; got a list",
         ),
         ({**BLOCK, "tll": "30m"}, "block does not take tll (it takes actor, cidr, dry_run, reason, ttl)"),
         ({"action": "status", "verbose": True}, "status does not take verbose (it takes actor)"),

@@ -16,7 +16,7 @@ MINIMAL = {
     "FLOODGATE_STATE_TABLE": "state",
     "FLOODGATE_LOG_TABLE": "log",
 }
-RUNTIME_KINDS = {"text", "strings", "cidrs", "int", "number", "duration", "flag", "format"}
+RUNTIME_KINDS = {"text", "strings", "names", "cidrs", "int", "number", "duration", "flag", "format"}
 
 
 # ---------------------------------------------------------------------------------------------- the table
@@ -58,7 +58,12 @@ def test_rows_of_the_functions_use_kinds_the_environment_reader_reads() -> None:
 
 def test_one_side_only_rows_say_so() -> None:
     set_by_the_stack = {row.env for row in SETTINGS if row.key is None}
-    assert set_by_the_stack == {"FLOODGATE_STATE_TABLE", "FLOODGATE_LOG_TABLE", "FLOODGATE_TOPIC_ARN"}
+    assert set_by_the_stack == {
+        "FLOODGATE_STATE_TABLE",
+        "FLOODGATE_LOG_TABLE",
+        "FLOODGATE_TOPIC_ARN",
+        "FLOODGATE_ALARM_NAMES",
+    }
     synth_only = {row.key for row in SETTINGS if row.env is None}
     assert {"stackName", "powertoolsLayerVersion", "alarmThreshold", "alertEmails"} <= synth_only
     assert "budget" not in synth_only
@@ -69,7 +74,7 @@ def test_cdk_context_is_the_defaults_with_the_examples() -> None:
     assert set(context) == set(BY_KEY)
     assert context["budget"] == 10
     assert context["window"] == "5m"
-    assert context["clockSkew"] == "30s"
+    assert context["clockSkew"] == "5m"
     assert context["naclIds"] == ["acl-0123456789abcdef0"]
     assert context["vpcId"] == "vpc-0123456789abcdef0"
     assert context["vpcCidrs"] == ["10.0.0.0/16"]
@@ -103,7 +108,7 @@ def test_absent_variables_take_the_documented_defaults() -> None:
     assert (settings.base_ttl_s, settings.max_ttl_s, settings.ttl_factor) == (1800, 86400, 2.0)
     assert settings.offence_memory_s == 7 * 86400
     assert (settings.extend_on_evidence, settings.outbound_mirror, settings.dry_run) == (True, False, False)
-    assert (settings.window_s, settings.arm_ttl_s, settings.clock_skew_s) == (300, 1800, 30)
+    assert (settings.window_s, settings.arm_ttl_s, settings.clock_skew_s) == (300, 1800, 300)
     assert settings.log_retention_days == 90
     assert settings.flow_log_format.fields[:4] == ("version", "account-id", "interface-id", "srcaddr")
     assert settings.vpc_id is None and settings.topic_arn is None and settings.allow_cidrs == ()

@@ -9,6 +9,10 @@ STATE table (key `pk` / `sk`):
 
 Both kinds expire via `expires_at` and every read checks the time itself (TTL deletes late, or never in
 the emulator). Items are small: a read is one consistent query.
+
+A recorded `changed_at` later than now + the clock skew (`clockSkew`) came from a wrong clock (the detector
+refuses such events; an item written before it did may remain): any state change may replace it, so that
+one event stamped 2099 cannot refuse every genuine one as stale for as long as the item lives.
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ from functools import partial
 from typing import Any
 
 from floodgate.adapters.retry import Retrier, default_client
+from floodgate.core.durations import parse_duration
+from floodgate.settings_table import BY_KEY
 from floodgate.tables import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 
 ARMED_KEY = "ARMED"
 PACE_KEY = ("DECISION", "PACE")
 _RECORD_GRACE_S = 3600  # an armed record outlives its arming by an hour, for `status`
+DEFAULT_CLOCK_SKEW_S = parse_duration(str(BY_KEY["clockSkew"].default))
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +48,16 @@ class Arming:
     """Arms and disarms enforcement per alarm, and paces batch-triggered decisions across invocations.
     Takes a low-level DynamoDB client (default: a new one)."""
 
-    def __init__(self, table: str, client: Any = None, *, retrier: Retrier | None = None) -> None:
+    def __init__(
+        self,
+        table: str,
+        client: Any = None,
+        *,
+        retrier: Retrier | None = None,
+        clock_skew_s: float = DEFAULT_CLOCK_SKEW_S,
+    ) -> None:
         self.table = table
+        self.clock_skew_s = clock_skew_s  # a state change stamped later than now + this is from a wrong clock
         self._ddb = default_client("dynamodb", client)
         self._retry = retrier or Retrier()
 
@@ -53,12 +68,12 @@ class Arming:
         has changed since `changed_at` (default: now): this event is stale and changes nothing."""
         armed = Armed(alarm_name, now, until, reason)
         item = self._state_item(alarm_name, now=now, until=until, reason=reason, changed_at=changed_at)
-        return armed if self._put_if_newer(item) is not None else None
+        return armed if self._put_if_newer(item, now=now) is not None else None
 
     def disarm(self, alarm_name: str, *, now: float, changed_at: float | None = None) -> bool:
         """Withdraw `alarm_name`'s arming. False when it had none in force, or when this OK is stale."""
         item = self._state_item(alarm_name, now=now, until=0.0, reason="OK", changed_at=changed_at)
-        previous = self._put_if_newer(item)
+        previous = self._put_if_newer(item, now=now)
         return (
             previous is not None and "armed_until" in previous and float(previous["armed_until"]["N"]) > now
         )
@@ -76,17 +91,22 @@ class Arming:
             TTL_ATTRIBUTE: {"N": str(math.ceil(max(now, until)) + _RECORD_GRACE_S)},
         }
 
-    def _put_if_newer(self, item: dict[str, Any]) -> dict[str, Any] | None:
-        """Write the alarm's state unless a later change is already recorded. The previous item ({} when
-        there was none), or None when this one is stale."""
+    def _put_if_newer(self, item: dict[str, Any], *, now: float) -> dict[str, Any] | None:
+        """Write the alarm's state unless a later change is already recorded (one from the future does not
+        count). The previous item ({} when there was none), or None when this one is stale."""
         reply = self._retry.call_if(
             "PutItem armed",
             partial(
                 self._ddb.put_item,
                 TableName=self.table,
                 Item=item,
-                ConditionExpression="attribute_not_exists(changed_at) OR changed_at <= :changed",
-                ExpressionAttributeValues={":changed": item["changed_at"]},
+                ConditionExpression=(
+                    "attribute_not_exists(changed_at) OR changed_at <= :changed OR changed_at > :future"
+                ),
+                ExpressionAttributeValues={
+                    ":changed": item["changed_at"],
+                    ":future": {"N": repr(now + self.clock_skew_s)},
+                },
                 ReturnValues="ALL_OLD",
             ),
         )
@@ -97,6 +117,10 @@ class Arming:
 
     def current(self, *, now: float) -> Armed | None:
         """The most recent arming still in force, if any (several alarms may arm at once)."""
+        return next(iter(self.in_force(now=now)), None)
+
+    def in_force(self, *, now: float) -> tuple[Armed, ...]:
+        """Every arming still in force, the most recent first."""
         reply = self._retry.call(
             "Query armed",
             partial(
@@ -108,7 +132,7 @@ class Arming:
             ),
         )
         active = [a for a in map(_armed, reply.get("Items", [])) if a.armed_until > now]
-        return max(active, key=lambda a: a.armed_at, default=None)
+        return tuple(sorted(active, key=lambda a: a.armed_at, reverse=True))
 
     def claim_decision(self, *, now: float, interval_s: float) -> bool:
         """True for at most one caller per `interval_s`: that caller decides, the others leave it to them."""

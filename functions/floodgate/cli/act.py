@@ -24,9 +24,12 @@ from floodgate.cli.views import (
     event_row,
     short_actor,
 )
+from floodgate.core.durations import parse_duration
 from floodgate.enforcement import DriftKind, EnforcementResult
 from floodgate.manual import ACTOR_LENGTH, ManualResponse, run_manual
 from floodgate.records_json import drift_json, event_json
+
+DRIFT_FOUND = 1  # `reconcile --dry-run` found drift: the exit code a monitoring check acts on
 
 
 def register(commands: Any) -> None:
@@ -39,7 +42,10 @@ def register(commands: Any) -> None:
     )
     block.add_argument("cidr", type=cidr_argument, metavar="CIDR", help="address or prefix, e.g. 203.0.113.7")
     block.add_argument(
-        "--ttl", metavar="DURATION", help="how long, e.g. 30m, 2h, 1d (default: the escalation rules)"
+        "--ttl",
+        type=_ttl_argument,
+        metavar="DURATION",
+        help="how long, with its unit: 90s, 30m, 2h, 1d (default: the escalation rules)",
     )
     _add_manual_arguments(block)
     block.set_defaults(action="block")
@@ -63,9 +69,22 @@ def register(commands: Any) -> None:
         "the ledger does not know, re-create denies missing from the NACL. Entries Floodgate did not write "
         "are reported, never touched.",
     )
-    reconcile.add_argument("--dry-run", action="store_true", help="only show the drift; change nothing")
+    reconcile.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="only show the drift; change nothing. Exits 1 when there is drift, so it can serve as a check",
+    )
     add_deployment_arguments(reconcile)
     reconcile.set_defaults(run=aws_command(run_reconcile))
+
+
+def _ttl_argument(text: str) -> str:
+    """An argparse type: the duration as given, once it is one (a bare number is refused: 5 what?)."""
+    try:
+        parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _add_manual_arguments(parser: argparse.ArgumentParser) -> None:
@@ -122,7 +141,7 @@ def run_reconcile(args: argparse.Namespace) -> int:
     deployment = Deployment.from_args(args)
     result = deployment.enforcer(deployment.caller).reconcile(dry_run=args.dry_run)
     print(json.dumps(result_json(result)) if args.json else reconcile_text(result))
-    return 0
+    return DRIFT_FOUND if args.dry_run and result.drift else 0
 
 
 def result_json(result: EnforcementResult) -> dict[str, Any]:

@@ -230,4 +230,11 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     plan = analyze_paths(args.paths, fmt, config, args.vpc_cidr)
     print(json.dumps(plan_as_json(plan), indent=None) if args.json else plan_as_text(plan))
+    if plan.records.parsed == 0:
+        # A verdict on no records is no verdict: "quiet" would read as an all-clear.
+        skipped = ", ".join(f"{n:,} {why}" for why, n in sorted(plan.records.skipped.items())) or "no records"
+        raise CliError(
+            f"no usable flow-log records in the input ({skipped}); is it a flow-log capture, and does "
+            "--format match it?"
+        )
     return 0

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from floodgate.core.text import printable
+
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, right: Sequence[int] = ()) -> str:
-    """Columns sized to their content; the indexes in `right` are right-aligned (numbers)."""
-    cells = [[str(h) for h in headers], *([str(c) for c in row] for row in rows)]
+    """Columns sized to their content; the indexes in `right` are right-aligned (numbers). Unprintable
+    characters in a cell are escaped: a reason holding ANSI escapes or a newline cannot repaint the
+    terminal or forge a row."""
+    cells = [[str(h) for h in headers], *([printable(str(c)) for c in row] for row in rows)]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
 
     def line(row: list[str]) -> str:

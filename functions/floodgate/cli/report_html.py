@@ -103,7 +103,7 @@ def render(report: Report) -> str:
 
 
 def _header(report: Report) -> str:
-    denied = len({e.cidr for e in report.events if e.kind is EventKind.BLOCK})
+    denied = report.denied_sources
     peak = max((s.peak_pps for s in report.sources), default=0.0)
     cards = [
         (str(len(report.events)), "events"),

@@ -25,25 +25,25 @@ from floodgate.cli.views import (
 from floodgate.core.networks import parse_network
 from floodgate.records_json import deny_json, event_json, iso
 
-HISTORY_HEADERS = ("TIME (UTC)", "EVENT", "NACL", "RULE", "BY", "EVIDENCE", "REASON")
+HISTORY_HEADERS = ("TIME (UTC)", "EVENT", "CIDR", "NACL", "RULE", "BY", "EVIDENCE", "REASON")
 
 
 @dataclass(frozen=True, slots=True)
 class Story:
     cidr: str
     now: float
-    denied: list[DenyRecord]  # denies of exactly this CIDR, in every NACL
-    overlapping: list[DenyRecord]  # denies of wider or narrower prefixes that overlap it
+    denied: list[DenyRecord]  # denies in force of this CIDR or of a prefix covering it, in every NACL
+    overlapping: list[DenyRecord]  # denies of narrower prefixes inside it
     offence: OffenceRecord | None
-    history: list[LogEvent]  # oldest first
+    history: list[LogEvent]  # oldest first: this CIDR's events and those of every prefix covering it
 
 
 def register(commands: Any) -> None:
     parser = commands.add_parser(
         "show",
         help="the whole story of one address or prefix",
-        description="Every logged event of one source with its evidence, its offence count, and whether it "
-        "(or a prefix overlapping it) is denied now.",
+        description="Every logged event of one source, and of every prefix covering it, with its evidence; "
+        "its offence count; and whether it is denied now, by its own entry or by a covering prefix.",
     )
     parser.add_argument(
         "cidr", type=cidr_argument, metavar="CIDR", help="address or prefix, e.g. 203.0.113.7"
@@ -58,13 +58,20 @@ def run_show(args: argparse.Namespace) -> int:
     network = parse_network(args.cidr)
     status = deployment.enforcer(CLI_ACTOR).status()
     denies = [d for n in status.nacls for d in n.denies if parse_network(d.cidr).overlaps(network)]
+    covering = [d for d in denies if network.subnet_of(parse_network(d.cidr))]  # type: ignore[arg-type]
+    # Denies of a covering prefix may have ended long ago: ask the log for every prefix the policy could
+    # have denied (at most 17 for IPv4, 81 for IPv6 under the default caps), one indexed query each.
+    settings = deployment.settings
+    widest = settings.max_prefix_v4 if network.version == 4 else settings.max_prefix_v6
+    prefixes = [str(network.supernet(new_prefix=length)) for length in range(widest, network.prefixlen)]
+    history = [e for cidr in (*prefixes, args.cidr) for e in deployment.ledger.history(cidr, now=now)]
     story = Story(
         cidr=args.cidr,
         now=now,
-        denied=[d for d in denies if d.cidr == args.cidr],
-        overlapping=[d for d in denies if d.cidr != args.cidr],
+        denied=sorted(covering, key=lambda d: (d.cidr != args.cidr, d.nacl_id)),
+        overlapping=[d for d in denies if d not in covering],
         offence=deployment.ledger.offences([args.cidr]).get(args.cidr),
-        history=deployment.ledger.history(args.cidr, now=now),
+        history=sorted(history, key=lambda e: e.at),
     )
     print(json.dumps(story_json(story)) if args.json else story_text(story))
     return 0
@@ -91,15 +98,15 @@ def story_json(story: Story) -> dict[str, Any]:
 def story_text(story: Story) -> str:
     out = [_headline(story)]
     if story.denied:
-        rows = [(d.nacl_id, *deny_row(d, story.now)[1:]) for d in story.denied]  # the CIDR is the headline's
-        out += ["", table(("NACL", *DENY_HEADERS[1:]), rows, right=(1, 3))]
+        rows = [(d.nacl_id, *deny_row(d, story.now)) for d in story.denied]
+        out += ["", table(("NACL", *DENY_HEADERS), rows, right=(2, 4))]
     if story.overlapping:
         rows = [(d.nacl_id, *deny_row(d, story.now)) for d in story.overlapping]
-        out += ["", "overlapping denies:", table(("NACL", *DENY_HEADERS), rows, right=(2, 4))]
+        out += ["", "narrower denies inside it:", table(("NACL", *DENY_HEADERS), rows, right=(2, 4))]
     if story.history:
         out += [
             "",
-            "history, oldest first:",
+            "history (with covering prefixes), oldest first:",
             table(HISTORY_HEADERS, [_history_row(e) for e in story.history]),
         ]
     return "\n".join(out)
@@ -107,7 +114,13 @@ def story_text(story: Story) -> str:
 
 def _headline(story: Story) -> str:
     nacls = len({d.nacl_id for d in story.denied})
-    state = f"denied now in {counted(nacls, 'NACL')}" if nacls else "not denied now"
+    by = sorted({d.cidr for d in story.denied} - {story.cidr})
+    if not nacls:
+        state = "not denied now"
+    elif by:
+        state = f"denied now by {', '.join(by)} in {counted(nacls, 'NACL')}"
+    else:
+        state = f"denied now in {counted(nacls, 'NACL')}"
     if story.offence is not None and story.offence.remember_until > story.now:
         state += f"; offence {story.offence.count}, remembered until {clock(story.offence.remember_until)}"
     if not story.history:
@@ -119,6 +132,7 @@ def _history_row(event: LogEvent) -> tuple[str, ...]:
     return (
         clock(event.at),
         event_name(event),
+        event.cidr,
         event.nacl_id or "",
         rule_text(event.rule, event.direction),
         short_actor(event.actor),

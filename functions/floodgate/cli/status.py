@@ -11,7 +11,7 @@ from typing import Any
 
 from floodgate.adapters.arming import Armed
 from floodgate.cli.aws import CLI_ACTOR, Deployment, add_deployment_arguments, aws_command
-from floodgate.cli.render import rate, table
+from floodgate.cli.render import table
 from floodgate.cli.times import clock
 from floodgate.cli.views import (
     DENY_HEADERS,
@@ -21,8 +21,10 @@ from floodgate.cli.views import (
     drift_row,
     short_actor,
 )
+from floodgate.core.text import printable
 from floodgate.enforcement import NaclStatus, Status
 from floodgate.records_json import deny_json, drift_json, iso
+from floodgate.reports import automatic_denies
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +32,7 @@ class Overview:
     """The deployment as a whole: which stack, whether an alarm arms it, and each NACL's status."""
 
     stack: str
-    armed: Armed | None
+    armings: tuple[Armed, ...]  # every arming in force, the most recent first
     always_pps: float | None  # enforcing without an alarm, above this rate
     status: Status
 
@@ -49,26 +51,31 @@ def register(commands: Any) -> None:
 def run_status(args: argparse.Namespace) -> int:
     deployment = Deployment.from_args(args)
     status = deployment.enforcer(CLI_ACTOR).status()
-    armed = deployment.arming.current(now=status.at)
-    overview = Overview(deployment.stack, armed, deployment.settings.always_pps, status)
+    watched = deployment.settings.alarm_names
+    armings = tuple(a for a in deployment.arming.in_force(now=status.at) if a.alarm_name in watched)
+    overview = Overview(deployment.stack, armings, deployment.settings.always_pps, status)
     print(json.dumps(status_json(overview)) if args.json else status_text(overview))
     return 0
 
 
 def status_json(overview: Overview) -> dict[str, Any]:
-    status, armed = overview.status, overview.armed
+    status = overview.status
+    armed = [
+        {
+            "alarm": a.alarm_name,
+            "armed_at": iso(a.armed_at),
+            "armed_until": iso(a.armed_until),
+            "reason": a.reason,
+        }
+        for a in overview.armings
+    ]
     return {
         "stack": overview.stack,
         "at": iso(status.at),
         "dry_run": status.dry_run,
-        "armed": None
-        if armed is None
-        else {
-            "alarm": armed.alarm_name,
-            "armed_at": iso(armed.armed_at),
-            "armed_until": iso(armed.armed_until),
-            "reason": armed.reason,
-        },
+        "automatic_denies": _automatic(overview),
+        "armed": armed[0] if armed else None,
+        "armed_by": armed,
         "always_pps": overview.always_pps,
         "nacls": [_nacl_json(nacl, status.at) for nacl in status.nacls],
     }
@@ -102,24 +109,28 @@ def _nacl_json(nacl: NaclStatus, now: float) -> dict[str, Any]:
 def status_text(overview: Overview) -> str:
     status = overview.status
     denies = sum(len(n.denies) for n in status.nacls)
-    mode = "DRY RUN, nothing is enforced" if status.dry_run else "enforcing"
+    mode = "DRY RUN, nothing is enforced; " if status.dry_run else ""
     out = [
-        f"stack {overview.stack} at {clock(status.at)}: {mode}; "
-        f"{counted(len(status.nacls), 'NACL')}, {counted(denies, 'deny', 'denies')}",
-        _arming_text(overview),
+        f"stack {overview.stack} at {clock(status.at)}: {mode}"
+        f"{counted(len(status.nacls), 'NACL')}, {counted(denies, 'deny', 'denies')} in force",
+        f"automatic denies now: {_automatic(overview)}",
+        *_arming_lines(overview),
     ]
     for nacl in status.nacls:
         out += ["", *_nacl_text(nacl, status.at)]
     return "\n".join(out)
 
 
-def _arming_text(overview: Overview) -> str:
-    armed = overview.armed
-    if armed is not None:
-        return f"armed by alarm {armed.alarm_name} until {clock(armed.armed_until)}: {armed.reason}"
-    if overview.always_pps is not None:
-        return f"not armed by an alarm: denies only sources above {rate(overview.always_pps, 'pps')}"
-    return "not armed: no automatic denies until an alarm fires"
+def _automatic(overview: Overview) -> str:
+    return automatic_denies(overview.armings, always_pps=overview.always_pps, dry_run=overview.status.dry_run)
+
+
+def _arming_lines(overview: Overview) -> list[str]:
+    """One line per armed alarm."""
+    return [
+        f"  armed by alarm {printable(a.alarm_name)} until {clock(a.armed_until)}: {printable(a.reason)}"
+        for a in overview.armings
+    ]
 
 
 def _nacl_text(nacl: NaclStatus, now: float) -> list[str]:

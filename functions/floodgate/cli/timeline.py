@@ -174,5 +174,11 @@ class Report:
             in_force=len(active),
         )
 
+    @property
+    def denied_sources(self) -> int:
+        """Sources denied at some time in the window: those the timeline draws, whether their deny began in
+        the window or before it, so the page's counts and its timeline agree."""
+        return len({lane.cidr for lane in self.lanes})
+
     def count(self, kind: EventKind) -> int:
         return sum(1 for event in self.events if event.kind is kind)

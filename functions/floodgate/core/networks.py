@@ -6,6 +6,8 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from floodgate.core.text import shown
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Sources that are never outside attackers from a NACL's point of view: denying them breaks the VPC itself,
@@ -39,13 +41,40 @@ class InvalidCidr(ValueError):
     """A CIDR that is not one, or not one Floodgate may deny."""
 
 
+# The longest CIDR text there is: an IPv6 address with an embedded IPv4 part, plus "/128".
+MAX_CIDR_TEXT = 49
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
 def parse_network(text: str) -> Network:
-    """A canonical network from "1.2.3.4", "1.2.3.0/24" or an IPv6 form; host bits must be zero."""
-    candidate = text.strip()
+    """A canonical network from "1.2.3.4", "1.2.3.0/24" or an IPv6 form, refusing anything a NACL entry
+    cannot hold: host bits set, IPv6 zone ids ("fe80::1%eth0"), text that is not plain ASCII. An
+    IPv4-mapped IPv6 address or prefix ("::ffff:203.0.113.7") is the IPv4 network it maps."""
+    candidate = text.strip() if isinstance(text, str) else ""
+    if (
+        not candidate
+        or len(candidate) > MAX_CIDR_TEXT
+        or not candidate.isascii()
+        or not candidate.isprintable()
+    ):
+        raise InvalidCidr(f"invalid CIDR {shown(text)}: not an IPv4 or IPv6 address or prefix")
+    if "%" in candidate:
+        raise InvalidCidr(
+            f"invalid CIDR {shown(text)}: an IPv6 zone id (%...) names an interface of one host; "
+            "a NACL entry takes the address alone"
+        )
     try:
-        return ipaddress.ip_network(candidate, strict=True)
+        network = ipaddress.ip_network(candidate, strict=True)
     except ValueError as exc:
-        raise InvalidCidr(f"invalid CIDR {text!r}: {exc}") from None
+        hint = ""
+        if "host bits set" in str(exc):
+            hint = f"; the prefix is {ipaddress.ip_network(candidate, strict=False)}"
+        raise InvalidCidr(f"invalid CIDR {shown(text)}: {exc}{hint}") from None
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_IPV4_MAPPED):
+        mapped = network.network_address.ipv4_mapped
+        assert mapped is not None
+        return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
 
 
 def canonical(text: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from floodgate.events import AlarmStateChange, InvalidEvent, parse_detector_event
+from floodgate.events import AlarmStateChange, Home, InvalidEvent, parse_detector_event
 from floodgate.handlers.runtime import ColdStart, logger, metrics, record, tracer
 from floodgate.settings import Settings
 
@@ -42,4 +42,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     else:
         logger.set_correlation_id(context.aws_request_id)
     tracer.put_annotation(key="event", value=type(detector_event).__name__)
-    return record(detector.get().handle(detector_event))
+    home = Home.of_function(context.invoked_function_arn)
+    return record(detector.get().handle(detector_event, home=home))
