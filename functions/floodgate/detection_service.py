@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from floodgate.adapters.arming import Armed, Arming
-from floodgate.adapters.ledger import LogEvent, Origin, OriginKind
 from floodgate.adapters.notify import Notifier
 from floodgate.adapters.window import TrafficWindow, WindowWrite
 from floodgate.core.detect import plan_denies
 from floodgate.core.flowlog import EMPTY, NODATA, NOT_INBOUND, SKIPDATA, FlowLogParser
 from floodgate.core.model import DenyPlan, ParseStats, PlannedDeny
+from floodgate.core.records import LogEvent, Origin, OriginKind
 from floodgate.core.window import rate_window_s, reject_rates
 from floodgate.enforcement import Enforcer
 from floodgate.events import (

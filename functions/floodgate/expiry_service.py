@@ -15,11 +15,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from floodgate.adapters.ledger import DenyRecord, Ledger, LogEvent
+from floodgate.adapters.ledger import Ledger
 from floodgate.adapters.notify import Notifier
 from floodgate.adapters.window import TrafficWindow
+from floodgate.core.decision import Drift, DriftKind
+from floodgate.core.records import DenyRecord, LogEvent
 from floodgate.core.window import rate_window_s, reject_rate_of
-from floodgate.enforcement import Drift, DriftKind, Enforcer
+from floodgate.enforcement import Enforcer
 from floodgate.observability import METRIC
 from floodgate.reports import event_metrics, event_tally
 from floodgate.settings import Settings

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from floodgate.adapters.arming import Armed
-from floodgate.adapters.ledger import EventKind, LogEvent
 from floodgate.adapters.notify import Notifier
 from floodgate.core.durations import format_duration, parse_duration
 from floodgate.core.networks import InvalidCidr, parse_network
+from floodgate.core.records import EventKind, LogEvent
 from floodgate.enforcement import (
     BlockRefused,
     EnforcementResult,

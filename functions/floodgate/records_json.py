@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from floodgate.adapters.ledger import DenyRecord, Evidence, LogEvent
-from floodgate.enforcement import Drift
+from floodgate.core.decision import Drift
+from floodgate.core.records import DenyRecord, Evidence, LogEvent
 
 
 def iso(at: float) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from floodgate.adapters.arming import Armed
-from floodgate.adapters.ledger import EventKind, LogEvent
+from floodgate.core.records import EventKind, LogEvent
 from floodgate.observability import METRIC
 from floodgate.records_json import iso
 

@@ -33,8 +33,8 @@ from emulator.traffic import (
     prefix_hosts,
     public_addresses,
 )
-from floodgate.adapters.ledger import EventKind, LogEvent
 from floodgate.adapters.retry import Retrier
+from floodgate.core.records import EventKind, LogEvent
 from floodgate.detection_service import DetectionService, IngestReport
 from floodgate.events import FlowLogDelivery, InvalidEvent, parse_detector_event
 from floodgate.expiry_service import ExpiryService

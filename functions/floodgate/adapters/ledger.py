@@ -22,16 +22,29 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from enum import StrEnum
 from functools import partial
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from floodgate.adapters.retry import Retrier, default_client, error_code, is_transient
+from floodgate.core.records import (
+    AppendEvent,
+    DenyRecord,
+    DropDeny,
+    EventKind,
+    Evidence,
+    LedgerWrite,
+    LogEvent,
+    OffenceRecord,
+    Origin,
+    PutDeny,
+    PutOffence,
+    time_key,
+)
 from floodgate.core.slots import Direction
 from floodgate.tables import (
     LOG_BY_CIDR_INDEX,
@@ -63,122 +76,6 @@ class LeaseLost(LedgerError):
     """The writer's lease ran out (or was taken over) before its change landed; nothing was written."""
 
 
-class EventKind(StrEnum):
-    BLOCK = "BLOCK"  # a deny went in
-    EXTEND = "EXTEND"  # a deny's ban was renewed or lengthened
-    EVICT = "EVICT"  # a deny gave way to a more valuable one, or is no longer allowed
-    EXPIRE = "EXPIRE"  # a ban ran out
-    UNBLOCK = "UNBLOCK"  # a person lifted a deny
-    REPAIR = "REPAIR"  # NACL and ledger disagreed and the NACL was put right
-    REFUSED = "REFUSED"  # a deny that was asked for and not made, with the reason
-    DRYRUN = "DRYRUN"  # what would have happened; `would` says which event
-
-
-class OriginKind(StrEnum):
-    AUTOMATIC = "automatic"
-    ALARM = "alarm"
-    MANUAL = "manual"
-
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Who asked for a deny: the detector on its own, the detector armed by an alarm, or a person."""
-
-    kind: OriginKind
-    name: str | None = None  # the alarm's name, or who acted by hand
-
-    @classmethod
-    def automatic(cls) -> Origin:
-        return cls(OriginKind.AUTOMATIC)
-
-    @classmethod
-    def alarm(cls, alarm_name: str) -> Origin:
-        return cls(OriginKind.ALARM, alarm_name)
-
-    @classmethod
-    def manual(cls, who: str) -> Origin:
-        return cls(OriginKind.MANUAL, who)
-
-    @classmethod
-    def parse(cls, text: str) -> Origin:
-        kind, _, name = text.partition(":")
-        return cls(OriginKind(kind), name or None)
-
-    def __str__(self) -> str:
-        return f"{self.kind}:{self.name}" if self.name else str(self.kind)
-
-
-@dataclass(frozen=True, slots=True)
-class Evidence:
-    """Why a source is denied: its rates when last seen."""
-
-    pps: float = 0.0
-    bps: float = 0.0
-    share: float = 0.0
-    members: int = 0
-    reject_pps: float | None = None  # rate seen as REJECT records, i.e. while already denied
-
-
-@dataclass(frozen=True, slots=True)
-class DenyRecord:
-    """One deny entry Floodgate holds: where, what, until when and why."""
-
-    nacl_id: str
-    direction: Direction
-    rule: int
-    cidr: str
-    created: float
-    expires: float
-    offences: int
-    origin: Origin
-    reason: str
-    evidence: Evidence
-    write_id: str  # the version: every change writes a new one and is conditional on the old
-
-    @property
-    def family(self) -> int:
-        return 6 if ":" in self.cidr else 4
-
-    def expired(self, now: float) -> bool:
-        return self.expires <= now
-
-
-@dataclass(frozen=True, slots=True)
-class OffenceRecord:
-    """What is remembered about one source across its bans."""
-
-    cidr: str
-    count: int
-    ban_started: float
-    ban_until: float
-    remember_until: float
-    write_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class LogEvent:
-    """One line of the deny log."""
-
-    kind: EventKind
-    at: float
-    cidr: str
-    reason: str
-    actor: str
-    nacl_id: str | None = None
-    direction: Direction | None = None
-    rule: int | None = None
-    origin: Origin | None = None
-    evidence: Evidence | None = None
-    expires: float | None = None
-    offences: int | None = None
-    would: EventKind | None = None  # for DRYRUN: the event a real run would have written
-    event_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-
-    @property
-    def sort_key(self) -> str:
-        return f"{_time_key(self.at)}#{self.event_id}"
-
-
 @dataclass(frozen=True, slots=True)
 class Lease:
     """The right to change one NACL until `until` (epoch seconds)."""
@@ -187,31 +84,6 @@ class Lease:
     holder: str  # unique per acquisition
     actor: str
     until: float
-
-
-@dataclass(frozen=True, slots=True)
-class PutDeny:
-    record: DenyRecord
-    replaces: DenyRecord | None = None  # None: the rule number must be free in the ledger
-
-
-@dataclass(frozen=True, slots=True)
-class DropDeny:
-    record: DenyRecord
-
-
-@dataclass(frozen=True, slots=True)
-class PutOffence:
-    record: OffenceRecord
-    replaces: OffenceRecord | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AppendEvent:
-    event: LogEvent
-
-
-LedgerWrite = PutDeny | DropDeny | AppendEvent
 
 
 class Ledger:
@@ -347,7 +219,7 @@ class Ledger:
             changes = [write for write in chunk if not isinstance(write, AppendEvent)]
             events = [write.event for write in chunk if isinstance(write, AppendEvent)]
             items = [self._lease_check(lease, now)] + [self._transact_item(write) for write in changes]
-            journal_key = _key(JOURNAL_PREFIX + lease.nacl_id, f"{_time_key(now)}#{uuid.uuid4().hex[:12]}")
+            journal_key = _key(JOURNAL_PREFIX + lease.nacl_id, f"{time_key(now)}#{uuid.uuid4().hex[:12]}")
             log_items = [self._event_item(event) for event in events]
             if log_items:
                 journal = {**journal_key, "events": {"L": [{"M": item} for item in log_items]}}
@@ -403,7 +275,7 @@ class Ledger:
         Events past their retention (`now` - retention) are skipped even if TTL has not removed them yet.
         """
         horizon = (time.time() if now is None else now) - self.log_retention_s
-        low, high = _time_key(max(since, horizon)), _time_key(until) + "#~"
+        low, high = time_key(max(since, horizon)), time_key(until) + "#~"
         filters, names, values = _log_filters(kinds, nacl_id)
         queries: list[tuple[str, dict[str, Any], str | None]]
         if cidr is not None:
@@ -444,7 +316,7 @@ class Ledger:
                     "TableName": self.log_table,
                     "IndexName": LOG_BY_CIDR_INDEX,
                     "KeyConditionExpression": "cidr = :cidr AND sk >= :low",
-                    "ExpressionAttributeValues": {":cidr": _s(cidr), ":low": _s(_time_key(horizon))},
+                    "ExpressionAttributeValues": {":cidr": _s(cidr), ":low": _s(time_key(horizon))},
                     "ScanIndexForward": True,
                 }
             )
@@ -749,10 +621,6 @@ def _days_newest_first(since: float, until: float) -> list[str]:
         days.append(day.isoformat())
         day -= timedelta(days=1)
     return days
-
-
-def _time_key(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _day(at: float) -> str:

@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from floodgate.adapters.ledger import EventKind, LogEvent
 from floodgate.adapters.retry import Retrier, default_client
 from floodgate.core.durations import format_duration
+from floodgate.core.records import EventKind, LogEvent
 
 _log = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ import argparse
 import json
 from typing import Any
 
-from floodgate.adapters.ledger import EventKind
 from floodgate.cli.aws import Deployment, add_deployment_arguments, aws_command
 from floodgate.cli.errors import CliError
 from floodgate.cli.options import cidr_argument
@@ -24,7 +23,9 @@ from floodgate.cli.views import (
     event_row,
     short_actor,
 )
-from floodgate.enforcement import DriftKind, EnforcementResult
+from floodgate.core.decision import DriftKind
+from floodgate.core.records import EventKind
+from floodgate.enforcement import EnforcementResult
 from floodgate.manual import ACTOR_LENGTH, ManualResponse, run_manual
 from floodgate.records_json import drift_json, event_json
 
