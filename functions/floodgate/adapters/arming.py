@@ -17,10 +17,15 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from floodgate.adapters import dynamo
 from floodgate.adapters.retry import Retrier, default_client
 from floodgate.tables import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
 
 ARMED_KEY = "ARMED"
 PACE_KEY = ("DECISION", "PACE")
@@ -41,9 +46,11 @@ class Arming:
     """Arms and disarms enforcement per alarm, and paces batch-triggered decisions across invocations.
     Takes a low-level DynamoDB client (default: a new one)."""
 
-    def __init__(self, table: str, client: Any = None, *, retrier: Retrier | None = None) -> None:
+    def __init__(
+        self, table: str, client: DynamoDBClient | None = None, *, retrier: Retrier | None = None
+    ) -> None:
         self.table = table
-        self._ddb = default_client("dynamodb", client)
+        self._ddb: DynamoDBClient = default_client("dynamodb", client)
         self._retry = retrier or Retrier()
 
     def arm(
@@ -59,22 +66,22 @@ class Arming:
         """Withdraw `alarm_name`'s arming. False when it had none in force, or when this OK is stale."""
         item = self._state_item(alarm_name, now=now, until=0.0, reason="OK", changed_at=changed_at)
         previous = self._put_if_newer(item)
-        return (
-            previous is not None and "armed_until" in previous and float(previous["armed_until"]["N"]) > now
-        )
+        return previous is not None and float(dynamo.plain(previous).get("armed_until", 0)) > now
 
     def _state_item(
         self, alarm_name: str, *, now: float, until: float, reason: str, changed_at: float | None
     ) -> dict[str, Any]:
-        return {
-            PARTITION_KEY: {"S": ARMED_KEY},
-            SORT_KEY: {"S": alarm_name},
-            "armed_at": {"N": repr(now)},
-            "armed_until": {"N": repr(until)},
-            "changed_at": {"N": repr(now if changed_at is None else changed_at)},
-            "reason": {"S": reason or "-"},
-            TTL_ATTRIBUTE: {"N": str(math.ceil(max(now, until)) + _RECORD_GRACE_S)},
-        }
+        return dynamo.item(
+            {
+                PARTITION_KEY: ARMED_KEY,
+                SORT_KEY: alarm_name,
+                "armed_at": now,
+                "armed_until": until,
+                "changed_at": now if changed_at is None else changed_at,
+                "reason": reason or "-",
+                TTL_ATTRIBUTE: math.ceil(max(now, until)) + _RECORD_GRACE_S,
+            }
+        )
 
     def _put_if_newer(self, item: dict[str, Any]) -> dict[str, Any] | None:
         """Write the alarm's state unless a later change is already recorded. The previous item ({} when
@@ -97,17 +104,14 @@ class Arming:
 
     def current(self, *, now: float) -> Armed | None:
         """The most recent arming still in force, if any (several alarms may arm at once)."""
-        reply = self._retry.call(
-            "Query armed",
-            partial(
-                self._ddb.query,
-                TableName=self.table,
-                KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": ARMED_KEY}},
-                ConsistentRead=True,
-            ),
-        )
-        active = [a for a in map(_armed, reply.get("Items", [])) if a.armed_until > now]
+        params = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": dynamo.item({":pk": ARMED_KEY}),
+            "ConsistentRead": True,
+        }
+        items = dynamo.pages(self._retry, "Query armed", self._ddb.query, params)
+        active = [a for a in map(_armed, items) if a.armed_until > now]
         return max(active, key=lambda a: a.armed_at, default=None)
 
     def claim_decision(self, *, now: float, interval_s: float) -> bool:
@@ -117,23 +121,26 @@ class Arming:
             partial(
                 self._ddb.update_item,
                 TableName=self.table,
-                Key={PARTITION_KEY: {"S": PACE_KEY[0]}, SORT_KEY: {"S": PACE_KEY[1]}},
+                Key=dynamo.item({PARTITION_KEY: PACE_KEY[0], SORT_KEY: PACE_KEY[1]}),
                 UpdateExpression="SET decided_at = :now, expires_at = :expires",
                 ConditionExpression="attribute_not_exists(decided_at) OR decided_at <= :due",
-                ExpressionAttributeValues={
-                    ":now": {"N": repr(now)},
-                    ":due": {"N": repr(now - interval_s)},
-                    ":expires": {"N": str(math.ceil(now + interval_s) + _RECORD_GRACE_S)},
-                },
+                ExpressionAttributeValues=dynamo.item(
+                    {
+                        ":now": now,
+                        ":due": now - interval_s,
+                        ":expires": math.ceil(now + interval_s) + _RECORD_GRACE_S,
+                    }
+                ),
             ),
         )
         return claimed is not None
 
 
 def _armed(item: Mapping[str, Any]) -> Armed:
+    values = dynamo.plain(item)
     return Armed(
-        alarm_name=item[SORT_KEY]["S"],
-        armed_at=float(item["armed_at"]["N"]),
-        armed_until=float(item["armed_until"]["N"]),
-        reason=item["reason"]["S"],
+        alarm_name=values[SORT_KEY],
+        armed_at=float(values["armed_at"]),
+        armed_until=float(values["armed_until"]),
+        reason=values["reason"],
     )

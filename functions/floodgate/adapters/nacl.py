@@ -10,13 +10,18 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from floodgate.adapters.retry import THROTTLING_CODES, Retrier, default_client, error_code, is_server_error
 from floodgate.core.nacl import ALL_PROTOCOLS, NaclEntry, NaclSnapshot
 from floodgate.core.slots import Direction
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import NetworkAclEntryTypeDef, NetworkAclTypeDef
+
 
 # The emulator reports an unknown NACL id with a route-table error code; AWS with the NACL one.
 _UNKNOWN_NACL_CODES = frozenset({"InvalidNetworkAclID.NotFound", "InvalidRouteTableID.NotFound"})
@@ -56,8 +61,8 @@ class NaclGateway:
     At most one mutating EC2 call per method call, plus retries of calls that failed transiently.
     """
 
-    def __init__(self, client: Any = None, *, retrier: Retrier | None = None) -> None:
-        self._ec2 = default_client("ec2", client)
+    def __init__(self, client: EC2Client | None = None, *, retrier: Retrier | None = None) -> None:
+        self._ec2: EC2Client = default_client("ec2", client)
         self._retry = retrier or Retrier()
 
     def describe_vpc(self, vpc_id: str) -> dict[str, NaclSnapshot]:
@@ -175,7 +180,7 @@ def _entry_params(nacl_id: str, rule: int, cidr: str, direction: Direction) -> d
     }
 
 
-def _snapshot(acl: dict[str, Any]) -> NaclSnapshot:
+def _snapshot(acl: NetworkAclTypeDef) -> NaclSnapshot:
     return NaclSnapshot(
         nacl_id=acl["NetworkAclId"],
         vpc_id=acl.get("VpcId", ""),
@@ -184,7 +189,7 @@ def _snapshot(acl: dict[str, Any]) -> NaclSnapshot:
     )
 
 
-def _entries(raw: Iterable[dict[str, Any]]) -> Iterable[NaclEntry]:
+def _entries(raw: Iterable[NetworkAclEntryTypeDef]) -> Iterable[NaclEntry]:
     for item in raw:
         cidr = item.get("CidrBlock") or item.get("Ipv6CidrBlock")
         if not cidr:

@@ -1,19 +1,31 @@
 """Floodgate's records: the denies it holds, what it remembers of each source, and the lines of its deny log.
 
-The ledger stores them, the engine decides them, the CLI and the Lambdas' answers show them; each field is
-declared here once (the DynamoDB and JSON shapes are derived from the fields; `metadata["item"]` names a
-field whose stored attribute is spelled differently).
+The ledger stores them, the engine decides them, the CLI and the Lambdas' answers show them. Each field is
+declared here once: `plain_values` and `from_plain` map a record to and from plain values (text, numbers,
+nested dicts), and the DynamoDB items and the JSON answers are built from those. A field's `metadata` says
+when its outside name differs (`NAME`) or when it stays inside (`INTERNAL`: not shown in JSON answers).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import types
+import typing
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
+from enum import Enum, StrEnum
+from typing import Any, TypeVar
 
 from floodgate.core.networks import address_family
 from floodgate.core.slots import Direction
+
+NAME = "name"  # field metadata: the name outside, when it differs from the field's
+INTERNAL = "internal"  # field metadata: true for a field kept out of JSON answers
+
+R = TypeVar("R")
 
 
 def time_key(at: float) -> str:
@@ -91,7 +103,9 @@ class DenyRecord:
     origin: Origin
     reason: str
     evidence: Evidence
-    write_id: str  # the version: every change writes a new one and is conditional on the old
+    write_id: str = field(
+        metadata={INTERNAL: True}
+    )  # the version: every change writes a new one, conditional on the old
 
     @property
     def family(self) -> int:
@@ -106,18 +120,18 @@ class OffenceRecord:
     """What is remembered about one source across its bans."""
 
     cidr: str
-    count: int
+    count: int = field(metadata={NAME: "offences"})
     ban_started: float
     ban_until: float
     remember_until: float
-    write_id: str
+    write_id: str = field(metadata={INTERNAL: True})
 
 
 @dataclass(frozen=True, slots=True)
 class LogEvent:
     """One line of the deny log."""
 
-    kind: EventKind
+    kind: EventKind = field(metadata={NAME: "event"})
     at: float
     cidr: str
     reason: str
@@ -163,3 +177,76 @@ class AppendEvent:
 
 
 LedgerWrite = PutDeny | DropDeny | AppendEvent
+
+
+# -- plain values: the one mapping behind the DynamoDB items and the JSON answers ------------------------
+
+
+def plain_values(record: Any, *, keep_none: bool = False, internal: bool = True) -> dict[str, Any]:
+    """The record's fields by outside name, as text, numbers and nested dicts (enums and origins as their
+    text), in field order. Fields that are None are left out unless `keep_none`; INTERNAL fields unless
+    `internal`."""
+    values: dict[str, Any] = {}
+    for item in dataclasses.fields(record):
+        if item.metadata.get(INTERNAL) and not internal:
+            continue
+        value = getattr(record, item.name)
+        if value is None and not keep_none:
+            continue
+        values[item.metadata.get(NAME, item.name)] = _plain(value, keep_none=keep_none, internal=internal)
+    return values
+
+
+def from_plain(cls: type[R], values: Mapping[str, Any]) -> R:
+    """The record of type `cls` that `plain_values` gave `values` (numbers may come as Decimal). An absent
+    field takes its default; an absent nested record its defaults (items written before it existed)."""
+    record_type: Any = cls
+    hints = _hints(record_type)
+    arguments: dict[str, Any] = {}
+    for item in _fields(cls):
+        name = item.metadata.get(NAME, item.name)
+        kind = _not_none(hints[item.name])
+        if name in values and values[name] is not None:
+            arguments[item.name] = _typed(kind, values[name])
+        elif item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING:
+            if not _is_record_type(kind):
+                raise KeyError(f"{cls.__name__} needs {name!r}")
+            arguments[item.name] = from_plain(kind, {})
+    return cls(**arguments)
+
+
+def _plain(value: object, *, keep_none: bool, internal: bool) -> Any:
+    if isinstance(value, Enum | Origin):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return plain_values(value, keep_none=keep_none, internal=internal)
+    return value
+
+
+def _typed(kind: Any, value: Any) -> Any:
+    if kind is Origin:
+        return Origin.parse(str(value))
+    if _is_record_type(kind):
+        return from_plain(kind, value)
+    return kind(value)  # str, int, float, an enum
+
+
+def _is_record_type(kind: Any) -> bool:
+    return isinstance(kind, type) and dataclasses.is_dataclass(kind)
+
+
+def _fields(cls: Any) -> tuple[dataclasses.Field[Any], ...]:
+    return dataclasses.fields(cls)
+
+
+@functools.cache
+def _hints(cls: Any) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _not_none(hint: Any) -> Any:
+    """`X` of `X | None`."""
+    if isinstance(hint, types.UnionType):
+        (kind,) = (arg for arg in typing.get_args(hint) if arg is not type(None))
+        return kind
+    return hint
