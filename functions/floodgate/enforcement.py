@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from floodgate.adapters.ledger import Lease, LeaseLost, Ledger, LedgerConflict
+from floodgate.adapters.ledger import Lease, Ledger, LedgerConflict
 from floodgate.adapters.nacl import EntryAlreadyExists, EntryLimitExceeded, EntryNotFound, NaclGateway
 from floodgate.core.decision import (
     Decision,
@@ -38,94 +36,25 @@ from floodgate.core.decision import (
     decide,
 )
 from floodgate.core.model import DenyPlan, PlannedDeny
-from floodgate.core.nacl import NaclEntry, NaclSnapshot
+from floodgate.core.nacl import NaclSnapshot
 from floodgate.core.networks import address_family, canonical, parse_network
 from floodgate.core.records import AppendEvent, DenyRecord, DropDeny, EventKind, Evidence, LogEvent, Origin
-from floodgate.core.slots import PINNED, Pool
+from floodgate.core.slots import PINNED
+from floodgate.engine.leases import Leases
+from floodgate.engine.preflight import pool_status, problems_of
+from floodgate.engine.results import (
+    BlockRefused,
+    EnforcementError,
+    EnforcementResult,
+    NaclStatus,
+    NotBlocked,
+    PreflightError,
+    Status,
+)
 
 _log = logging.getLogger(__name__)
 
 _MAX_ROUNDS = 4  # read-decide-write rounds per NACL before giving up on a ledger or NACL that keeps changing
-_LEASE_MARGIN_S = 5.0  # no NACL write starts with less lease than this left (or a quarter of the lease)
-
-
-class EnforcementError(Exception):
-    """An operation could not be carried out; the message says why and what to do."""
-
-
-class PreflightError(EnforcementError):
-    """A target NACL is not fit for Floodgate's entries; nothing was written."""
-
-    def __init__(self, problems: Iterable[str]) -> None:
-        self.problems = tuple(problems)
-        super().__init__("preflight failed:\n  " + "\n  ".join(self.problems))
-
-
-class BlockRefused(EnforcementError):
-    """A manual block was refused (protected range, too wide, no room); the REFUSED event says why."""
-
-    def __init__(self, reason: str, result: EnforcementResult) -> None:
-        super().__init__(reason)
-        self.result = result
-
-
-class NotBlocked(EnforcementError, LookupError):
-    """An unblock for a CIDR that no target NACL denies."""
-
-
-class NaclBusy(EnforcementError):
-    """Another worker held the NACL's lease for longer than we could wait."""
-
-
-@dataclass(frozen=True, slots=True)
-class EnforcementResult:
-    """What an operation did: the log events it wrote (DRYRUN ones in a dry run) and the drift it found."""
-
-    operation: str
-    dry_run: bool
-    nacl_ids: tuple[str, ...]
-    events: tuple[LogEvent, ...] = ()
-    drift: tuple[Drift, ...] = ()
-    problems: tuple[str, ...] = ()  # preflight problems, reported by reconcile and status
-
-    def of_kind(self, *kinds: EventKind) -> tuple[LogEvent, ...]:
-        """Events of the given kinds; in a dry run, the DRYRUN events standing for them."""
-        return tuple(e for e in self.events if (e.would if e.kind is EventKind.DRYRUN else e.kind) in kinds)
-
-    @property
-    def counts(self) -> dict[EventKind, int]:
-        counts: dict[EventKind, int] = {}
-        for event in self.events:
-            counts[event.kind] = counts.get(event.kind, 0) + 1
-        return counts
-
-
-@dataclass(frozen=True, slots=True)
-class PoolStatus:
-    pool: Pool
-    budget: int
-    held: int  # ledger denies in the pool
-    entries: int  # Floodgate-shaped entries in the pool's rule numbers
-    rules_used: int  # entries of this direction and family counted against the quota, default rule included
-    quota: int
-
-
-@dataclass(frozen=True, slots=True)
-class NaclStatus:
-    nacl_id: str
-    vpc_id: str
-    pools: tuple[PoolStatus, ...]
-    denies: tuple[DenyRecord, ...]
-    drift: tuple[Drift, ...]
-    problems: tuple[str, ...]
-    lease: Lease | None
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    at: float
-    dry_run: bool
-    nacls: tuple[NaclStatus, ...]
 
 
 class _Mode(StrEnum):
@@ -163,7 +92,7 @@ class Enforcer:
         self.ledger = ledger
         self.actor = actor
         self._now = now
-        self._rng = random.Random()
+        self.leases = Leases(ledger, actor=actor, lease_s=config.lease_s, wait_s=config.lease_wait_s, now=now)
 
     # -- operations ----------------------------------------------------------------------------------------
 
@@ -171,7 +100,9 @@ class Enforcer:
         """The target NACLs, checked fit for Floodgate's entries; raises PreflightError listing every problem
         with its fix, or UnknownNacl."""
         snapshots = self._snapshots()
-        problems = [problem for snapshot in snapshots.values() for problem in self._problems(snapshot)]
+        problems = [
+            problem for snapshot in snapshots.values() for problem in problems_of(self.config, snapshot)
+        ]
         if problems:
             raise PreflightError(problems)
         return snapshots
@@ -277,7 +208,9 @@ class Enforcer:
         mode = _Mode.INSPECT if dry_run else self._mode(None)
         snapshots = self._snapshots()
         outcome = self._converge_all(snapshots, Request(self.actor), mode)
-        problems = [problem for snapshot in snapshots.values() for problem in self._problems(snapshot)]
+        problems = [
+            problem for snapshot in snapshots.values() for problem in problems_of(self.config, snapshot)
+        ]
         return self._result("reconcile", mode, snapshots, outcome, problems=problems)
 
     def status(self) -> Status:
@@ -287,7 +220,7 @@ class Enforcer:
         for nacl_id, snapshot in self._snapshots().items():
             records = self.ledger.denies(nacl_id)
             decision = decide(self.config, snapshot, records, {}, Request(self.actor), now=now)
-            pools = tuple(self._pool_status(snapshot, pool, records) for pool in self.config.pools)
+            pools = tuple(pool_status(self.config, snapshot, pool, records) for pool in self.config.pools)
             nacls.append(
                 NaclStatus(
                     nacl_id=nacl_id,
@@ -295,7 +228,7 @@ class Enforcer:
                     pools=pools,
                     denies=tuple(records),
                     drift=tuple(decision.drift),
-                    problems=tuple(self._problems(snapshot)),
+                    problems=tuple(problems_of(self.config, snapshot)),
                     lease=self.ledger.lease_of(nacl_id, now),
                 )
             )
@@ -321,7 +254,7 @@ class Enforcer:
             if not first_look.changes_anything:
                 outcome.drift += first_look.drift  # foreign entries only: reported, never touched
                 continue  # nothing to change: no lease taken, nothing written
-            with self._lease(nacl_id) as lease:
+            with self.leases.held(nacl_id) as lease:
                 self._converge(nacl_id, request, lease, outcome)
         return outcome
 
@@ -360,7 +293,7 @@ class Enforcer:
         """Make the entry changes in order. Returns REFUSED events for entries AWS would not take."""
         refused: list[LogEvent] = []
         for change in changes:
-            self._check_lease(lease)
+            self.leases.check(lease)
             if isinstance(change, DeleteEntry):
                 self.gateway.delete_entry(nacl_id, rule=change.rule, direction=change.direction)
                 continue
@@ -400,47 +333,15 @@ class Enforcer:
         self.ledger.commit([[DropDeny(record), AppendEvent(event)]], lease=lease, now=self._now())
         return event
 
-    # -- leases ----------------------------------------------------------------------------------------
-
-    @contextmanager
-    def _lease(self, nacl_id: str) -> Iterator[Lease]:
-        deadline = time.monotonic() + self.config.lease_wait_s
-        while True:
-            lease = self.ledger.try_acquire(
-                nacl_id, actor=self.actor, now=self._now(), lease_s=self.config.lease_s
-            )
-            if lease is not None:
-                break
-            if time.monotonic() >= deadline:
-                raise NaclBusy(
-                    f"{nacl_id} is being changed by another worker; gave up after "
-                    f"{self.config.lease_wait_s:.0f}s (its lease lapses within {self.config.lease_s:.0f}s)"
-                )
-            time.sleep(self._rng.uniform(0.02, 0.1))
-        try:
-            yield lease
-        finally:
-            try:
-                self.ledger.release(lease)
-            except Exception:
-                # Never mask the operation's own outcome: an unreleased lease lapses by itself.
-                _log.warning("could not release the lease on %s; it lapses by itself", nacl_id, exc_info=True)
-
-    def _check_lease(self, lease: Lease) -> None:
-        margin = min(_LEASE_MARGIN_S, self.config.lease_s / 4)
-        if lease.until - self._now() < margin:
-            raise LeaseLost(f"{lease.nacl_id}: lease about to lapse; stopping before the next NACL change")
-
     # -- helpers ---------------------------------------------------------------------------------------
 
     def _mode(self, dry_run: bool | None) -> _Mode:
         return _Mode.DRY_RUN if (self.config.dry_run if dry_run is None else dry_run) else _Mode.WRITE
 
     def _snapshots(self) -> dict[str, NaclSnapshot]:
-        if self.config.nacl_ids:
-            return self.gateway.describe(self.config.nacl_ids)
-        assert self.config.vpc_id is not None  # EnforcementConfig requires one target or the other
-        return self.gateway.describe_vpc(self.config.vpc_id)
+        if self.config.vpc_id is not None and not self.config.nacl_ids:
+            return self.gateway.describe_vpc(self.config.vpc_id)
+        return self.gateway.describe(self.config.nacl_ids)
 
     def _screen(self, wanted: dict[str, Want], *, actor: str, mode: _Mode) -> list[LogEvent]:
         """Drop wanted denies the policy refuses (protected, too wide), logging REFUSED for each."""
@@ -467,51 +368,6 @@ class Enforcer:
             self.ledger.append(refused)
         return refused
 
-    def _problems(self, snapshot: NaclSnapshot) -> list[str]:
-        """Why Floodgate must not add entries to this NACL, each with the fix."""
-        problems: list[str] = []
-        move = f"or set FLOODGATE_RULE_START to a free block of {2 * (self.config.budget + 1)} rule numbers"
-        for pool in self.config.pools:
-            where = f"{snapshot.nacl_id} {pool.direction} IPv{pool.family}"
-            inside = snapshot.in_rules(pool.direction, pool.rules)
-            for entry in inside.values():
-                if not entry.is_deny_all_from(pool.family):
-                    problems.append(
-                        f"{snapshot.nacl_id}: {entry.describe()} sits inside Floodgate's {pool.label}; "
-                        f"move it out {move}"
-                    )
-            same_kind = _counted_entries(snapshot, pool)
-            allows = [e for e in same_kind if e.action == "allow" and e.rule not in inside]
-            first_allow = min(allows, key=lambda e: e.rule, default=None)
-            if first_allow is not None and first_allow.rule < pool.first_rule:
-                problems.append(
-                    f"{where}: allow rule {first_allow.rule} ({first_allow.cidr}) is evaluated before "
-                    f"Floodgate's rules {pool.first_rule}-{pool.last_rule}, so its denies would never "
-                    f"match; renumber the allow rules above {self.config.rule_end} {move} below "
-                    f"{first_allow.rule}"
-                )
-            others = sum(1 for e in same_kind if e.rule not in pool.rules)
-            needed = others + 1 + self.config.budget + 1
-            if needed > self.config.nacl_quota:
-                problems.append(
-                    f"{where}: {others} existing entries + 1 default rule + budget {self.config.budget} + "
-                    f"1 spare = {needed} rules, over the quota of {self.config.nacl_quota}; lower "
-                    f"FLOODGATE_BUDGET to {max(0, self.config.nacl_quota - others - 2)} or remove entries "
-                    "(or raise the AWS quota, at most 40, and FLOODGATE_NACL_QUOTA with it)"
-                )
-        return problems
-
-    def _pool_status(self, snapshot: NaclSnapshot, pool: Pool, records: list[DenyRecord]) -> PoolStatus:
-        inside = snapshot.in_rules(pool.direction, pool.rules)
-        return PoolStatus(
-            pool=pool,
-            budget=self.config.budget,
-            held=sum(1 for r in records if r.direction is pool.direction and r.rule in pool.rules),
-            entries=sum(1 for e in inside.values() if e.is_deny_all_from(pool.family)),
-            rules_used=len(_counted_entries(snapshot, pool)) + 1,
-            quota=self.config.nacl_quota,
-        )
-
     def _result(
         self,
         operation: str,
@@ -529,16 +385,6 @@ class Enforcer:
             drift=tuple(outcome.drift),
             problems=tuple(problems),
         )
-
-
-def _counted_entries(snapshot: NaclSnapshot, pool: Pool) -> list[NaclEntry]:
-    """The NACL's entries that count against the quota alongside the pool's: same direction and address
-    family, the unchangeable default rule aside."""
-    return [
-        e
-        for e in snapshot.entries
-        if e.direction is pool.direction and e.family == pool.family and not e.is_default
-    ]
 
 
 def _as_dry_run(event: LogEvent) -> LogEvent:

@@ -29,14 +29,8 @@ from floodgate.adapters.notify import Notifier
 from floodgate.core.durations import format_duration, parse_duration
 from floodgate.core.networks import InvalidCidr, parse_network
 from floodgate.core.records import EventKind, LogEvent
-from floodgate.enforcement import (
-    BlockRefused,
-    EnforcementResult,
-    Enforcer,
-    NotBlocked,
-    PreflightError,
-    Status,
-)
+from floodgate.enforcement import Enforcer
+from floodgate.engine.results import BlockRefused, EnforcementResult, NotBlocked, PreflightError, Status
 from floodgate.records_json import deny_json, drift_json, event_json, iso
 from floodgate.reports import armed_json, event_metrics
 from floodgate.settings import ENV, Settings

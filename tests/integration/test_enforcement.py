@@ -15,7 +15,7 @@ from floodgate.core.model import PlannedDeny
 from floodgate.core.networks import InvalidCidr, parse_network
 from floodgate.core.records import EventKind, Origin, OriginKind
 from floodgate.core.slots import Direction
-from floodgate.enforcement import BlockRefused, NotBlocked, PreflightError
+from floodgate.engine.results import BlockRefused, NotBlocked, PreflightError
 from floodgate.settings import ENV, Settings
 
 from .conftest import Clock, EnforcerKit, VpcFixture

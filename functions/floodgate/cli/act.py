@@ -25,7 +25,7 @@ from floodgate.cli.views import (
 )
 from floodgate.core.decision import DriftKind
 from floodgate.core.records import EventKind
-from floodgate.enforcement import EnforcementResult
+from floodgate.engine.results import EnforcementResult
 from floodgate.manual import ACTOR_LENGTH, ManualResponse, run_manual
 from floodgate.records_json import drift_json, event_json
 

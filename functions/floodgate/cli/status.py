@@ -21,7 +21,7 @@ from floodgate.cli.views import (
     drift_row,
     short_actor,
 )
-from floodgate.enforcement import NaclStatus, Status
+from floodgate.engine.results import NaclStatus, Status
 from floodgate.records_json import deny_json, drift_json, iso
 
 
