@@ -6,6 +6,7 @@ memory; two denies per pool; IPv4 pool on rules 100-102), not computed by the co
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -271,6 +272,48 @@ CASES = {
         drift=((DriftKind.FOREIGN, 100, Y),),
         offences_written=((X, 1, NOW, NOW + 600),),
     ),
+    "a manual block of a deny already pinned for longer changes nothing": Case(
+        entries=(deny_entry(100, X),),
+        records=(held(100, X, expires=NOW + 3600, origin=Origin.manual("ann")),),
+        request=Request("ann", wanted=wants(by_hand(X, ttl_s=600))),
+    ),
+    "a manual block joining a running ban lengthens it to the time asked": Case(
+        offences=(offence(X, 2, NOW + 300),),
+        request=Request("ann", wanted=wants(by_hand(X, ttl_s=3600))),
+        events=((EventKind.BLOCK, X, 100, NOW + 3600, 2),),
+        changes=(("create", 100, X),),
+        offences_written=((X, 2, NOW - 300, NOW + 3600),),
+    ),
+    "a manual block joining a longer running ban keeps the longer one": Case(
+        offences=(offence(X, 2, NOW + 300),),
+        request=Request("ann", wanted=wants(by_hand(X, ttl_s=60))),
+        events=((EventKind.BLOCK, X, 100, NOW + 300, 2),),
+        changes=(("create", 100, X),),
+    ),
+    "unblock of a deny whose ban already ended leaves the offence record as it is": Case(
+        entries=(deny_entry(100, X),),
+        records=(held(100, X, created=NOW - 601, expires=NOW - 1),),
+        offences=(offence(X, 1, NOW - 1),),
+        request=Request("ann", remove={X: "unblocked by ann: done"}),
+        events=((EventKind.UNBLOCK, X, 100, NOW - 1, 1),),
+        changes=(("delete", 100, X),),
+    ),
+    "a deny whose ban is over gives way first, before an older running one": Case(
+        entries=(deny_entry(100, X), deny_entry(101, Y)),
+        records=(held(100, X, created=NOW - 100, expires=NOW - 1), held(101, Y, created=NOW - 200)),
+        request=Request("floodgate", wanted=wants(flood(Z))),
+        events=((EventKind.EVICT, X, 100, NOW - 1, 1), (EventKind.BLOCK, Z, 102, NOW + 600, 1)),
+        changes=(("create", 102, Z), ("delete", 100, X)),
+        offences_written=((Z, 1, NOW, NOW + 600),),
+    ),
+    "a REJECT rate ranks a held deny: the one still hit stays, the quiet one gives way": Case(
+        entries=(deny_entry(100, X), deny_entry(101, Y)),
+        records=(held(100, X, created=NOW - 200), held(101, Y, created=NOW - 100)),
+        request=Request("floodgate", wanted=wants(flood(Z, 3000.0)), reject_pps={X: 4000.0}),
+        events=((EventKind.EVICT, Y, 101, NOW + 300, 1), (EventKind.BLOCK, Z, 102, NOW + 600, 1)),
+        changes=(("create", 102, Z), ("delete", 101, Y)),
+        offences_written=((Z, 1, NOW, NOW + 600),),
+    ),
     "nothing asked, nothing out of line: an empty decision": Case(
         entries=(deny_entry(100, X),),
         records=(held(100, X),),
@@ -380,3 +423,56 @@ def test_the_decision_reads_nothing_it_was_not_given() -> None:
     request = Request("floodgate", wanted=wants(flood(X)), remove={Y: "unblocked"}, expire_due=True)
     records = [held(100, Z, expires=NOW - 1), held(101, "198.51.100.8/32")]
     assert request.offence_cidrs(records, NOW) == sorted([X, Y, Z])
+    assert Request("floodgate", wanted=wants(flood(X))).offence_cidrs(records, NOW) == [X]
+
+
+MIRRORED = dataclasses.replace(CONFIG, outbound_mirror=True)
+OUT = Direction.EGRESS
+
+
+def test_with_the_outbound_mirror_a_new_source_is_denied_both_ways_under_one_offence() -> None:
+    snapshot = NaclSnapshot("acl-1", "vpc-1", False, ())
+    request = Request("floodgate", wanted=wants(flood(X)))
+    decision = decide(MIRRORED, snapshot, [], {}, request, now=NOW, new_id=counter())
+    assert [(e.kind, e.direction, e.rule, e.expires, e.offences) for e in decision.events] == [
+        (EventKind.BLOCK, IN, 100, NOW + 600, 1),
+        (EventKind.BLOCK, OUT, 100, NOW + 600, 1),
+    ]
+    assert [(c.direction, c.rule, c.cidr) for c in decision.changes] == [(IN, 100, X), (OUT, 100, X)]
+    assert [(w.record.cidr, w.record.count) for w in decision.offences] == [(X, 1)]
+
+
+def test_with_the_outbound_mirror_the_missing_direction_joins_the_running_ban() -> None:
+    snapshot = NaclSnapshot("acl-1", "vpc-1", False, (deny_entry(100, X),))
+    running = held(100, X, created=NOW - 200, expires=NOW + 1000, offences=2)
+    request = Request("floodgate", wanted=wants(flood(X)))
+    decision = decide(MIRRORED, snapshot, [running], {}, request, now=NOW, new_id=counter())
+    assert [(e.kind, e.direction, e.rule, e.expires, e.offences) for e in decision.events] == [
+        (EventKind.BLOCK, OUT, 100, NOW + 1000, 2),
+    ]
+    assert [(c.direction, c.rule, c.cidr) for c in decision.changes] == [(OUT, 100, X)]
+    assert decision.offences == ()
+
+
+@pytest.mark.parametrize(
+    ("changes", "complaint"),
+    [
+        ({"nacl_ids": (), "vpc_id": None}, "no target"),
+        ({"budget": 0}, "budget 0 must be at least 1"),
+        ({"budget": 19}, "budget 19 must be at least 1 and leave room"),
+        ({"rule_start": 0}, "owned rules 0-5 must lie in 1-32766"),
+        ({"rule_start": 32762}, "owned rules 32762-32767 must lie in 1-32766"),
+    ],
+)
+def test_a_config_that_cannot_work_is_refused(changes: dict[str, object], complaint: str) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        dataclasses.replace(CONFIG, **changes)
+
+
+def test_the_owned_block_may_end_just_below_the_default_rule() -> None:
+    config = dataclasses.replace(CONFIG, rule_start=32760, budget=2, vpc_id="vpc-1", nacl_ids=())
+    assert [(p.family, p.first_rule, p.last_rule) for p in config.pools] == [
+        (4, 32760, 32762),
+        (6, 32763, 32765),
+    ]
+    assert config.rule_end == 32765

@@ -664,12 +664,11 @@ class _Deciding:
         change always has its log lines; events tied to no rule (refusals) form groups of their own."""
         by_key: dict[RuleKey, list[LedgerWrite]] = {}
         for key, record in self.final.items():
-            original = self.original.get(key)
-            if record is None:
-                if original is not None:
-                    by_key.setdefault(key, []).append(DropDeny(original))
-            elif record is not original:
-                by_key.setdefault(key, []).append(PutDeny(record, replaces=original))
+            # `final` holds only changes: a dropped deny (None) was held, a new record replaces what was.
+            change = (
+                DropDeny(self.original[key]) if record is None else PutDeny(record, self.original.get(key))
+            )
+            by_key.setdefault(key, []).append(change)
         loose: list[list[LedgerWrite]] = []
         for event in self.events:
             event_key = self.event_keys.get(event.event_id)
