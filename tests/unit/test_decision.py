@@ -10,6 +10,7 @@ import dataclasses
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -464,7 +465,7 @@ def test_with_the_outbound_mirror_the_missing_direction_joins_the_running_ban() 
         ({"rule_start": 32762}, "owned rules 32762-32767 must lie in 1-32766"),
     ],
 )
-def test_a_config_that_cannot_work_is_refused(changes: dict[str, object], complaint: str) -> None:
+def test_a_config_that_cannot_work_is_refused(changes: dict[str, Any], complaint: str) -> None:
     with pytest.raises(ValueError, match=complaint):
         dataclasses.replace(CONFIG, **changes)
 
