@@ -32,7 +32,7 @@ from floodgate.core.decision import EnforcementConfig  # noqa: E402
 from floodgate.core.model import PlannedDeny  # noqa: E402
 from floodgate.core.networks import DenyPolicy  # noqa: E402
 from floodgate.core.records import EventKind  # noqa: E402
-from floodgate.enforcement import Enforcer  # noqa: E402
+from floodgate.engine.enforcer import Enforcer  # noqa: E402
 
 BUDGET = 10
 RUNS = 40

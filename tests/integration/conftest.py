@@ -37,7 +37,7 @@ from floodgate.adapters.retry import Backoff, Retrier
 from floodgate.core.bans import BanPolicy
 from floodgate.core.decision import EnforcementConfig
 from floodgate.core.networks import DenyPolicy
-from floodgate.enforcement import Enforcer
+from floodgate.engine.enforcer import Enforcer
 from floodgate.tables import (
     LOG_BY_CIDR_INDEX,
     LOG_BY_CIDR_PARTITION_KEY,

@@ -28,7 +28,7 @@ from floodgate.core.decision import EnforcementConfig
 from floodgate.core.model import PlannedDeny
 from floodgate.core.records import Origin
 from floodgate.core.slots import Direction
-from floodgate.enforcement import Enforcer
+from floodgate.engine.enforcer import Enforcer
 from floodgate.observability import OUTPUT
 from floodgate.settings import ENV, Settings
 from tests.integration.conftest import FAST_RETRIES, AwsClientFactory, Clock, Tables, VpcFixture

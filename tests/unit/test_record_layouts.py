@@ -21,7 +21,7 @@ from floodgate.adapters.ledger import (
 from floodgate.core.decision import Drift, DriftKind
 from floodgate.core.records import DenyRecord, EventKind, Evidence, LogEvent, OffenceRecord, Origin
 from floodgate.core.slots import Direction
-from floodgate.records_json import deny_json, drift_json, event_json
+from floodgate.services.records_json import deny_json, drift_json, event_json
 
 DENY = DenyRecord(
     nacl_id="acl-1",

@@ -1,7 +1,7 @@
 """Acting by hand: `floodgate block`, `floodgate unblock` and `floodgate reconcile`.
 
 Block and unblock take the very path of the console trigger and the SSM runbooks: the manual-action payload,
-run in process by `floodgate.manual` with the configuration read back from the deployed detector function,
+run in process by `services.manual` with the configuration read back from the deployed detector function,
 so the deployed budget, allowlist and prefix caps apply. The actor is the caller identity's ARN.
 """
 
@@ -26,8 +26,8 @@ from floodgate.cli.views import (
 from floodgate.core.decision import DriftKind
 from floodgate.core.records import EventKind
 from floodgate.engine.results import EnforcementResult
-from floodgate.manual import ACTOR_LENGTH, ManualResponse, run_manual
-from floodgate.records_json import drift_json, event_json
+from floodgate.services.manual import ACTOR_LENGTH, ManualResponse, run_manual
+from floodgate.services.records_json import drift_json, event_json
 
 
 def register(commands: Any) -> None:

@@ -14,7 +14,7 @@ from floodgate.cli.render import table
 from floodgate.cli.times import clock
 from floodgate.cli.views import EVENT_HEADERS, event_row
 from floodgate.core.records import EventKind
-from floodgate.records_json import event_json
+from floodgate.services.records_json import event_json
 from floodgate.settings import NACL_ID
 
 DEFAULT_LIMIT = 50

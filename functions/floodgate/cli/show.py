@@ -23,7 +23,7 @@ from floodgate.cli.views import (
 )
 from floodgate.core.networks import parse_network
 from floodgate.core.records import DenyRecord, LogEvent, OffenceRecord
-from floodgate.records_json import deny_json, event_json, iso
+from floodgate.services.records_json import deny_json, event_json, iso
 
 HISTORY_HEADERS = ("TIME (UTC)", "EVENT", "NACL", "RULE", "BY", "EVIDENCE", "REASON")
 

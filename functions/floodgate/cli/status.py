@@ -22,7 +22,7 @@ from floodgate.cli.views import (
     short_actor,
 )
 from floodgate.engine.results import NaclStatus, Status
-from floodgate.records_json import deny_json, drift_json, iso
+from floodgate.services.records_json import deny_json, drift_json, iso
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ made on the whole window through the enforcement engine.
 - Without an armed alarm, enforcement is off unless FLOODGATE_ALWAYS_PPS is set; then only sources above
   that rate are denied.
 
-Decisions and applies go through `floodgate.enforcement.Enforcer` (budget, allowlist, caps, escalation,
+Decisions and applies go through `floodgate.engine.enforcer.Enforcer` (budget, allowlist, caps, escalation,
 ledger, deny log). This module never touches a NACL itself.
 """
 
@@ -30,8 +30,9 @@ from floodgate.core.flowlog import EMPTY, NODATA, NOT_INBOUND, SKIPDATA, FlowLog
 from floodgate.core.model import DenyPlan, ParseStats, PlannedDeny
 from floodgate.core.records import LogEvent, Origin, OriginKind
 from floodgate.core.window import rate_window_s, reject_rates
-from floodgate.enforcement import Enforcer
-from floodgate.events import (
+from floodgate.engine.enforcer import Enforcer
+from floodgate.observability import METRIC
+from floodgate.services.events import (
     AlarmState,
     AlarmStateChange,
     ControlMessage,
@@ -39,12 +40,11 @@ from floodgate.events import (
     FlowLogDelivery,
     ManualRequest,
 )
-from floodgate.manual import ManualResponse, run_manual
-from floodgate.observability import METRIC
-from floodgate.records_json import event_json
-from floodgate.reports import armed_json, event_metrics, event_tally
+from floodgate.services.manual import ManualResponse, run_manual
+from floodgate.services.records_json import event_json
+from floodgate.services.reports import armed_json, event_metrics, event_tally
+from floodgate.services.wiring import Wiring, detection_config
 from floodgate.settings import ENV, Settings
-from floodgate.wiring import Wiring, detection_config
 
 _log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ class DetectionService:
     def from_settings(
         cls, settings: Settings, wiring: Wiring | None = None, *, actor: str = "floodgate-detector"
     ) -> DetectionService:
-        """The production wiring (`floodgate.wiring`): default AWS clients unless `wiring` names others."""
+        """The production wiring (`services.wiring`): default AWS clients unless `wiring` names others."""
         wiring = wiring or Wiring()
         parts = wiring.parts(settings, actor=actor)
         return cls(

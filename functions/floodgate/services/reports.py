@@ -9,7 +9,7 @@ from typing import Any
 from floodgate.adapters.arming import Armed
 from floodgate.core.records import EventKind, LogEvent
 from floodgate.observability import METRIC
-from floodgate.records_json import iso
+from floodgate.services.records_json import iso
 
 _EVENT_METRICS = {
     EventKind.BLOCK: METRIC.BLOCKS,

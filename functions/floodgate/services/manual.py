@@ -29,10 +29,10 @@ from floodgate.adapters.notify import Notifier
 from floodgate.core.durations import format_duration, parse_duration
 from floodgate.core.networks import InvalidCidr, parse_network
 from floodgate.core.records import EventKind, LogEvent
-from floodgate.enforcement import Enforcer
+from floodgate.engine.enforcer import Enforcer
 from floodgate.engine.results import BlockRefused, EnforcementResult, NotBlocked, PreflightError, Status
-from floodgate.records_json import deny_json, drift_json, event_json, iso
-from floodgate.reports import armed_json, event_metrics
+from floodgate.services.records_json import deny_json, drift_json, event_json, iso
+from floodgate.services.reports import armed_json, event_metrics
 from floodgate.settings import ENV, Settings
 
 _FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {  # action -> (required, optional)
@@ -82,7 +82,7 @@ ManualAction = Block | Unblock | Analyze | StatusRequest
 
 class Detector(Protocol):
     """What `analyze` and `status` need beyond the engine: the traffic window and the armed state
-    (`floodgate.detection_service.DetectionService` provides both)."""
+    (`floodgate.services.detection.DetectionService` provides both)."""
 
     def analyze(self, *, dry_run: bool, actor: str) -> AnalysisReport: ...
 

@@ -20,7 +20,7 @@ from floodgate.core.decision import EnforcementConfig
 from floodgate.core.detect import DetectionConfig
 from floodgate.core.networks import DenyPolicy
 from floodgate.core.summary import TrafficSummary
-from floodgate.enforcement import Enforcer
+from floodgate.engine.enforcer import Enforcer
 from floodgate.settings import Settings
 
 
