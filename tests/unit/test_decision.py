@@ -385,7 +385,7 @@ def test_a_renewal_replaces_the_version_it_read() -> None:
 
 def test_a_re_created_entry_carries_the_ledger_deny_it_stands_for() -> None:
     decision = run(CASES["drift, missing: a valid ledger deny without its entry is re-created"])
-    assert decision.changes == (PutEntry(IN, 100, X, replace=False, record=held(100, X)),)
+    assert decision.changes == (PutEntry(held(100, X), replace=False),)
     assert decision.groups == ((AppendEvent(decision.events[0]),),)  # a repair changes no ledger record
     assert decision.events[0].origin == Origin.automatic()
 

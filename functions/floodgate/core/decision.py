@@ -185,14 +185,23 @@ class DeleteEntry:
 
 @dataclass(frozen=True, slots=True)
 class PutEntry:
-    """Deny `cidr` at `rule` for the ledger deny `record`: create the entry, or, with `replace`, turn the
-    entry found there into it."""
+    """Put the entry of the ledger deny `record` in place: create it, or, with `replace`, turn the entry found
+    at its rule into it."""
 
-    direction: Direction
-    rule: int
-    cidr: str
-    replace: bool
     record: DenyRecord
+    replace: bool = False
+
+    @property
+    def direction(self) -> Direction:
+        return self.record.direction
+
+    @property
+    def rule(self) -> int:
+        return self.record.rule
+
+    @property
+    def cidr(self) -> str:
+        return self.record.cidr
 
 
 EntryChange = DeleteEntry | PutEntry
@@ -578,9 +587,8 @@ class _Deciding:
                 )
             elif key not in self.placed:
                 self._repair(DriftKind.MISSING, pool, slot, "ledger deny missing from the NACL: re-create it")
-            # The planner creates or replaces an entry only for a deny the ledger keeps at that rule.
-            replace = slot.kind is OpKind.REPLACE
-            self.changes.append(PutEntry(pool.direction, slot.rule, slot.cidr, replace, standing[key]))
+            # The planner creates or replaces an entry only for the deny the ledger keeps at that rule.
+            self.changes.append(PutEntry(standing[key], replace=slot.kind is OpKind.REPLACE))
 
     def _repair(self, kind: DriftKind, pool: Pool, slot: SlotOp, detail: str) -> None:
         self.drift.append(Drift(kind, self.nacl_id, pool.direction, slot.rule, slot.cidr, detail))
