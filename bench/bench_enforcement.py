@@ -25,12 +25,14 @@ from moto.server import ThreadedMotoServer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "functions"))
 
-from floodgate.adapters.ledger import EventKind, Ledger  # noqa: E402
+from floodgate.adapters.ledger import Ledger  # noqa: E402
 from floodgate.adapters.nacl import NaclGateway  # noqa: E402
 from floodgate.core.bans import BanPolicy  # noqa: E402
+from floodgate.core.decision import EnforcementConfig  # noqa: E402
 from floodgate.core.model import PlannedDeny  # noqa: E402
 from floodgate.core.networks import DenyPolicy  # noqa: E402
-from floodgate.enforcement import EnforcementConfig, Enforcer  # noqa: E402
+from floodgate.core.records import EventKind  # noqa: E402
+from floodgate.engine.enforcer import Enforcer  # noqa: E402
 
 BUDGET = 10
 RUNS = 40

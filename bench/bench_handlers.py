@@ -46,11 +46,11 @@ from emulator.traffic import (  # noqa: E402
 )
 from floodgate.adapters.retry import Backoff, Retrier  # noqa: E402
 from floodgate.core.window import max_parts  # noqa: E402
-from floodgate.detection_service import DetectionService  # noqa: E402
 from floodgate.handlers import detector as detector_handler  # noqa: E402
+from floodgate.services.detection import DetectionService  # noqa: E402
+from floodgate.services.wiring import Wiring  # noqa: E402
 from floodgate.settings import ENV, Settings  # noqa: E402
 from floodgate.tables import LOG_BY_CIDR_INDEX, PARTITION_KEY, SORT_KEY  # noqa: E402
-from floodgate.wiring import Wiring  # noqa: E402
 from tests.events import LambdaContextStub, flow_log_event, load  # noqa: E402
 
 RUNS = 40

@@ -77,9 +77,9 @@ class LocalFunction:
     def _install_service(self, settings: Settings, clock: Clock) -> None:
         # Each handler module keeps its service in a ColdStart holder built from the environment; the same
         # construction with an injected clock stands in for it.
-        from floodgate.detection_service import DetectionService  # noqa: PLC0415 - after the env is set
-        from floodgate.expiry_service import ExpiryService  # noqa: PLC0415
-        from floodgate.wiring import Wiring  # noqa: PLC0415
+        from floodgate.services.detection import DetectionService  # noqa: PLC0415 - after the env is set
+        from floodgate.services.expiry import ExpiryService  # noqa: PLC0415
+        from floodgate.services.wiring import Wiring  # noqa: PLC0415
 
         builders: dict[str, tuple[str, Callable[..., Any]]] = {
             "floodgate.handlers.detector": ("detector", DetectionService.from_settings),

@@ -34,8 +34,9 @@ from floodgate.adapters.ledger import Ledger
 from floodgate.adapters.nacl import NaclGateway
 from floodgate.adapters.retry import Backoff, Retrier
 from floodgate.core.bans import BanPolicy
+from floodgate.core.decision import EnforcementConfig
 from floodgate.core.networks import DenyPolicy
-from floodgate.enforcement import EnforcementConfig, Enforcer
+from floodgate.engine.enforcer import Enforcer
 from floodgate.tables import (
     LOG_BY_CIDR_INDEX,
     LOG_BY_CIDR_PARTITION_KEY,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from floodgate.adapters.ledger import EventKind
+from floodgate.core.records import EventKind
 from floodgate.core.slots import Direction
 
 from .conftest import START, EnforcerKit, VpcFixture

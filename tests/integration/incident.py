@@ -20,13 +20,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from floodgate.adapters.arming import Arming
-from floodgate.adapters.ledger import Ledger, Origin
+from floodgate.adapters.ledger import Ledger
 from floodgate.adapters.nacl import NaclGateway
 from floodgate.adapters.retry import Retrier
 from floodgate.cli.main import main
+from floodgate.core.decision import EnforcementConfig
 from floodgate.core.model import PlannedDeny
+from floodgate.core.records import Origin
 from floodgate.core.slots import Direction
-from floodgate.enforcement import EnforcementConfig, Enforcer
+from floodgate.engine.enforcer import Enforcer
 from floodgate.observability import OUTPUT
 from floodgate.settings import ENV, Settings
 from tests.integration.conftest import FAST_RETRIES, AwsClientFactory, Clock, Tables, VpcFixture

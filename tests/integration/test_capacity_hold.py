@@ -15,14 +15,14 @@ import pytest
 from emulator.traffic import START, background
 from floodgate.adapters.autoscaling import HELD_PROCESS
 from floodgate.adapters.holds import HoldRecord
-from floodgate.adapters.ledger import EventKind, LogEvent
 from floodgate.adapters.retry import Retrier
-from floodgate.capacity_hold import CapacityHold
-from floodgate.detection_service import DetectionService
-from floodgate.events import parse_detector_event
-from floodgate.expiry_service import ExpiryService
+from floodgate.core.records import EventKind, LogEvent
+from floodgate.services.capacity_hold import CapacityHold
+from floodgate.services.detection import DetectionService
+from floodgate.services.events import parse_detector_event
+from floodgate.services.expiry import ExpiryService
+from floodgate.services.wiring import Wiring
 from floodgate.settings import ENV, Settings
-from floodgate.wiring import Wiring
 from tests.events import load
 from tests.integration.conftest import FAST_RETRIES, AwsClientFactory, Clock, Tables, VpcFixture
 from tests.integration.test_handlers import FLOOD, MINUTE, ORDINARY, VPC_CIDR, deliveries, environment

@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from floodgate.adapters.ledger import EventKind, Origin, OriginKind
 from floodgate.adapters.nacl import UnknownNacl
+from floodgate.core.decision import DriftKind, EnforcementConfig
 from floodgate.core.model import PlannedDeny
 from floodgate.core.networks import InvalidCidr, parse_network
+from floodgate.core.records import EventKind, Origin, OriginKind
 from floodgate.core.slots import Direction
-from floodgate.enforcement import BlockRefused, DriftKind, EnforcementConfig, NotBlocked, PreflightError
+from floodgate.engine.results import BlockRefused, NotBlocked, PreflightError
 from floodgate.settings import ENV, Settings
 
 from .conftest import Clock, EnforcerKit, VpcFixture

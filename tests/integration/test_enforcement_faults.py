@@ -14,7 +14,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.httpsession import URLLib3Session
 
 from floodgate.core.model import PlannedDeny
-from floodgate.enforcement import NotBlocked
+from floodgate.engine.results import NotBlocked
 
 from .conftest import AwsClientFactory, Clock, EnforcerKit, VpcFixture
 from .enforcement_checks import assert_consistent

@@ -33,17 +33,17 @@ from emulator.traffic import (
     prefix_hosts,
     public_addresses,
 )
-from floodgate.adapters.ledger import EventKind, LogEvent
 from floodgate.adapters.retry import Retrier
-from floodgate.detection_service import DetectionService, IngestReport
-from floodgate.events import FlowLogDelivery, InvalidEvent, parse_detector_event
-from floodgate.expiry_service import ExpiryService
+from floodgate.core.records import EventKind, LogEvent
 from floodgate.handlers import detector as detector_handler
 from floodgate.handlers import expirer as expirer_handler
 from floodgate.handlers.runtime import logger
 from floodgate.observability import METRIC, METRIC_NAMESPACE, SERVICE_NAME
+from floodgate.services.detection import DetectionService, IngestReport
+from floodgate.services.events import FlowLogDelivery, InvalidEvent, parse_detector_event
+from floodgate.services.expiry import ExpiryService
+from floodgate.services.wiring import Wiring
 from floodgate.settings import ENV, ConfigError, Settings
-from floodgate.wiring import Wiring
 from tests.events import EVENTS_DIR, LambdaContextStub, flow_log_event, load, subscription_event
 from tests.integration.conftest import FAST_RETRIES, AwsClientFactory, Clock, Tables, VpcFixture
 

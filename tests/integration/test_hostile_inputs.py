@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from floodgate.adapters.ledger import EventKind
+from floodgate.core.records import EventKind
 from floodgate.handlers import detector as detector_handler
 from floodgate.settings import ENV
 from tests.events import load

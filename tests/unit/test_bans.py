@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from floodgate.core.bans import BanPolicy, OffenceHistory, Outcome
+from floodgate.core.bans import BanOutcome, BanPolicy, OffenceHistory
 
 POLICY = BanPolicy(base_ttl_s=1800, max_ttl_s=86400, factor=2.0, offence_memory_s=7 * 86400)
 NOW = 1_000_000.0
@@ -45,9 +45,9 @@ def test_offences_are_remembered_for_the_memory_after_the_last_ban_ends() -> Non
 
 def test_reoffence_renews_only_once_half_the_ban_has_run_down() -> None:
     fresh = POLICY.on_reoffence(expires=NOW + 1500, offences=1, now=NOW, rate_pps=9000)
-    assert fresh.outcome is Outcome.KEEP and fresh.expires == NOW + 1500
+    assert fresh.outcome is BanOutcome.KEEP and fresh.expires == NOW + 1500
     worn = POLICY.on_reoffence(expires=NOW + 900, offences=1, now=NOW, rate_pps=9000)
-    assert worn.outcome is Outcome.EXTEND
+    assert worn.outcome is BanOutcome.EXTEND
     assert worn.expires == NOW + 1800
     assert "9,000 pps" in worn.reason
 
@@ -56,14 +56,14 @@ def test_expiry_keeps_a_running_ban() -> None:
     decision = POLICY.on_expiry(
         expires=NOW + 60, offences=1, now=NOW, reject_pps=None, threshold_pps=1000, extend_on_evidence=True
     )
-    assert decision.outcome is Outcome.KEEP
+    assert decision.outcome is BanOutcome.KEEP
 
 
 def test_expiry_extends_a_source_still_sending_and_says_why() -> None:
     decision = POLICY.on_expiry(
         expires=NOW, offences=2, now=NOW, reject_pps=4500, threshold_pps=1000, extend_on_evidence=True
     )
-    assert decision.outcome is Outcome.EXTEND
+    assert decision.outcome is BanOutcome.EXTEND
     assert decision.expires == NOW + 3600
     assert "4,500 pps" in decision.reason and "REJECT" in decision.reason
 
@@ -83,7 +83,7 @@ def test_expiry_expires_without_enough_evidence(
         threshold_pps=1000,
         extend_on_evidence=enabled,
     )
-    assert decision.outcome is Outcome.EXPIRE
+    assert decision.outcome is BanOutcome.EXPIRE
     assert reason_part in decision.reason
 
 

@@ -10,8 +10,8 @@ import zlib
 import pytest
 
 from emulator.lambda_runtime import encode_awslogs
-from floodgate import events as events_module
-from floodgate.events import (
+from floodgate.services import events as events_module
+from floodgate.services.events import (
     AlarmShape,
     AlarmState,
     AlarmStateChange,

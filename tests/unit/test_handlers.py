@@ -12,11 +12,11 @@ from typing import Any, cast
 
 import pytest
 
-from floodgate.events import AlarmStateChange, DetectorEvent, Home, InvalidEvent
 from floodgate.handlers import detector as detector_handler
 from floodgate.handlers import expirer as expirer_handler
 from floodgate.handlers.runtime import ColdStart, logger, tracer
 from floodgate.observability import METRIC, SERVICE_NAME
+from floodgate.services.events import AlarmStateChange, DetectorEvent, Home, InvalidEvent
 from floodgate.settings import ENV, ConfigError, Settings
 from tests.events import LambdaContextStub, load
 
@@ -96,7 +96,7 @@ def test_the_domain_logs_carry_the_correlation_id(
 ) -> None:
     class Logging(StubDetector):
         def handle(self, event: DetectorEvent, *, home: Home | None = None) -> Report:
-            logging.getLogger("floodgate.detection_service").info("deciding")
+            logging.getLogger("floodgate.services.detection").info("deciding")
             return super().handle(event, home=home)
 
     detector_handler.detector.use(cast(Any, Logging()))

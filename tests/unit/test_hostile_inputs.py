@@ -17,21 +17,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from emulator.traffic import VPC_CIDR
-from floodgate.adapters.ledger import EventKind, LogEvent
 from floodgate.cli.main import main
 from floodgate.cli.render import table
 from floodgate.cli.report_html import render
 from floodgate.cli.timeline import Report
 from floodgate.core.durations import parse_duration
 from floodgate.core.networks import InvalidCidr, parse_network
-from floodgate.events import (
+from floodgate.core.records import EventKind, LogEvent
+from floodgate.services.events import (
     MAX_LOG_EVENTS,
     AlarmStateChange,
     FlowLogDelivery,
     InvalidEvent,
     parse_detector_event,
 )
-from floodgate.manual import ManualError, parse_manual, run_manual
+from floodgate.services.manual import ManualError, parse_manual, run_manual
 from floodgate.settings import ENV, ConfigError, Settings
 from infra.manual import CIDR_PATTERN
 from tests.events import load

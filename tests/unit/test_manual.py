@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from floodgate.manual import Analyze, Block, ManualError, StatusRequest, Unblock, parse_manual
+from floodgate.services.manual import Analyze, Block, ManualError, StatusRequest, Unblock, parse_manual
 from floodgate.settings import ENV, Settings
 from tests.events import load
 

@@ -6,9 +6,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from floodgate.adapters.ledger import EventKind, Evidence, LogEvent, Origin
 from floodgate.adapters.notify import MAX_LINES, Notifier, compose
 from floodgate.adapters.retry import Backoff, Retrier
+from floodgate.core.records import EventKind, Evidence, LogEvent, Origin
 from floodgate.core.slots import Direction
 
 AT = 1_764_000_000.0

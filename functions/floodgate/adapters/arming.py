@@ -21,12 +21,17 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from floodgate.adapters import dynamo
 from floodgate.adapters.retry import Retrier, default_client
 from floodgate.core.durations import parse_duration
 from floodgate.settings_table import BY_KEY
 from floodgate.tables import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
 
 ARMED_KEY = "ARMED"
 PACE_KEY = ("DECISION", "PACE")
@@ -51,14 +56,14 @@ class Arming:
     def __init__(
         self,
         table: str,
-        client: Any = None,
+        client: DynamoDBClient | None = None,
         *,
         retrier: Retrier | None = None,
         clock_skew_s: float = DEFAULT_CLOCK_SKEW_S,
     ) -> None:
         self.table = table
         self.clock_skew_s = clock_skew_s  # a state change stamped later than now + this is from a wrong clock
-        self._ddb = default_client("dynamodb", client)
+        self._ddb: DynamoDBClient = default_client("dynamodb", client)
         self._retry = retrier or Retrier()
 
     def arm(
@@ -74,22 +79,22 @@ class Arming:
         """Withdraw `alarm_name`'s arming. False when it had none in force, or when this OK is stale."""
         item = self._state_item(alarm_name, now=now, until=0.0, reason="OK", changed_at=changed_at)
         previous = self._put_if_newer(item, now=now)
-        return (
-            previous is not None and "armed_until" in previous and float(previous["armed_until"]["N"]) > now
-        )
+        return previous is not None and float(dynamo.plain(previous).get("armed_until", 0)) > now
 
     def _state_item(
         self, alarm_name: str, *, now: float, until: float, reason: str, changed_at: float | None
     ) -> dict[str, Any]:
-        return {
-            PARTITION_KEY: {"S": ARMED_KEY},
-            SORT_KEY: {"S": alarm_name},
-            "armed_at": {"N": repr(now)},
-            "armed_until": {"N": repr(until)},
-            "changed_at": {"N": repr(now if changed_at is None else changed_at)},
-            "reason": {"S": reason or "-"},
-            TTL_ATTRIBUTE: {"N": str(math.ceil(max(now, until)) + _RECORD_GRACE_S)},
-        }
+        return dynamo.item(
+            {
+                PARTITION_KEY: ARMED_KEY,
+                SORT_KEY: alarm_name,
+                "armed_at": now,
+                "armed_until": until,
+                "changed_at": now if changed_at is None else changed_at,
+                "reason": reason or "-",
+                TTL_ATTRIBUTE: math.ceil(max(now, until)) + _RECORD_GRACE_S,
+            }
+        )
 
     def _put_if_newer(self, item: dict[str, Any], *, now: float) -> dict[str, Any] | None:
         """Write the alarm's state unless a later change is already recorded (one from the future does not
@@ -105,7 +110,7 @@ class Arming:
                 ),
                 ExpressionAttributeValues={
                     ":changed": item["changed_at"],
-                    ":future": {"N": repr(now + self.clock_skew_s)},
+                    **dynamo.item({":future": now + self.clock_skew_s}),
                 },
                 ReturnValues="ALL_OLD",
             ),
@@ -121,17 +126,14 @@ class Arming:
 
     def in_force(self, *, now: float) -> tuple[Armed, ...]:
         """Every arming still in force, the most recent first."""
-        reply = self._retry.call(
-            "Query armed",
-            partial(
-                self._ddb.query,
-                TableName=self.table,
-                KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": ARMED_KEY}},
-                ConsistentRead=True,
-            ),
-        )
-        active = [a for a in map(_armed, reply.get("Items", [])) if a.armed_until > now]
+        params = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": dynamo.item({":pk": ARMED_KEY}),
+            "ConsistentRead": True,
+        }
+        items = dynamo.pages(self._retry, "Query armed", self._ddb.query, params)
+        active = [a for a in map(_armed, items) if a.armed_until > now]
         return tuple(sorted(active, key=lambda a: a.armed_at, reverse=True))
 
     def claim_decision(self, *, now: float, interval_s: float) -> bool:
@@ -141,23 +143,26 @@ class Arming:
             partial(
                 self._ddb.update_item,
                 TableName=self.table,
-                Key={PARTITION_KEY: {"S": PACE_KEY[0]}, SORT_KEY: {"S": PACE_KEY[1]}},
+                Key=dynamo.item({PARTITION_KEY: PACE_KEY[0], SORT_KEY: PACE_KEY[1]}),
                 UpdateExpression="SET decided_at = :now, expires_at = :expires",
                 ConditionExpression="attribute_not_exists(decided_at) OR decided_at <= :due",
-                ExpressionAttributeValues={
-                    ":now": {"N": repr(now)},
-                    ":due": {"N": repr(now - interval_s)},
-                    ":expires": {"N": str(math.ceil(now + interval_s) + _RECORD_GRACE_S)},
-                },
+                ExpressionAttributeValues=dynamo.item(
+                    {
+                        ":now": now,
+                        ":due": now - interval_s,
+                        ":expires": math.ceil(now + interval_s) + _RECORD_GRACE_S,
+                    }
+                ),
             ),
         )
         return claimed is not None
 
 
 def _armed(item: Mapping[str, Any]) -> Armed:
+    values = dynamo.plain(item)
     return Armed(
-        alarm_name=item[SORT_KEY]["S"],
-        armed_at=float(item["armed_at"]["N"]),
-        armed_until=float(item["armed_until"]["N"]),
-        reason=item["reason"]["S"],
+        alarm_name=values[SORT_KEY],
+        armed_at=float(values["armed_at"]),
+        armed_until=float(values["armed_until"]),
+        reason=values["reason"],
     )

@@ -18,20 +18,33 @@ DynamoDB's TTL deletes late and the emulator never does: whoever reads a record 
 from __future__ import annotations
 
 import logging
-import math
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from enum import StrEnum
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from floodgate.adapters import dynamo
+from floodgate.adapters.dynamo import attribute
 from floodgate.adapters.retry import Retrier, default_client, error_code, is_transient
+from floodgate.core.records import (
+    AppendEvent,
+    DenyRecord,
+    DropDeny,
+    EventKind,
+    LedgerWrite,
+    LogEvent,
+    OffenceRecord,
+    PutDeny,
+    PutOffence,
+    from_plain,
+    plain_values,
+    time_key,
+)
 from floodgate.core.slots import Direction
 from floodgate.tables import (
     LOG_BY_CIDR_INDEX,
@@ -39,6 +52,11 @@ from floodgate.tables import (
     SORT_KEY,
     TTL_ATTRIBUTE,
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import KeysAndAttributesTypeDef, PutTypeDef, TransactWriteItemTypeDef
+
 
 _log = logging.getLogger(__name__)
 
@@ -63,124 +81,6 @@ class LeaseLost(LedgerError):
     """The writer's lease ran out (or was taken over) before its change landed; nothing was written."""
 
 
-class EventKind(StrEnum):
-    BLOCK = "BLOCK"  # a deny went in
-    EXTEND = "EXTEND"  # a deny's ban was renewed or lengthened
-    EVICT = "EVICT"  # a deny gave way to a more valuable one, or is no longer allowed
-    EXPIRE = "EXPIRE"  # a ban ran out
-    UNBLOCK = "UNBLOCK"  # a person lifted a deny
-    REPAIR = "REPAIR"  # NACL and ledger disagreed and the NACL was put right
-    REFUSED = "REFUSED"  # a deny that was asked for and not made, with the reason
-    DRYRUN = "DRYRUN"  # what would have happened; `would` says which event
-    HOLD = "HOLD"  # an Auto Scaling group held at its capacity (`cidr` is asg:<group>)
-    RELEASE = "RELEASE"  # a capacity hold ended
-
-
-class OriginKind(StrEnum):
-    AUTOMATIC = "automatic"
-    ALARM = "alarm"
-    MANUAL = "manual"
-
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Who asked for a deny: the detector on its own, the detector armed by an alarm, or a person."""
-
-    kind: OriginKind
-    name: str | None = None  # the alarm's name, or who acted by hand
-
-    @classmethod
-    def automatic(cls) -> Origin:
-        return cls(OriginKind.AUTOMATIC)
-
-    @classmethod
-    def alarm(cls, alarm_name: str) -> Origin:
-        return cls(OriginKind.ALARM, alarm_name)
-
-    @classmethod
-    def manual(cls, who: str) -> Origin:
-        return cls(OriginKind.MANUAL, who)
-
-    @classmethod
-    def parse(cls, text: str) -> Origin:
-        kind, _, name = text.partition(":")
-        return cls(OriginKind(kind), name or None)
-
-    def __str__(self) -> str:
-        return f"{self.kind}:{self.name}" if self.name else str(self.kind)
-
-
-@dataclass(frozen=True, slots=True)
-class Evidence:
-    """Why a source is denied: its rates when last seen."""
-
-    pps: float = 0.0
-    bps: float = 0.0
-    share: float = 0.0
-    members: int = 0
-    reject_pps: float | None = None  # rate seen as REJECT records, i.e. while already denied
-
-
-@dataclass(frozen=True, slots=True)
-class DenyRecord:
-    """One deny entry Floodgate holds: where, what, until when and why."""
-
-    nacl_id: str
-    direction: Direction
-    rule: int
-    cidr: str
-    created: float
-    expires: float
-    offences: int
-    origin: Origin
-    reason: str
-    evidence: Evidence
-    write_id: str  # the version: every change writes a new one and is conditional on the old
-
-    @property
-    def family(self) -> int:
-        return 6 if ":" in self.cidr else 4
-
-    def expired(self, now: float) -> bool:
-        return self.expires <= now
-
-
-@dataclass(frozen=True, slots=True)
-class OffenceRecord:
-    """What is remembered about one source across its bans."""
-
-    cidr: str
-    count: int
-    ban_started: float
-    ban_until: float
-    remember_until: float
-    write_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class LogEvent:
-    """One line of the deny log."""
-
-    kind: EventKind
-    at: float
-    cidr: str
-    reason: str
-    actor: str
-    nacl_id: str | None = None
-    direction: Direction | None = None
-    rule: int | None = None
-    origin: Origin | None = None
-    evidence: Evidence | None = None
-    expires: float | None = None
-    offences: int | None = None
-    would: EventKind | None = None  # for DRYRUN: the event a real run would have written
-    event_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-
-    @property
-    def sort_key(self) -> str:
-        return f"{_time_key(self.at)}#{self.event_id}"
-
-
 @dataclass(frozen=True, slots=True)
 class Lease:
     """The right to change one NACL until `until` (epoch seconds)."""
@@ -191,31 +91,6 @@ class Lease:
     until: float
 
 
-@dataclass(frozen=True, slots=True)
-class PutDeny:
-    record: DenyRecord
-    replaces: DenyRecord | None = None  # None: the rule number must be free in the ledger
-
-
-@dataclass(frozen=True, slots=True)
-class DropDeny:
-    record: DenyRecord
-
-
-@dataclass(frozen=True, slots=True)
-class PutOffence:
-    record: OffenceRecord
-    replaces: OffenceRecord | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AppendEvent:
-    event: LogEvent
-
-
-LedgerWrite = PutDeny | DropDeny | AppendEvent
-
-
 class Ledger:
     """The STATE and LOG tables. Takes a low-level DynamoDB client (default: a new one)."""
 
@@ -223,7 +98,7 @@ class Ledger:
         self,
         state_table: str,
         log_table: str,
-        client: Any = None,
+        client: DynamoDBClient | None = None,
         *,
         log_retention_days: int = 90,
         retrier: Retrier | None = None,
@@ -231,7 +106,7 @@ class Ledger:
         self.state_table = state_table
         self.log_table = log_table
         self.log_retention_s = log_retention_days * 86400
-        self._ddb = default_client("dynamodb", client)
+        self._ddb: DynamoDBClient = default_client("dynamodb", client)
         self._retry = retrier or Retrier()
 
     # -- leases ------------------------------------------------------------------------------------------
@@ -241,11 +116,11 @@ class Ledger:
         lease = Lease(nacl_id, uuid.uuid4().hex, actor, now + lease_s)
         item = {
             **_key(LOCK_PREFIX + nacl_id, "LOCK"),
-            "holder": _s(lease.holder),
-            "actor": _s(actor),
-            "acquired": _n(now),
-            "lease_until": _n(lease.until),
-            TTL_ATTRIBUTE: _n(int(lease.until) + 3600),
+            "holder": attribute(lease.holder),
+            "actor": attribute(actor),
+            "acquired": attribute(now),
+            "lease_until": attribute(lease.until),
+            TTL_ATTRIBUTE: attribute(int(lease.until) + 3600),
         }
         taken = self._retry.call_if(
             "PutItem lease",
@@ -254,7 +129,7 @@ class Ledger:
                 Item=item,
                 # A retry of our own put (first response lost) finds our own holder token: still ours.
                 ConditionExpression="attribute_not_exists(pk) OR lease_until < :now OR holder = :holder",
-                ExpressionAttributeValues={":now": _n(now), ":holder": _s(lease.holder)},
+                ExpressionAttributeValues={":now": attribute(now), ":holder": attribute(lease.holder)},
             ),
         )
         return lease if taken is not None else None
@@ -267,7 +142,7 @@ class Ledger:
                 TableName=self.state_table,
                 Key=_key(LOCK_PREFIX + lease.nacl_id, "LOCK"),
                 ConditionExpression="holder = :holder",
-                ExpressionAttributeValues={":holder": _s(lease.holder)},
+                ExpressionAttributeValues={":holder": attribute(lease.holder)},
             ),
         )
         if released is None:
@@ -293,7 +168,7 @@ class Ledger:
         items = self._query(
             TableName=self.state_table,
             KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": _s(DENY_PREFIX + nacl_id)},
+            ExpressionAttributeValues={":pk": attribute(DENY_PREFIX + nacl_id)},
             ConsistentRead=True,
         )
         return sorted((_deny_from(item) for item in items), key=lambda d: (d.direction, d.rule))
@@ -308,15 +183,17 @@ class Ledger:
             ]
 
             def read(keys: list[Any]) -> list[Any]:
-                request = {self.state_table: {"Keys": keys, "ConsistentRead": True}}
+                request: dict[str, KeysAndAttributesTypeDef] = {
+                    self.state_table: {"Keys": keys, "ConsistentRead": True}
+                }
                 reply = self._retry.call(
                     "BatchGetItem", partial(self._ddb.batch_get_item, RequestItems=request)
                 )
                 for item in reply.get("Responses", {}).get(self.state_table, []):
                     record = _offence_from(item)
                     found[record.cidr] = record
-                unread: list[Any] = reply.get("UnprocessedKeys", {}).get(self.state_table, {}).get("Keys", [])
-                return unread
+                unread = reply.get("UnprocessedKeys", {}).get(self.state_table)
+                return list(unread["Keys"]) if unread else []
 
             self._until_processed("BatchGetItem", keys, read, "offence records unread")
         return found
@@ -348,8 +225,9 @@ class Ledger:
         for chunk in _pack(groups, room=MAX_TRANSACTION_ITEMS - 2):  # the lease check and the journal
             changes = [write for write in chunk if not isinstance(write, AppendEvent)]
             events = [write.event for write in chunk if isinstance(write, AppendEvent)]
-            items = [self._lease_check(lease, now)] + [self._transact_item(write) for write in changes]
-            journal_key = _key(JOURNAL_PREFIX + lease.nacl_id, f"{_time_key(now)}#{uuid.uuid4().hex[:12]}")
+            items: list[TransactWriteItemTypeDef] = [self._lease_check(lease, now)]
+            items += [self._transact_item(write) for write in changes]
+            journal_key = _key(JOURNAL_PREFIX + lease.nacl_id, f"{time_key(now)}#{uuid.uuid4().hex[:12]}")
             log_items = [self._event_item(event) for event in events]
             if log_items:
                 journal = {**journal_key, "events": {"L": [{"M": item} for item in log_items]}}
@@ -373,7 +251,7 @@ class Ledger:
         for journal in self._query(
             TableName=self.state_table,
             KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": _s(JOURNAL_PREFIX + nacl_id)},
+            ExpressionAttributeValues={":pk": attribute(JOURNAL_PREFIX + nacl_id)},
             ConsistentRead=True,
         ):
             log_items = [entry["M"] for entry in journal["events"]["L"]]
@@ -405,14 +283,16 @@ class Ledger:
         Events past their retention (`now` - retention) are skipped even if TTL has not removed them yet.
         """
         horizon = (time.time() if now is None else now) - self.log_retention_s
-        low, high = _time_key(max(since, horizon)), _time_key(until) + "#~"
+        low, high = time_key(max(since, horizon)), time_key(until) + "#~"
         filters, names, values = _log_filters(kinds, nacl_id)
         queries: list[tuple[str, dict[str, Any], str | None]]
         if cidr is not None:
-            queries = [("cidr = :key AND sk BETWEEN :low AND :high", {":key": _s(cidr)}, LOG_BY_CIDR_INDEX)]
+            queries = [
+                ("cidr = :key AND sk BETWEEN :low AND :high", {":key": attribute(cidr)}, LOG_BY_CIDR_INDEX)
+            ]
         else:
             queries = [
-                ("pk = :key AND sk BETWEEN :low AND :high", {":key": _s(LOG_PREFIX + day)}, None)
+                ("pk = :key AND sk BETWEEN :low AND :high", {":key": attribute(LOG_PREFIX + day)}, None)
                 for day in _days_newest_first(max(since, horizon), until)
             ]
         yielded = 0
@@ -420,7 +300,12 @@ class Ledger:
             params: dict[str, Any] = {
                 "TableName": self.log_table,
                 "KeyConditionExpression": condition,
-                "ExpressionAttributeValues": {**key_values, ":low": _s(low), ":high": _s(high), **values},
+                "ExpressionAttributeValues": {
+                    **key_values,
+                    ":low": attribute(low),
+                    ":high": attribute(high),
+                    **values,
+                },
                 "ScanIndexForward": False,
                 "Limit": page_size,
             }
@@ -446,7 +331,10 @@ class Ledger:
                     "TableName": self.log_table,
                     "IndexName": LOG_BY_CIDR_INDEX,
                     "KeyConditionExpression": "cidr = :cidr AND sk >= :low",
-                    "ExpressionAttributeValues": {":cidr": _s(cidr), ":low": _s(_time_key(horizon))},
+                    "ExpressionAttributeValues": {
+                        ":cidr": attribute(cidr),
+                        ":low": attribute(time_key(horizon)),
+                    },
                     "ScanIndexForward": True,
                 }
             )
@@ -454,7 +342,7 @@ class Ledger:
 
     # -- internals ---------------------------------------------------------------------------------------
 
-    def _transact(self, items: list[dict[str, Any]]) -> None:
+    def _transact(self, items: list[TransactWriteItemTypeDef]) -> None:
         # One client token for the whole retry loop: DynamoDB then treats a retry of a transaction that did
         # commit (its response was lost) as the same transaction and does not apply it twice.
         token = uuid.uuid4().hex
@@ -493,17 +381,17 @@ class Ledger:
 
             self._until_processed("BatchWriteItem", pending, write, "log events unwritten")
 
-    def _lease_check(self, lease: Lease, now: float) -> dict[str, Any]:
+    def _lease_check(self, lease: Lease, now: float) -> TransactWriteItemTypeDef:
         return {
             "ConditionCheck": {
                 "TableName": self.state_table,
                 "Key": _key(LOCK_PREFIX + lease.nacl_id, "LOCK"),
                 "ConditionExpression": "holder = :holder AND lease_until > :now",
-                "ExpressionAttributeValues": {":holder": _s(lease.holder), ":now": _n(now)},
+                "ExpressionAttributeValues": {":holder": attribute(lease.holder), ":now": attribute(now)},
             }
         }
 
-    def _transact_item(self, write: LedgerWrite) -> dict[str, Any]:
+    def _transact_item(self, write: LedgerWrite) -> TransactWriteItemTypeDef:
         match write:
             case PutDeny(record, replaces):
                 return {"Put": _conditional_put(self.state_table, _deny_item(record), _version(replaces))}
@@ -515,52 +403,23 @@ class Ledger:
                             DENY_PREFIX + record.nacl_id, _deny_sort_key(record.direction, record.rule)
                         ),
                         "ConditionExpression": "write_id = :version",
-                        "ExpressionAttributeValues": {":version": _s(record.write_id)},
+                        "ExpressionAttributeValues": {":version": attribute(record.write_id)},
                     }
                 }
         raise TypeError(f"not a ledger change: {write!r}")
 
     def _event_item(self, event: LogEvent) -> dict[str, Any]:
-        item: dict[str, Any] = {
+        return {
             **_key(LOG_PREFIX + _day(event.at), event.sort_key),
-            "event": _s(event.kind),
-            "at": _n(event.at),
-            "cidr": _s(event.cidr),
-            "reason": _s(event.reason),
-            "actor": _s(event.actor),
-            "event_id": _s(event.event_id),
-            TTL_ATTRIBUTE: _n(int(event.at + self.log_retention_s)),
+            **dynamo.item(plain_values(event)),
+            TTL_ATTRIBUTE: attribute(int(event.at + self.log_retention_s)),
         }
-        if event.nacl_id is not None:
-            item["nacl_id"] = _s(event.nacl_id)
-        if event.direction is not None:
-            item["direction"] = _s(event.direction)
-        if event.rule is not None:
-            item["rule"] = _n(event.rule)
-        if event.origin is not None:
-            item["origin"] = _s(str(event.origin))
-        if event.evidence is not None:
-            item["evidence"] = _evidence_item(event.evidence)
-        if event.expires is not None:
-            item["expires"] = _n(event.expires)
-        if event.offences is not None:
-            item["offences"] = _n(event.offences)
-        if event.would is not None:
-            item["would"] = _s(event.would)
-        return item
 
     def _query(self, **params: Any) -> list[dict[str, Any]]:
         return list(self._pages(params))
 
     def _pages(self, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-        start: dict[str, Any] | None = None
-        while True:
-            request = dict(params, ExclusiveStartKey=start) if start else dict(params)
-            page = self._retry.call("Query", partial(self._ddb.query, **request))
-            yield from page.get("Items", [])
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                return
+        return dynamo.pages(self._retry, "Query", self._ddb.query, params)
 
 
 # -- item layouts --------------------------------------------------------------------------------------
@@ -573,110 +432,30 @@ def _deny_sort_key(direction: Direction, rule: int) -> str:
 def _deny_item(record: DenyRecord) -> dict[str, Any]:
     return {
         **_key(DENY_PREFIX + record.nacl_id, _deny_sort_key(record.direction, record.rule)),
-        "nacl_id": _s(record.nacl_id),
-        "direction": _s(record.direction),
-        "rule": _n(record.rule),
-        "cidr": _s(record.cidr),
-        "family": _n(record.family),
-        "created": _n(record.created),
-        "expires": _n(record.expires),
-        "offences": _n(record.offences),
-        "origin": _s(str(record.origin)),
-        "reason": _s(record.reason),
-        "evidence": _evidence_item(record.evidence),
-        "write_id": _s(record.write_id),
-        TTL_ATTRIBUTE: _n(int(record.expires) + DENY_TTL_GRACE_S),
+        **dynamo.item(plain_values(record)),
+        "family": attribute(record.family),
+        TTL_ATTRIBUTE: attribute(int(record.expires) + DENY_TTL_GRACE_S),
     }
 
 
 def _deny_from(item: Mapping[str, Any]) -> DenyRecord:
-    return DenyRecord(
-        nacl_id=item["nacl_id"]["S"],
-        direction=Direction(item["direction"]["S"]),
-        rule=int(item["rule"]["N"]),
-        cidr=item["cidr"]["S"],
-        created=float(item["created"]["N"]),
-        expires=float(item["expires"]["N"]),
-        offences=int(item["offences"]["N"]),
-        origin=Origin.parse(item["origin"]["S"]),
-        reason=item["reason"]["S"],
-        evidence=_evidence_from(item.get("evidence")),
-        write_id=item["write_id"]["S"],
-    )
+    return from_plain(DenyRecord, dynamo.plain(item))
 
 
 def _offence_item(record: OffenceRecord) -> dict[str, Any]:
     return {
         **_key(OFFENCE_PREFIX + record.cidr, "OFFENCE"),
-        "cidr": _s(record.cidr),
-        "offences": _n(record.count),
-        "ban_started": _n(record.ban_started),
-        "ban_until": _n(record.ban_until),
-        "remember_until": _n(record.remember_until),
-        "write_id": _s(record.write_id),
-        TTL_ATTRIBUTE: _n(int(record.remember_until) + 1),
+        **dynamo.item(plain_values(record)),
+        TTL_ATTRIBUTE: attribute(int(record.remember_until) + 1),
     }
 
 
 def _offence_from(item: Mapping[str, Any]) -> OffenceRecord:
-    return OffenceRecord(
-        cidr=item["cidr"]["S"],
-        count=int(item["offences"]["N"]),
-        ban_started=float(item["ban_started"]["N"]),
-        ban_until=float(item["ban_until"]["N"]),
-        remember_until=float(item["remember_until"]["N"]),
-        write_id=item["write_id"]["S"],
-    )
+    return from_plain(OffenceRecord, dynamo.plain(item))
 
 
 def _event_from(item: Mapping[str, Any]) -> LogEvent:
-    def text(name: str) -> str | None:
-        return item[name]["S"] if name in item else None
-
-    def number(name: str) -> float | None:
-        return float(item[name]["N"]) if name in item else None
-
-    rule, offences = number("rule"), number("offences")
-    direction, origin, would = text("direction"), text("origin"), text("would")
-    return LogEvent(
-        kind=EventKind(item["event"]["S"]),
-        at=float(item["at"]["N"]),
-        cidr=item["cidr"]["S"],
-        reason=item["reason"]["S"],
-        actor=item["actor"]["S"],
-        nacl_id=text("nacl_id"),
-        direction=Direction(direction) if direction else None,
-        rule=int(rule) if rule is not None else None,
-        origin=Origin.parse(origin) if origin else None,
-        evidence=_evidence_from(item["evidence"]) if "evidence" in item else None,
-        expires=number("expires"),
-        offences=int(offences) if offences is not None else None,
-        would=EventKind(would) if would else None,
-        event_id=item["event_id"]["S"],
-    )
-
-
-def _evidence_item(evidence: Evidence) -> dict[str, Any]:
-    fields = {"pps": _n(evidence.pps), "bps": _n(evidence.bps), "share": _n(evidence.share)}
-    fields["members"] = _n(evidence.members)
-    if evidence.reject_pps is not None:
-        fields["reject_pps"] = _n(evidence.reject_pps)
-    return {"M": fields}
-
-
-def _evidence_from(item: Mapping[str, Any] | None) -> Evidence:
-    fields = item["M"] if item else {}
-
-    def number(name: str) -> float:
-        return float(fields[name]["N"]) if name in fields else 0.0
-
-    return Evidence(
-        pps=number("pps"),
-        bps=number("bps"),
-        share=number("share"),
-        members=int(number("members")),
-        reject_pps=float(fields["reject_pps"]["N"]) if "reject_pps" in fields else None,
-    )
+    return from_plain(LogEvent, dynamo.plain(item))
 
 
 # -- helpers -------------------------------------------------------------------------------------------
@@ -686,7 +465,7 @@ def _version(record: DenyRecord | OffenceRecord | None) -> str | None:
     return None if record is None else record.write_id
 
 
-def _conditional_put(table: str, item: dict[str, Any], expected_version: str | None) -> dict[str, Any]:
+def _conditional_put(table: str, item: dict[str, Any], expected_version: str | None) -> PutTypeDef:
     """PutItem parameters that succeed only over the version read (`None`: only where nothing is)."""
     if expected_version is None:
         return {"TableName": table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
@@ -694,7 +473,7 @@ def _conditional_put(table: str, item: dict[str, Any], expected_version: str | N
         "TableName": table,
         "Item": item,
         "ConditionExpression": "write_id = :version",
-        "ExpressionAttributeValues": {":version": _s(expected_version)},
+        "ExpressionAttributeValues": {":version": attribute(expected_version)},
     }
 
 
@@ -736,10 +515,10 @@ def _log_filters(
         placeholders = [f":kind{i}" for i in range(len(kinds))]
         clauses.append(f"#event IN ({', '.join(placeholders)})")
         names["#event"] = "event"
-        values.update({p: _s(kind) for p, kind in zip(placeholders, kinds, strict=True)})
+        values.update({p: attribute(kind) for p, kind in zip(placeholders, kinds, strict=True)})
     if nacl_id is not None:
         clauses.append("nacl_id = :nacl")
-        values[":nacl"] = _s(nacl_id)
+        values[":nacl"] = attribute(nacl_id)
     return " AND ".join(clauses), names, values
 
 
@@ -753,23 +532,9 @@ def _days_newest_first(since: float, until: float) -> list[str]:
     return days
 
 
-def _time_key(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def _day(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d")
 
 
 def _key(pk: str, sk: str) -> dict[str, Any]:
-    return {PARTITION_KEY: _s(pk), SORT_KEY: _s(sk)}
-
-
-def _s(text: str) -> dict[str, str]:
-    return {"S": str(text)}
-
-
-def _n(number: float) -> dict[str, str]:
-    if not math.isfinite(number):
-        raise ValueError(f"DynamoDB cannot store {number}")
-    return {"N": str(number) if isinstance(number, int) else str(Decimal(repr(number)))}
+    return dynamo.item({PARTITION_KEY: pk, SORT_KEY: sk})

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from floodgate.adapters.retry import THROTTLING_CODES, Retrier, default_client, error_code, is_server_error
+from floodgate.core.nacl import ALL_PROTOCOLS, NaclEntry, NaclSnapshot
 from floodgate.core.slots import Direction
 
-DEFAULT_RULE_NUMBER = 32767  # `*`: 32767 for IPv4, 32768 for IPv6; cannot be changed
-ALL_PROTOCOLS = "-1"
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import NetworkAclEntryTypeDef, NetworkAclTypeDef
+
 
 # The emulator reports an unknown NACL id with a route-table error code; AWS with the NACL one.
 _UNKNOWN_NACL_CODES = frozenset({"InvalidNetworkAclID.NotFound", "InvalidRouteTableID.NotFound"})
@@ -53,59 +55,14 @@ class EntryNotFound(NaclError, LookupError):
     """The entry to replace is not there."""
 
 
-@dataclass(frozen=True, slots=True)
-class NaclEntry:
-    rule: int
-    direction: Direction
-    action: str  # "allow" or "deny"
-    protocol: str  # "-1" for all, else an IP protocol number
-    cidr: str  # canonical IPv4 or IPv6 network
-    ports: tuple[int, int] | None = None
-
-    @property
-    def family(self) -> int:
-        return 6 if ":" in self.cidr else 4
-
-    @property
-    def is_default(self) -> bool:
-        return self.rule >= DEFAULT_RULE_NUMBER
-
-    def is_deny_all_from(self, family: int) -> bool:
-        """The shape of every entry Floodgate writes: deny, all protocols, the given address family."""
-        return self.action == "deny" and self.protocol == ALL_PROTOCOLS and self.family == family
-
-    def is_deny_of(self, cidr: str) -> bool:
-        """Exactly the entry Floodgate writes to deny `cidr`."""
-        return self.action == "deny" and self.protocol == ALL_PROTOCOLS and self.cidr == cidr
-
-    def describe(self) -> str:
-        protocol = "all" if self.protocol == ALL_PROTOCOLS else f"protocol {self.protocol}"
-        ports = f" ports {self.ports[0]}-{self.ports[1]}" if self.ports else ""
-        return f"{self.direction} rule {self.rule} {self.action} {protocol} {self.cidr}{ports}"
-
-
-@dataclass(frozen=True, slots=True)
-class NaclSnapshot:
-    nacl_id: str
-    vpc_id: str
-    is_default: bool
-    entries: tuple[NaclEntry, ...]
-
-    def in_rules(self, direction: Direction, rules: range) -> dict[int, NaclEntry]:
-        return {e.rule: e for e in self.entries if e.direction is direction and e.rule in rules}
-
-    def entry(self, direction: Direction, rule: int) -> NaclEntry | None:
-        return next((e for e in self.entries if e.direction is direction and e.rule == rule), None)
-
-
 class NaclGateway:
     """Reads NACLs and creates, replaces and deletes deny entries.
 
     At most one mutating EC2 call per method call, plus retries of calls that failed transiently.
     """
 
-    def __init__(self, client: Any = None, *, retrier: Retrier | None = None) -> None:
-        self._ec2 = default_client("ec2", client)
+    def __init__(self, client: EC2Client | None = None, *, retrier: Retrier | None = None) -> None:
+        self._ec2: EC2Client = default_client("ec2", client)
         self._retry = retrier or Retrier()
 
     def describe_vpc(self, vpc_id: str) -> dict[str, NaclSnapshot]:
@@ -223,7 +180,7 @@ def _entry_params(nacl_id: str, rule: int, cidr: str, direction: Direction) -> d
     }
 
 
-def _snapshot(acl: dict[str, Any]) -> NaclSnapshot:
+def _snapshot(acl: NetworkAclTypeDef) -> NaclSnapshot:
     return NaclSnapshot(
         nacl_id=acl["NetworkAclId"],
         vpc_id=acl.get("VpcId", ""),
@@ -232,7 +189,7 @@ def _snapshot(acl: dict[str, Any]) -> NaclSnapshot:
     )
 
 
-def _entries(raw: Iterable[dict[str, Any]]) -> Iterable[NaclEntry]:
+def _entries(raw: Iterable[NetworkAclEntryTypeDef]) -> Iterable[NaclEntry]:
     for item in raw:
         cidr = item.get("CidrBlock") or item.get("Ipv6CidrBlock")
         if not cidr:

@@ -12,11 +12,14 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from floodgate.adapters.ledger import EventKind, LogEvent
 from floodgate.adapters.retry import Retrier, default_client
 from floodgate.core.durations import format_duration
+from floodgate.core.records import EventKind, LogEvent
+
+if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
 
 _log = logging.getLogger(__name__)
 
@@ -43,7 +46,8 @@ class Notifier:
         retrier: Retrier | None = None,
     ) -> None:
         self.topic_arn = topic_arn
-        self._sns = client  # the default client is made on first publish: most runs announce nothing
+        # The default client is made on first publish: most runs announce nothing.
+        self._sns: SNSClient | None = client
         self._retry = retrier or Retrier()
 
     def publish(self, events: Sequence[LogEvent], *, context: str) -> bool:

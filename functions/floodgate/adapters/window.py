@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from floodgate.adapters import dynamo
 from floodgate.adapters.retry import Retrier, default_client
 from floodgate.core.summary import TrafficSummary
 from floodgate.core.window import BatchDigest, CorruptPart, merge_batches, open_batch, pack_summary
@@ -90,14 +91,16 @@ class TrafficWindow:
         bucket = _bucket(newest_s)
         written = 0
         for index, part in enumerate(parts):
-            item = {
-                PARTITION_KEY: {"S": f"{WINDOW_PREFIX}{bucket}"},
-                SORT_KEY: {"S": f"{delivery_id}#{index:03d}"},
-                "arrived": {"N": repr(round(now, 3))},
-                "parts": {"N": str(len(parts))},
-                "summary": {"B": part},
-                TTL_ATTRIBUTE: {"N": str(math.ceil(now + self.window_s + _EXPIRY_SLACK_S))},
-            }
+            item = dynamo.item(
+                {
+                    PARTITION_KEY: f"{WINDOW_PREFIX}{bucket}",
+                    SORT_KEY: f"{delivery_id}#{index:03d}",
+                    "arrived": round(now, 3),
+                    "parts": len(parts),
+                    "summary": part,
+                    TTL_ATTRIBUTE: math.ceil(now + self.window_s + _EXPIRY_SLACK_S),
+                }
+            )
             stored = self._retry.call_if(
                 "PutItem window",
                 partial(
@@ -150,20 +153,11 @@ class TrafficWindow:
             "KeyConditionExpression": "pk = :pk",
             "FilterExpression": "arrived >= :since AND expires_at > :now",
             "ProjectionExpression": "sk, parts, summary",
-            "ExpressionAttributeValues": {
-                ":pk": {"S": f"{WINDOW_PREFIX}{bucket}"},
-                ":since": {"N": repr(round(since, 3))},
-                ":now": {"N": str(math.floor(now))},
-            },
+            "ExpressionAttributeValues": dynamo.item(
+                {":pk": f"{WINDOW_PREFIX}{bucket}", ":since": round(since, 3), ":now": math.floor(now)}
+            ),
         }
-        items: list[dict[str, Any]] = []
-        while True:
-            page = self._retry.call("Query window", partial(self._ddb.query, **params))
-            items.extend(page.get("Items", []))
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                return items
-            params["ExclusiveStartKey"] = start
+        return list(dynamo.pages(self._retry, "Query window", self._ddb.query, params))
 
 
 def _bucket(epoch_s: float) -> int:

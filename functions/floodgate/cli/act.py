@@ -1,7 +1,7 @@
 """Acting by hand: `floodgate block`, `floodgate unblock` and `floodgate reconcile`.
 
 Block and unblock take the very path of the console trigger and the SSM runbooks: the manual-action payload,
-run in process by `floodgate.manual` with the configuration read back from the deployed detector function,
+run in process by `services.manual` with the configuration read back from the deployed detector function,
 so the deployed budget, allowlist and prefix caps apply. The actor is the caller identity's ARN.
 """
 
@@ -11,7 +11,6 @@ import argparse
 import json
 from typing import Any
 
-from floodgate.adapters.ledger import EventKind
 from floodgate.cli.aws import Deployment, add_deployment_arguments, aws_command
 from floodgate.cli.errors import CliError
 from floodgate.cli.options import cidr_argument
@@ -24,10 +23,12 @@ from floodgate.cli.views import (
     event_row,
     short_actor,
 )
+from floodgate.core.decision import DriftKind
 from floodgate.core.durations import parse_duration
-from floodgate.enforcement import DriftKind, EnforcementResult
-from floodgate.manual import ACTOR_LENGTH, ManualResponse, run_manual
-from floodgate.records_json import drift_json, event_json
+from floodgate.core.records import EventKind
+from floodgate.engine.results import EnforcementResult
+from floodgate.services.manual import ACTOR_LENGTH, ManualResponse, run_manual
+from floodgate.services.records_json import drift_json, event_json
 
 DRIFT_FOUND = 1  # `reconcile --dry-run` found drift: the exit code a monitoring check acts on
 

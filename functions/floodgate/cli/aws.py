@@ -40,7 +40,9 @@ from floodgate.adapters.nacl import NaclError, NaclGateway
 from floodgate.adapters.notify import Notifier
 from floodgate.adapters.retry import client_config, error_code
 from floodgate.cli.errors import AWS, USAGE, CliError
-from floodgate.enforcement import EnforcementConfig, EnforcementError, Enforcer, PreflightError
+from floodgate.core.decision import EnforcementConfig
+from floodgate.engine.enforcer import Enforcer
+from floodgate.engine.results import EnforcementError, PreflightError
 from floodgate.observability import OUTPUT
 from floodgate.settings import ConfigError, Settings
 

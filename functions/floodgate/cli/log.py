@@ -8,13 +8,13 @@ import json
 import time
 from typing import Any
 
-from floodgate.adapters.ledger import EventKind
 from floodgate.cli.aws import Deployment, add_deployment_arguments, aws_command
 from floodgate.cli.options import add_window_arguments, cidr_argument, window
 from floodgate.cli.render import table
 from floodgate.cli.times import clock
 from floodgate.cli.views import EVENT_HEADERS, event_row
-from floodgate.records_json import event_json
+from floodgate.core.records import EventKind
+from floodgate.services.records_json import event_json
 from floodgate.settings import NACL_ID
 
 DEFAULT_LIMIT = 50

@@ -14,7 +14,7 @@ from floodgate.cli.options import add_window_arguments, window
 from floodgate.cli.report_html import render
 from floodgate.cli.timeline import Lane, Report, Source
 from floodgate.cli.views import counted
-from floodgate.records_json import event_json, iso
+from floodgate.services.records_json import event_json, iso
 
 
 def register(commands: Any) -> None:

@@ -7,12 +7,12 @@ from collections.abc import Callable
 from html import escape
 from typing import Final
 
-from floodgate.adapters.ledger import EventKind, LogEvent, OriginKind
 from floodgate.cli.render import rate
 from floodgate.cli.timeline import Lane, Report, Source, Span
 from floodgate.cli.times import clock
 from floodgate.cli.views import counted, event_name, evidence_rate, rule_text, short_actor
 from floodgate.core.durations import format_duration
+from floodgate.core.records import EventKind, LogEvent, OriginKind
 
 # Timeline geometry, in SVG user units (1 unit = 1 CSS pixel at the page's width).
 WIDTH: Final = 1120

@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from floodgate.adapters.ledger import DenyRecord, LogEvent, OffenceRecord
 from floodgate.cli.aws import CLI_ACTOR, Deployment, add_deployment_arguments, aws_command
 from floodgate.cli.options import cidr_argument
 from floodgate.cli.render import table
@@ -23,7 +22,8 @@ from floodgate.cli.views import (
     short_actor,
 )
 from floodgate.core.networks import parse_network
-from floodgate.records_json import deny_json, event_json, iso
+from floodgate.core.records import DenyRecord, LogEvent, OffenceRecord
+from floodgate.services.records_json import deny_json, event_json, iso
 
 HISTORY_HEADERS = ("TIME (UTC)", "EVENT", "CIDR", "NACL", "RULE", "BY", "EVIDENCE", "REASON")
 

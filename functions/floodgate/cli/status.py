@@ -22,9 +22,9 @@ from floodgate.cli.views import (
     short_actor,
 )
 from floodgate.core.text import printable
-from floodgate.enforcement import NaclStatus, Status
-from floodgate.records_json import deny_json, drift_json, iso
-from floodgate.reports import automatic_denies
+from floodgate.engine.results import NaclStatus, Status
+from floodgate.services.records_json import deny_json, drift_json, iso
+from floodgate.services.reports import automatic_denies
 
 
 @dataclass(frozen=True, slots=True)

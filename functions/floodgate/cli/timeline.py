@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from floodgate.adapters.ledger import DenyRecord, EventKind, Evidence, LogEvent, Origin
+from floodgate.core.records import DenyRecord, EventKind, Evidence, LogEvent, Origin
 from floodgate.core.slots import Direction
 
 ENDS = frozenset({EventKind.EXPIRE, EventKind.EVICT, EventKind.UNBLOCK})

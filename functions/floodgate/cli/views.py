@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from floodgate.adapters.ledger import DenyRecord, EventKind, Evidence, LogEvent, Origin
 from floodgate.cli.render import rate
 from floodgate.cli.times import clock, expires_in
+from floodgate.core.decision import Drift
+from floodgate.core.records import DenyRecord, EventKind, Evidence, LogEvent, Origin
 from floodgate.core.slots import Direction
-from floodgate.enforcement import Drift
 
 EVENT_HEADERS = ("TIME (UTC)", "EVENT", "CIDR", "NACL", "RULE", "RATE", "BY", "REASON")
 DENY_HEADERS = ("CIDR", "RULE", "EXPIRES IN", "OFFENCES", "ORIGIN", "RATE", "REASON")

@@ -26,15 +26,15 @@ class OffenceHistory:
         return self.ban_until > now
 
 
-class Outcome(StrEnum):
+class BanOutcome(StrEnum):
     KEEP = "keep"
     EXTEND = "extend"
     EXPIRE = "expire"
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
-    outcome: Outcome
+class BanRuling:
+    outcome: BanOutcome
     expires: float  # the ban's end after the decision
     reason: str
 
@@ -74,7 +74,7 @@ class BanPolicy:
     def remember_until(self, ban_until: float) -> float:
         return ban_until + self.offence_memory_s
 
-    def on_reoffence(self, *, expires: float, offences: int, now: float, rate_pps: float) -> Decision:
+    def on_reoffence(self, *, expires: float, offences: int, now: float, rate_pps: float) -> BanRuling:
         """A banned source shows up in a new plan: renew the ban to a full ban time from now.
 
         The renewal is only written once at least half of the ban has run down, so a source flooding without a
@@ -84,13 +84,13 @@ class BanPolicy:
         ban = self.ban_time(offences)
         renewed = now + ban
         if renewed - expires >= ban / 2:
-            return Decision(
-                Outcome.EXTEND,
+            return BanRuling(
+                BanOutcome.EXTEND,
                 renewed,
                 f"seen again at {rate_pps:,.0f} pps: ban renewed for {format_duration(ban)} "
                 f"(offence {offences})",
             )
-        return Decision(Outcome.KEEP, expires, "ban still has more than half of its time to run")
+        return BanRuling(BanOutcome.KEEP, expires, "ban still has more than half of its time to run")
 
     def on_expiry(
         self,
@@ -101,7 +101,7 @@ class BanPolicy:
         reject_pps: float | None,
         threshold_pps: float,
         extend_on_evidence: bool,
-    ) -> Decision:
+    ) -> BanRuling:
         """What to do with a ban at `now`: keep it, or at its end expire it, or extend it on evidence.
 
         The evidence is the source's rate seen as REJECT records: a denied source keeps producing flow-log
@@ -109,11 +109,11 @@ class BanPolicy:
         let it straight back in.
         """
         if expires > now:
-            return Decision(Outcome.KEEP, expires, f"{format_duration(expires - now)} left")
+            return BanRuling(BanOutcome.KEEP, expires, f"{format_duration(expires - now)} left")
         if extend_on_evidence and reject_pps is not None and reject_pps >= threshold_pps:
             ban = self.ban_time(offences)
-            return Decision(
-                Outcome.EXTEND,
+            return BanRuling(
+                BanOutcome.EXTEND,
                 now + ban,
                 f"ban over but the source still sends {reject_pps:,.0f} pps, seen as REJECT "
                 f"(threshold {threshold_pps:,.0f} pps): extended by {format_duration(ban)}",
@@ -121,4 +121,4 @@ class BanPolicy:
         reason = "ban over"
         if extend_on_evidence and reject_pps is not None:
             reason += f"; REJECT rate {reject_pps:,.0f} pps is below the {threshold_pps:,.0f} pps threshold"
-        return Decision(Outcome.EXPIRE, expires, reason)
+        return BanRuling(BanOutcome.EXPIRE, expires, reason)

@@ -1,7 +1,7 @@
 """Whether a capacity hold should stay, judged on the traffic window. Pure: no I/O.
 
 An early alarm may hold the protected Auto Scaling groups at their capacity until the flow logs arrive
-(`floodgate.capacity_hold`). The evidence then decides:
+(`floodgate.services.capacity_hold`). The evidence then decides:
 
 - no records from after the hold yet: keep waiting (the flow logs run minutes behind the alarm);
 - `distributed` (a flash crowd, a spread attack) or `quiet` (no flood in the window): release at once,

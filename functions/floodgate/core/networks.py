@@ -122,3 +122,8 @@ class DenyPolicy:
     def is_protected_address(self, network: Network) -> bool:
         """True when the (host) network lies inside a protected range, caps aside."""
         return any(g.version == network.version and network.overlaps(g) for g in self.protected)
+
+
+def address_family(cidr: str) -> int:
+    """4 or 6, for a canonical CIDR (the one spelling `canonical` gives)."""
+    return 6 if ":" in cidr else 4

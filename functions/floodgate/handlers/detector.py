@@ -8,19 +8,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from floodgate.events import AlarmStateChange, Home, InvalidEvent, parse_detector_event
 from floodgate.handlers.runtime import ColdStart, logger, metrics, record, tracer
+from floodgate.services.events import AlarmStateChange, Home, InvalidEvent, parse_detector_event
 from floodgate.settings import Settings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-    from floodgate.detection_service import DetectionService
+    from floodgate.services.detection import DetectionService
 
 
 def _build(settings: Settings) -> DetectionService:
     # The domain and boto3 load here, on first use, not at import: the handler module stays cheap to load.
-    from floodgate.detection_service import DetectionService  # noqa: PLC0415 - lazy on purpose
+    from floodgate.services.detection import DetectionService  # noqa: PLC0415 - lazy on purpose
 
     return DetectionService.from_settings(settings)
 

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from floodgate.events import InvalidEvent
 from floodgate.handlers.runtime import ColdStart, logger, metrics, record, record_per_nacl, tracer
 from floodgate.observability import METRIC
+from floodgate.services.events import InvalidEvent
 from floodgate.settings import Settings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-    from floodgate.expiry_service import ExpiryService
+    from floodgate.services.expiry import ExpiryService
 
 
 def _build(settings: Settings) -> ExpiryService:
     # The domain and boto3 load here, on first use, not at import: the handler module stays cheap to load.
-    from floodgate.expiry_service import ExpiryService  # noqa: PLC0415 - lazy on purpose
+    from floodgate.services.expiry import ExpiryService  # noqa: PLC0415 - lazy on purpose
 
     return ExpiryService.from_settings(settings)
 

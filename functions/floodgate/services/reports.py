@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from floodgate.adapters.arming import Armed
-from floodgate.adapters.ledger import EventKind, LogEvent
+from floodgate.core.records import EventKind, LogEvent
 from floodgate.observability import METRIC
-from floodgate.records_json import iso
+from floodgate.services.records_json import iso
 
 _EVENT_METRICS = {
     EventKind.BLOCK: METRIC.BLOCKS,

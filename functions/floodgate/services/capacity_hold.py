@@ -22,11 +22,12 @@ from collections.abc import Callable, Sequence
 from floodgate.adapters.arming import Arming
 from floodgate.adapters.autoscaling import GroupNotFound, ScalingGroups
 from floodgate.adapters.holds import HoldRecord, HoldRecords
-from floodgate.adapters.ledger import EventKind, Ledger, LogEvent, Origin
+from floodgate.adapters.ledger import Ledger
 from floodgate.adapters.notify import Notifier
 from floodgate.core.capacity_hold import judge
 from floodgate.core.durations import format_duration
 from floodgate.core.model import DenyPlan
+from floodgate.core.records import EventKind, LogEvent, Origin
 
 _log = logging.getLogger(__name__)
 GROUP_PREFIX = "asg:"  # how a group is named in the deny log's `cidr` field

@@ -7,7 +7,7 @@
    - the alarm's own Lambda action: `{"source": "aws.cloudwatch", "alarmArn",
      "alarmData": {"alarmName", "state": {...}, "previousState": {...}}}`
 3. A manual action (console test event, SSM runbook, CLI): any object with an `"action"` key. Its contract
-   is validated by `floodgate.manual`, which answers a bad payload with an error body instead of raising.
+   is validated by `services.manual`, which answers a bad payload with an error body instead of raising.
 
 Anything else raises InvalidEvent, whose message says what was wrong in a few words: it quotes no more
 than a few dozen characters of any value, whatever its size (a 10 MB field, a 5,000-digit number, a structure
@@ -125,7 +125,7 @@ class Home:
 
 @dataclass(frozen=True, slots=True)
 class ManualRequest:
-    """A manual action's payload, validated later by `floodgate.manual`."""
+    """A manual action's payload, validated later by `floodgate.services.manual`."""
 
     payload: Mapping[str, Any]
 

@@ -13,7 +13,7 @@ made on the whole window through the enforcement engine.
 - Without an armed alarm, enforcement is off unless FLOODGATE_ALWAYS_PPS is set; then only sources above
   that rate are denied.
 
-Decisions and applies go through `floodgate.enforcement.Enforcer` (budget, allowlist, caps, escalation,
+Decisions and applies go through `floodgate.engine.enforcer.Enforcer` (budget, allowlist, caps, escalation,
 ledger, deny log). This module never touches a NACL itself.
 """
 
@@ -27,18 +27,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from floodgate.adapters.arming import Armed, Arming
-from floodgate.adapters.ledger import LogEvent, Origin, OriginKind
 from floodgate.adapters.notify import Notifier
 from floodgate.adapters.window import TrafficWindow, WindowWrite
-from floodgate.capacity_hold import CapacityHold
 from floodgate.core.detect import plan_denies
 from floodgate.core.durations import format_duration
 from floodgate.core.flowlog import EMPTY, NODATA, NOT_INBOUND, SKIPDATA, FlowLogParser
 from floodgate.core.model import DenyPlan, ParseStats, PlannedDeny
+from floodgate.core.records import LogEvent, Origin, OriginKind
 from floodgate.core.text import shown
 from floodgate.core.window import rate_window_s, reject_rates
-from floodgate.enforcement import Enforcer
-from floodgate.events import (
+from floodgate.engine.enforcer import Enforcer
+from floodgate.observability import METRIC
+from floodgate.services.capacity_hold import CapacityHold
+from floodgate.services.events import (
     AlarmState,
     AlarmStateChange,
     ControlMessage,
@@ -47,12 +48,11 @@ from floodgate.events import (
     Home,
     ManualRequest,
 )
-from floodgate.manual import ManualResponse, run_manual
-from floodgate.observability import METRIC
-from floodgate.records_json import event_json
-from floodgate.reports import armed_json, event_metrics, event_tally
+from floodgate.services.manual import ManualResponse, run_manual
+from floodgate.services.records_json import event_json
+from floodgate.services.reports import armed_json, event_metrics, event_tally
+from floodgate.services.wiring import Wiring, detection_config
 from floodgate.settings import ENV, Settings
-from floodgate.wiring import Wiring, detection_config
 
 _log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ class DetectionService:
     def from_settings(
         cls, settings: Settings, wiring: Wiring | None = None, *, actor: str = "floodgate-detector"
     ) -> DetectionService:
-        """The production wiring (`floodgate.wiring`): default AWS clients unless `wiring` names others."""
+        """The production wiring (`services.wiring`): default AWS clients unless `wiring` names others."""
         wiring = wiring or Wiring()
         parts = wiring.parts(settings, actor=actor)
         return cls(

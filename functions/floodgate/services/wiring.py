@@ -19,11 +19,12 @@ from floodgate.adapters.nacl import NaclGateway
 from floodgate.adapters.notify import Notifier
 from floodgate.adapters.retry import Retrier, default_client
 from floodgate.adapters.window import TrafficWindow
-from floodgate.capacity_hold import CapacityHold
+from floodgate.core.decision import EnforcementConfig
 from floodgate.core.detect import DetectionConfig
 from floodgate.core.networks import DenyPolicy
 from floodgate.core.summary import TrafficSummary
-from floodgate.enforcement import EnforcementConfig, Enforcer
+from floodgate.engine.enforcer import Enforcer
+from floodgate.services.capacity_hold import CapacityHold
 from floodgate.settings import Settings
 
 

@@ -15,16 +15,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from floodgate.adapters.ledger import DenyRecord, Ledger, LogEvent
+from floodgate.adapters.ledger import Ledger
 from floodgate.adapters.notify import Notifier
 from floodgate.adapters.window import TrafficWindow
-from floodgate.capacity_hold import CapacityHold
+from floodgate.core.decision import Drift, DriftKind
+from floodgate.core.records import DenyRecord, LogEvent
 from floodgate.core.window import rate_window_s, reject_rate_of
-from floodgate.enforcement import Drift, DriftKind, Enforcer
+from floodgate.engine.enforcer import Enforcer
 from floodgate.observability import METRIC
-from floodgate.reports import event_metrics, event_tally
+from floodgate.services.capacity_hold import CapacityHold
+from floodgate.services.reports import event_metrics, event_tally
+from floodgate.services.wiring import Wiring
 from floodgate.settings import Settings
-from floodgate.wiring import Wiring
 
 _log = logging.getLogger(__name__)
 EVIDENCE_AHEAD_S = 60.0  # how far past `now` a run gathers evidence for bans about to end
@@ -73,7 +75,7 @@ class ExpiryService:
     def from_settings(
         cls, settings: Settings, wiring: Wiring | None = None, *, actor: str = "floodgate-expirer"
     ) -> ExpiryService:
-        """The production wiring (`floodgate.wiring`): default AWS clients unless `wiring` names others."""
+        """The production wiring (`services.wiring`): default AWS clients unless `wiring` names others."""
         wiring = wiring or Wiring()
         parts = wiring.parts(settings, actor=actor)
         return cls(

@@ -31,21 +31,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from floodgate.adapters.arming import Armed
-from floodgate.adapters.ledger import DenyRecord, EventKind, LogEvent
 from floodgate.adapters.notify import Notifier
 from floodgate.core.durations import format_duration, parse_duration
 from floodgate.core.networks import InvalidCidr, Network, parse_network
+from floodgate.core.records import DenyRecord, EventKind, LogEvent
 from floodgate.core.text import clean, has_surrogates, printable, shown
-from floodgate.enforcement import (
-    BlockRefused,
-    EnforcementResult,
-    Enforcer,
-    NotBlocked,
-    PreflightError,
-    Status,
-)
-from floodgate.records_json import deny_json, drift_json, event_json, iso
-from floodgate.reports import armed_json, automatic_denies, event_metrics
+from floodgate.engine.enforcer import Enforcer
+from floodgate.engine.results import BlockRefused, EnforcementResult, NotBlocked, PreflightError, Status
+from floodgate.services.records_json import deny_json, drift_json, event_json, iso
+from floodgate.services.reports import armed_json, automatic_denies, event_metrics
 from floodgate.settings import ENV, Settings
 
 _FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {  # action -> (required, optional)
@@ -102,7 +96,7 @@ ManualAction = Block | Unblock | Analyze | StatusRequest | Release
 
 class Detector(Protocol):
     """What `analyze` and `status` need beyond the engine: the traffic window and the armed state
-    (`floodgate.detection_service.DetectionService` provides both)."""
+    (`floodgate.services.detection.DetectionService` provides both)."""
 
     def analyze(self, *, dry_run: bool, actor: str) -> AnalysisReport: ...
 

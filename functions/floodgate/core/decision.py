@@ -1,0 +1,691 @@
+"""The enforcement decision for one NACL, pure: what its entries, the ledger and the deny log should become.
+
+`decide` takes the NACL as read, the ledger's denies for it, the offence records of the sources involved, what
+the operation asks (a `Request`) and the time, and returns a `Decision`: the ledger writes grouped with their
+log events, the offence records to write, the entry changes to make (new entries before leaving ones) and the
+drift found. It reads nothing and writes nothing; `engine` does the I/O around it.
+
+In order: what happens to each held deny's ban (unblock, renew, expire or extend, drop a lapsed deny whose
+entry is gone), then each pool's slots (`core.slots` places entries, evicts, refuses), then the entry changes
+no ledger change explains, which are repairs of drift. Entries in the owned range that are not Floodgate's
+shape are foreign: reported, never touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from floodgate.core.bans import BanOutcome, BanPolicy, OffenceHistory
+from floodgate.core.durations import format_duration
+from floodgate.core.nacl import NaclSnapshot
+from floodgate.core.networks import DenyPolicy
+from floodgate.core.records import (
+    AppendEvent,
+    DenyRecord,
+    DropDeny,
+    EventKind,
+    Evidence,
+    LedgerWrite,
+    LogEvent,
+    OffenceRecord,
+    Origin,
+    OriginKind,
+    PutDeny,
+    PutOffence,
+)
+from floodgate.core.slots import (
+    EXPIRED,
+    PINNED,
+    Direction,
+    Held,
+    OpKind,
+    Pool,
+    PoolPlan,
+    SlotOp,
+    Wanted,
+    owned_pools,
+    plan_pool,
+)
+
+if TYPE_CHECKING:
+    from floodgate.settings import Settings
+
+RuleKey = tuple[Direction, int]
+
+
+@dataclass(frozen=True, slots=True)
+class EnforcementConfig:
+    """What the engine enforces and where. `Settings` builds one; tests and the CLI may build one directly."""
+
+    policy: DenyPolicy
+    bans: BanPolicy
+    nacl_ids: tuple[str, ...] = ()  # explicit targets; when empty, every NACL of `vpc_id`
+    vpc_id: str | None = None
+    rule_start: int = 100
+    budget: int = 10
+    nacl_quota: int = 20
+    evidence_threshold_pps: float = 5000.0  # REJECT rate at which an ending ban is extended instead
+    extend_on_evidence: bool = True
+    outbound_mirror: bool = False
+    dry_run: bool = False
+    lease_s: float = 60.0
+    lease_wait_s: float = 20.0
+
+    def __post_init__(self) -> None:
+        if not self.nacl_ids and not self.vpc_id:
+            raise ValueError("no target: give NACL ids or a VPC id")
+        if self.budget < 1 or self.budget + 2 > self.nacl_quota:
+            raise ValueError(
+                f"budget {self.budget} must be at least 1 and leave room for the default rule and one spare "
+                f"under the quota of {self.nacl_quota}"
+            )
+        if self.rule_start < 1 or self.pools[-1].last_rule > 32766:
+            raise ValueError(f"owned rules {self.rule_start}-{self.pools[-1].last_rule} must lie in 1-32766")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EnforcementConfig:
+        return cls(
+            policy=DenyPolicy.build(
+                vpc_cidrs=settings.vpc_cidrs,
+                allow=settings.allow_cidrs,
+                max_prefix_v4=settings.max_prefix_v4,
+                max_prefix_v6=settings.max_prefix_v6,
+            ),
+            bans=BanPolicy(
+                base_ttl_s=settings.base_ttl_s,
+                max_ttl_s=settings.max_ttl_s,
+                factor=settings.ttl_factor,
+                offence_memory_s=settings.offence_memory_s,
+            ),
+            nacl_ids=settings.nacl_ids,
+            vpc_id=settings.vpc_id,
+            rule_start=settings.rule_start,
+            budget=settings.budget,
+            nacl_quota=settings.nacl_quota,
+            evidence_threshold_pps=settings.min_pps,
+            extend_on_evidence=settings.extend_on_evidence,
+            outbound_mirror=settings.outbound_mirror,
+            dry_run=settings.dry_run,
+        )
+
+    @property
+    def directions(self) -> tuple[Direction, ...]:
+        return (Direction.INGRESS, Direction.EGRESS) if self.outbound_mirror else (Direction.INGRESS,)
+
+    @property
+    def pools(self) -> tuple[Pool, ...]:
+        return owned_pools(self.rule_start, self.budget, self.directions)
+
+    @property
+    def rule_end(self) -> int:
+        return self.pools[-1].last_rule
+
+
+class DriftKind(StrEnum):
+    ORPHAN = "orphan"  # an entry in the owned range with no ledger record
+    MISSING = "missing"  # a valid ledger deny with no entry
+    MISMATCH = "mismatch"  # the entry at a ledger deny's rule denies something else
+    FOREIGN = "foreign"  # an entry in the owned range that Floodgate did not write (never touched)
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    kind: DriftKind
+    nacl_id: str
+    direction: Direction
+    rule: int
+    cidr: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Want:
+    """A deny asked for by an operation."""
+
+    cidr: str  # canonical
+    family: int
+    value: float  # rank against the other denies of the pool (`core.slots`): a rate, or PINNED
+    evidence: Evidence
+    reason: str
+    origin: Origin
+    ttl_s: int | None = None  # a manual ban time; None: escalation decides
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What one operation asks of every target NACL."""
+
+    actor: str
+    wanted: Mapping[str, Want] = field(default_factory=dict)  # by CIDR
+    remove: Mapping[str, str] = field(default_factory=dict)  # CIDR -> why (manual unblock)
+    reject_pps: Mapping[str, float] = field(default_factory=dict)  # rates seen as REJECT, by CIDR
+    expire_due: bool = False  # end (or extend) the bans that are over
+
+    def offence_cidrs(self, records: Collection[DenyRecord], now: float) -> list[str]:
+        """Sources whose offence record the decision may need: new or renewed bans, ended or extended ones."""
+        cidrs = set(self.wanted) | set(self.remove)
+        if self.expire_due:
+            cidrs |= {r.cidr for r in records if r.expired(now)}
+        return sorted(cidrs)
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteEntry:
+    """Remove the entry at `rule`: a deny leaving the ledger, or an orphan."""
+
+    direction: Direction
+    rule: int
+    cidr: str
+
+
+@dataclass(frozen=True, slots=True)
+class PutEntry:
+    """Put the entry of the ledger deny `record` in place: create it, or, with `replace`, turn the entry found
+    at its rule into it."""
+
+    record: DenyRecord
+    replace: bool = False
+
+    @property
+    def direction(self) -> Direction:
+        return self.record.direction
+
+    @property
+    def rule(self) -> int:
+        return self.record.rule
+
+    @property
+    def cidr(self) -> str:
+        return self.record.cidr
+
+
+EntryChange = DeleteEntry | PutEntry
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One NACL's decision. `groups` are the ledger writes, each rule's change with its log events (a group
+    is written atomically); `offences` go in ahead of them; `changes` are the entry changes, in order."""
+
+    now: float
+    offences: tuple[PutOffence, ...]
+    groups: tuple[tuple[LedgerWrite, ...], ...]
+    events: tuple[LogEvent, ...]
+    changes: tuple[EntryChange, ...]
+    drift: tuple[Drift, ...]
+
+    @property
+    def changes_anything(self) -> bool:
+        return bool(self.events or self.changes)
+
+
+def decide(
+    config: EnforcementConfig,
+    snapshot: NaclSnapshot,
+    records: Collection[DenyRecord],
+    offences: Mapping[str, OffenceRecord],
+    request: Request,
+    *,
+    now: float,
+    new_id: Callable[[], str] | None = None,
+) -> Decision:
+    """Decide one NACL (see the module's docstring). `records` are the ledger's denies of `snapshot`'s NACL,
+    `offences` the offence records of `request.offence_cidrs(records, now)` that exist; `new_id` makes the
+    version ids of changed records (default: random)."""
+    return _Deciding(
+        config,
+        snapshot,
+        records=records,
+        offences=offences,
+        request=request,
+        now=now,
+        new_id=new_id or _random_id,
+    ).decide()
+
+
+class _Deciding:
+    """Decides one NACL: renewals, expiries and removals first, then each pool's slots; collects the ledger
+    writes (grouped with their log events), the entry changes and the drift found."""
+
+    def __init__(
+        self,
+        config: EnforcementConfig,
+        snapshot: NaclSnapshot,
+        *,
+        records: Collection[DenyRecord],
+        offences: Mapping[str, OffenceRecord],
+        request: Request,
+        now: float,
+        new_id: Callable[[], str],
+    ) -> None:
+        self.config = config
+        self.bans = config.bans
+        self.snapshot = snapshot
+        self.nacl_id = snapshot.nacl_id
+        self.request = request
+        self.now = now
+        self.new_id = new_id
+        self.original: dict[RuleKey, DenyRecord] = {(r.direction, r.rule): r for r in records}
+        self.final: dict[RuleKey, DenyRecord | None] = {}  # changed rule keys: new record, or None if dropped
+        self.offences_read = dict(offences)
+        self.offences_final: dict[str, OffenceRecord] = {}
+        self.events: list[LogEvent] = []
+        self.event_keys: dict[str, RuleKey] = {}  # event id -> rule key it belongs with
+        self.changes: list[EntryChange] = []
+        self.drift: list[Drift] = []
+        self.terms: dict[str, tuple[float, int]] = {}  # CIDR -> (expires, offences) of its new placements
+        self.placed: set[RuleKey] = set()
+        self._tick = 0
+
+    def decide(self) -> Decision:
+        held = self._decide_bans()
+        for pool in self.config.pools:
+            self._decide_pool(pool, held)
+        offences = tuple(
+            PutOffence(record, replaces=self.offences_read.get(cidr))
+            for cidr, record in self.offences_final.items()
+        )
+        return Decision(
+            now=self.now,
+            offences=offences,
+            groups=self._groups(),
+            events=tuple(self.events),
+            changes=tuple(self.changes),
+            drift=tuple(self.drift),
+        )
+
+    # -- step 1: what happens to each held deny's ban -------------------------------------------------
+
+    def _decide_bans(self) -> list[DenyRecord]:
+        held: list[DenyRecord] = []
+        for record in self.original.values():
+            if record.cidr in self.request.remove:
+                self._drop(record, EventKind.UNBLOCK, self.request.remove[record.cidr])
+                self._end_ban(record.cidr)
+                continue
+            want = self.request.wanted.get(record.cidr)
+            if want is not None:
+                held.append(self._renew(record, want))
+                continue
+            if self.request.expire_due and record.expired(self.now):
+                decision = self.bans.on_expiry(
+                    expires=record.expires,
+                    offences=record.offences,
+                    now=self.now,
+                    reject_pps=self.request.reject_pps.get(record.cidr),
+                    threshold_pps=self.config.evidence_threshold_pps,
+                    extend_on_evidence=self.config.extend_on_evidence,
+                )
+                if decision.outcome is BanOutcome.EXPIRE:
+                    self._drop(record, EventKind.EXPIRE, decision.reason)
+                    continue
+                evidence = dataclasses.replace(
+                    record.evidence, reject_pps=self.request.reject_pps.get(record.cidr)
+                )
+                held.append(self._extend(record, decision.expires, decision.reason, evidence=evidence))
+                continue
+            if record.expired(self.now) and not self._in_nacl(record):
+                # Over, and its entry is gone (a worker died before writing it): nothing is left to keep.
+                self._drop(record, EventKind.EXPIRE, "ban over; its entry was already missing from the NACL")
+                continue
+            held.append(record)
+        return held
+
+    def _in_nacl(self, record: DenyRecord) -> bool:
+        entry = self.snapshot.entry(record.direction, record.rule)
+        return entry is not None and entry.is_deny_of(record.cidr)
+
+    def _renew(self, record: DenyRecord, want: Want) -> DenyRecord:
+        """A held deny asked for again: a manual request lengthens it to its ban time and pins it; automatic
+        evidence renews it by the escalation rules."""
+        if want.origin.kind is OriginKind.MANUAL:
+            ttl = want.ttl_s or self.bans.ban_time(record.offences)
+            expires = max(record.expires, self.now + ttl)
+            if expires == record.expires and record.origin == want.origin:
+                return record
+            reason = f"{want.reason} ({want.origin}): ban until +{format_duration(expires - self.now)}"
+            return self._extend(record, expires, reason, origin=want.origin)
+        if record.expired(self.now):
+            # Its ban is over though the expirer has not lifted it yet: showing up again is a new offence,
+            # exactly as a minute later (or it joins the ban another NACL's decision just started).
+            expires, offences = self._terms(record.cidr, want)
+            reason = (
+                f"seen again at {want.evidence.pps:,.0f} pps after its ban ended: offence {offences}, "
+                f"denied for {format_duration(expires - self.now)}"
+            )
+            return self._extend(record, expires, reason, evidence=want.evidence, offences=offences)
+        decision = self.bans.on_reoffence(
+            expires=record.expires, offences=record.offences, now=self.now, rate_pps=want.evidence.pps
+        )
+        if decision.outcome is BanOutcome.KEEP:
+            return record
+        return self._extend(record, decision.expires, decision.reason, evidence=want.evidence)
+
+    def _extend(
+        self,
+        record: DenyRecord,
+        expires: float,
+        reason: str,
+        *,
+        evidence: Evidence | None = None,
+        origin: Origin | None = None,
+        offences: int | None = None,
+    ) -> DenyRecord:
+        extended = dataclasses.replace(
+            record,
+            expires=expires,
+            evidence=evidence or record.evidence,
+            origin=origin or record.origin,
+            offences=record.offences if offences is None else offences,
+            write_id=self.new_id(),
+        )
+        key = (record.direction, record.rule)
+        self.final[key] = extended
+        self._event(EventKind.EXTEND, extended, reason, key)
+        base = self._offence(record.cidr) or self._offence_implied_by(record)
+        if expires > base.ban_until:
+            self._set_offence(
+                dataclasses.replace(base, ban_until=expires, remember_until=self.bans.remember_until(expires))
+            )
+        return extended
+
+    def _drop(self, record: DenyRecord, kind: EventKind, reason: str) -> None:
+        key = (record.direction, record.rule)
+        self.final[key] = None
+        self._event(kind, record, reason, key)
+
+    def _end_ban(self, cidr: str) -> None:
+        """A lifted ban ends now; the offence count stays remembered."""
+        base = self._offence(cidr)
+        if base is not None and base.ban_until > self.now:
+            ended = dataclasses.replace(
+                base, ban_until=self.now, remember_until=self.bans.remember_until(self.now)
+            )
+            self._set_offence(ended)
+
+    # -- step 2: each pool's slots ----------------------------------------------------------------------
+
+    def _decide_pool(self, pool: Pool, held_records: list[DenyRecord]) -> None:
+        inside = self.snapshot.in_rules(pool.direction, pool.rules)
+        foreign = {rule for rule, entry in inside.items() if not entry.is_deny_all_from(pool.family)}
+        for rule in sorted(foreign):
+            self.drift.append(
+                Drift(
+                    DriftKind.FOREIGN,
+                    self.nacl_id,
+                    pool.direction,
+                    rule,
+                    inside[rule].cidr,
+                    inside[rule].describe(),
+                )
+            )
+        rules = [rule for rule in pool.rules if rule not in foreign]
+        for record in held_records:
+            if record.direction is pool.direction and record.family == pool.family and record.rule in foreign:
+                # Someone else's entry sits on our rule: the ledger's deny is not in force, and we never
+                # overwrite a foreign entry. Say so loudly rather than count the deny as held.
+                self.drift.append(
+                    Drift(
+                        DriftKind.MISSING,
+                        self.nacl_id,
+                        pool.direction,
+                        record.rule,
+                        record.cidr,
+                        f"rule {record.rule} is taken by a foreign entry ({inside[record.rule].describe()}): "
+                        f"the ledger's deny of {record.cidr} is not in force",
+                    )
+                )
+        mine = {
+            r.rule: r
+            for r in held_records
+            if r.direction is pool.direction and r.family == pool.family and r.rule in rules
+        }
+        plan = plan_pool(
+            rules=rules,
+            budget=self.config.budget,
+            entries={rule: entry.cidr for rule, entry in inside.items() if rule not in foreign},
+            held=[
+                Held(r.rule, r.cidr, self._value(r), r.created, restore=not r.expired(self.now))
+                for r in mine.values()
+            ],
+            wanted=[Wanted(w.cidr, w.value) for w in self.request.wanted.values() if w.family == pool.family],
+            policy=self.config.policy,
+        )
+        for eviction in plan.evicted:
+            self._drop(mine[eviction.held.rule], EventKind.EVICT, eviction.reason)
+        for placement in plan.placed:
+            self._place(pool, placement.cidr, placement.rule, adopted=placement.adopted)
+        for refusal in plan.refused:
+            want = self.request.wanted[refusal.cidr]
+            self._event_for(
+                EventKind.REFUSED,
+                refusal.cidr,
+                refusal.reason,
+                direction=pool.direction,
+                origin=want.origin,
+                evidence=want.evidence,
+            )
+        self._label_ops(pool, plan, inside={rule: e.cidr for rule, e in inside.items()})
+
+    def _value(self, record: DenyRecord) -> float:
+        if record.origin.kind is OriginKind.MANUAL:
+            return PINNED
+        if record.expired(self.now):
+            return EXPIRED
+        return self.request.reject_pps.get(record.cidr, 0.0)
+
+    def _place(self, pool: Pool, cidr: str, rule: int, *, adopted: bool) -> None:
+        want = self.request.wanted[cidr]
+        expires, offences = self._terms(cidr, want)
+        record = DenyRecord(
+            nacl_id=self.nacl_id,
+            direction=pool.direction,
+            rule=rule,
+            cidr=cidr,
+            created=self.now,
+            expires=expires,
+            offences=offences,
+            origin=want.origin,
+            reason=want.reason,
+            evidence=want.evidence,
+            write_id=self.new_id(),
+        )
+        key = (pool.direction, rule)
+        self.final[key] = record
+        self.placed.add(key)
+        found = "; the entry was already in place" if adopted else ""
+        reason = f"{want.reason}; offence {offences}, denied for {format_duration(expires - self.now)}{found}"
+        self._event(EventKind.BLOCK, record, reason, key)
+
+    def _terms(self, cidr: str, want: Want) -> tuple[float, int]:
+        """Expiry and offence count of a new placement: those of the source's running ban when it has one
+        (another direction, another NACL, or back after an eviction), else a new offence."""
+        if cidr not in self.terms:
+            running = self._running_ban(cidr)
+            self.terms[cidr] = self._join(cidr, want, *running) if running else self._new_offence(cidr, want)
+        return self.terms[cidr]
+
+    def _running_ban(self, cidr: str) -> tuple[float, int] | None:
+        """Expiry and offence count of the source's ban still running here (as decided so far) or as its
+        offence record says, if any."""
+        running = [
+            current
+            for key, original in self.original.items()
+            if (current := self.final.get(key, original)) is not None
+            and current.cidr == cidr
+            and not current.expired(self.now)
+        ]
+        if running:
+            return max(r.expires for r in running), max(r.offences for r in running)
+        record = self._offence(cidr)
+        if record is not None and OffenceHistory(record.count, record.ban_until).ban_running(self.now):
+            return record.ban_until, record.count
+        return None
+
+    def _join(self, cidr: str, want: Want, expires: float, offences: int) -> tuple[float, int]:
+        """A new placement joins the running ban. A person's block asks for its ban time from now: a running
+        ban is lengthened, never shortened."""
+        if want.origin.kind is OriginKind.MANUAL:
+            asked = self.now + (want.ttl_s or self.bans.ban_time(offences))
+            if asked > expires:
+                expires = asked
+                record = self._offence(cidr)
+                if record is not None:
+                    self._set_offence(
+                        dataclasses.replace(
+                            record, ban_until=expires, remember_until=self.bans.remember_until(expires)
+                        )
+                    )
+        return expires, offences
+
+    def _new_offence(self, cidr: str, want: Want) -> tuple[float, int]:
+        record = self._offence(cidr)
+        history = OffenceHistory(record.count, record.ban_until) if record else None
+        offences = self.bans.offence_number(history, self.now)
+        expires = self.now + (want.ttl_s or self.bans.ban_time(offences))
+        self._set_offence(
+            OffenceRecord(
+                cidr=cidr,
+                count=offences,
+                ban_started=self.now,
+                ban_until=expires,
+                remember_until=self.bans.remember_until(expires),
+                write_id=self.new_id(),
+            )
+        )
+        return expires, offences
+
+    def _label_ops(self, pool: Pool, plan: PoolPlan, inside: Mapping[int, str]) -> None:
+        """Queue the pool's entry changes; those no ledger change explains are repairs of drift."""
+        standing = {
+            key: record
+            for key in self.original.keys() | self.final.keys()
+            if (record := self.final.get(key, self.original.get(key))) is not None
+        }
+        for slot in plan.ops:
+            key = (pool.direction, slot.rule)
+            if slot.kind is OpKind.DELETE:
+                original = self.original.get(key)
+                if original is None or original.cidr != slot.cidr or key not in self.final:
+                    self._repair(
+                        DriftKind.ORPHAN, pool, slot, f"entry {slot.cidr} has no ledger record: remove it"
+                    )
+                self.changes.append(DeleteEntry(pool.direction, slot.rule, slot.cidr))
+                continue
+            if slot.kind is OpKind.REPLACE:
+                self._repair(
+                    DriftKind.MISMATCH,
+                    pool,
+                    slot,
+                    f"rule {slot.rule} denies {inside.get(slot.rule)} instead of the ledger's {slot.cidr}: "
+                    "replace it",
+                )
+            elif key not in self.placed:
+                self._repair(DriftKind.MISSING, pool, slot, "ledger deny missing from the NACL: re-create it")
+            # The planner creates or replaces an entry only for the deny the ledger keeps at that rule.
+            self.changes.append(PutEntry(standing[key], replace=slot.kind is OpKind.REPLACE))
+
+    def _repair(self, kind: DriftKind, pool: Pool, slot: SlotOp, detail: str) -> None:
+        self.drift.append(Drift(kind, self.nacl_id, pool.direction, slot.rule, slot.cidr, detail))
+        record = self.final.get((pool.direction, slot.rule)) or self.original.get((pool.direction, slot.rule))
+        origin = record.origin if record and record.cidr == slot.cidr else None
+        self._event_for(
+            EventKind.REPAIR, slot.cidr, detail, direction=pool.direction, rule=slot.rule, origin=origin
+        )
+
+    # -- offences, events, grouping ---------------------------------------------------------------------
+
+    def _offence_implied_by(self, record: DenyRecord) -> OffenceRecord:
+        """The offence record a held deny implies, for a source whose record is gone (TTL, never written)."""
+        return OffenceRecord(
+            cidr=record.cidr,
+            count=record.offences,
+            ban_started=record.created,
+            ban_until=record.expires,
+            remember_until=self.bans.remember_until(record.expires),
+            write_id=self.new_id(),
+        )
+
+    def _offence(self, cidr: str) -> OffenceRecord | None:
+        return self.offences_final.get(cidr) or self.offences_read.get(cidr)
+
+    def _set_offence(self, record: OffenceRecord) -> None:
+        self.offences_final[record.cidr] = dataclasses.replace(record, write_id=self.new_id())
+
+    def _event(self, kind: EventKind, record: DenyRecord, reason: str, key: RuleKey) -> None:
+        event = LogEvent(
+            kind,
+            self._at(),
+            record.cidr,
+            reason,
+            self.request.actor,
+            nacl_id=self.nacl_id,
+            direction=record.direction,
+            rule=record.rule,
+            origin=record.origin,
+            evidence=record.evidence,
+            expires=record.expires,
+            offences=record.offences,
+        )
+        self.events.append(event)
+        self.event_keys[event.event_id] = key
+
+    def _event_for(
+        self,
+        kind: EventKind,
+        cidr: str,
+        reason: str,
+        *,
+        direction: Direction,
+        rule: int | None = None,
+        origin: Origin | None = None,
+        evidence: Evidence | None = None,
+    ) -> None:
+        event = LogEvent(
+            kind,
+            self._at(),
+            cidr,
+            reason,
+            self.request.actor,
+            nacl_id=self.nacl_id,
+            direction=direction,
+            rule=rule,
+            origin=origin,
+            evidence=evidence,
+        )
+        self.events.append(event)
+        if rule is not None:
+            self.event_keys[event.event_id] = (direction, rule)
+
+    def _at(self) -> float:
+        # One microsecond apart, so the log keeps the order of one decision's events.
+        self._tick += 1
+        return self.now + self._tick * 1e-6
+
+    def _groups(self) -> tuple[tuple[LedgerWrite, ...], ...]:
+        """Ledger writes in transaction groups: each rule's change with its log events, so that a committed
+        change always has its log lines; events tied to no rule (refusals) form groups of their own."""
+        by_key: dict[RuleKey, list[LedgerWrite]] = {}
+        for key, record in self.final.items():
+            # `final` holds only changes: a dropped deny (None) was held, a new record replaces what was.
+            change = (
+                DropDeny(self.original[key]) if record is None else PutDeny(record, self.original.get(key))
+            )
+            by_key.setdefault(key, []).append(change)
+        loose: list[list[LedgerWrite]] = []
+        for event in self.events:
+            event_key = self.event_keys.get(event.event_id)
+            if event_key is None:
+                loose.append([AppendEvent(event)])
+            else:
+                by_key.setdefault(event_key, []).append(AppendEvent(event))
+        return tuple(tuple(group) for group in [by_key[key] for key in sorted(by_key)] + loose)
+
+
+def _random_id() -> str:
+    return uuid.uuid4().hex

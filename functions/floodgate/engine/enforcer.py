@@ -1,0 +1,395 @@
+"""The enforcement engine: deny plans and manual requests in, NACL deny entries, ledger and deny log out.
+
+This is the one place the handlers and the CLI call. Every operation works NACL by NACL, under that NACL's
+lease, in three steps:
+
+1. read the NACL and the ledger, and decide (pure: `core.decision`);
+2. write the decision to the ledger, its log events riding in the same transactions, fenced by the lease;
+3. change the NACL entries, new ones before leaving ones (make-before-break).
+
+The ledger is written before the NACL, always. A worker that dies between 2 and 3 leaves a ledger that says
+what the NACL should hold, and the next run puts the NACL right (REPAIR): an entry in the owned range without
+a ledger record is removed, a ledger deny missing from the NACL is re-created while still valid. Entries
+outside the owned range, and entries inside it that are not Floodgate's shape, are never touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from floodgate.adapters.ledger import Lease, Ledger, LedgerConflict
+from floodgate.adapters.nacl import EntryAlreadyExists, EntryLimitExceeded, EntryNotFound, NaclGateway
+from floodgate.core.decision import (
+    Decision,
+    DeleteEntry,
+    Drift,
+    EnforcementConfig,
+    EntryChange,
+    PutEntry,
+    Request,
+    Want,
+    decide,
+)
+from floodgate.core.model import DenyPlan, PlannedDeny
+from floodgate.core.nacl import NaclSnapshot
+from floodgate.core.networks import address_family, canonical, parse_network
+from floodgate.core.records import AppendEvent, DenyRecord, DropDeny, EventKind, Evidence, LogEvent, Origin
+from floodgate.core.slots import PINNED
+from floodgate.engine.leases import Leases
+from floodgate.engine.preflight import pool_status, problems_of
+from floodgate.engine.results import (
+    BlockRefused,
+    EnforcementError,
+    EnforcementResult,
+    NaclStatus,
+    NotBlocked,
+    PreflightError,
+    Status,
+)
+
+_log = logging.getLogger(__name__)
+
+_MAX_ROUNDS = 4  # read-decide-write rounds per NACL before giving up on a ledger or NACL that keeps changing
+
+
+class _Mode(StrEnum):
+    WRITE = "write"
+    DRY_RUN = "dry-run"  # decide, log DRYRUN events, change nothing else
+    INSPECT = "inspect"  # decide, write nothing at all
+
+
+@dataclass(slots=True)
+class _Findings:
+    """What an operation found across its NACLs, collected as it goes."""
+
+    events: list[LogEvent] = field(default_factory=list)
+    drift: list[Drift] = field(default_factory=list)
+
+
+class Enforcer:
+    """Applies plans, manual blocks and unblocks, expiry and repair to the target NACLs.
+
+    `now` is the clock for every decision and lease (injectable for tests); `actor` names this worker in the
+    log (a person's name is passed to `block` and `unblock`).
+    """
+
+    def __init__(
+        self,
+        config: EnforcementConfig,
+        gateway: NaclGateway,
+        ledger: Ledger,
+        *,
+        now: Callable[[], float] = time.time,
+        actor: str = "floodgate",
+    ) -> None:
+        self.config = config
+        self.gateway = gateway
+        self.ledger = ledger
+        self.actor = actor
+        self._now = now
+        self.leases = Leases(ledger, actor=actor, lease_s=config.lease_s, wait_s=config.lease_wait_s, now=now)
+
+    # -- operations ----------------------------------------------------------------------------------------
+
+    def preflight(self) -> dict[str, NaclSnapshot]:
+        """The target NACLs, checked fit for Floodgate's entries; raises PreflightError listing every problem
+        with its fix, or UnknownNacl."""
+        snapshots = self._snapshots()
+        problems = [
+            problem for snapshot in snapshots.values() for problem in problems_of(self.config, snapshot)
+        ]
+        if problems:
+            raise PreflightError(problems)
+        return snapshots
+
+    def apply(
+        self,
+        plan: DenyPlan | Iterable[PlannedDeny],
+        *,
+        origin: Origin | None = None,
+        reject_pps: Mapping[str, float] | None = None,
+        dry_run: bool | None = None,
+    ) -> EnforcementResult:
+        """Bring every target NACL to the plan plus the still-valid earlier denies, within the budget.
+
+        `reject_pps` (rates seen as REJECT, by CIDR) ranks denies that are absent from the plan because
+        they already work; without it such a deny ranks as having no current evidence.
+        """
+        denies = plan.denies if isinstance(plan, DenyPlan) else tuple(plan)
+        source = origin or Origin.automatic()
+        rejects = _canonical_rates(reject_pps)
+        wanted: dict[str, Want] = {}
+        for planned in denies:
+            cidr = canonical(planned.cidr)
+            evidence = Evidence(planned.pps, planned.bps, planned.share, planned.members, rejects.get(cidr))
+            value = max(planned.pps, rejects.get(cidr, 0.0))
+            if cidr not in wanted or wanted[cidr].value < value:
+                wanted[cidr] = Want(cidr, address_family(cidr), value, evidence, planned.reason, source)
+        mode = self._mode(dry_run)
+        snapshots = self.preflight()
+        refused = self._screen(wanted, actor=self.actor, mode=mode)
+        request = Request(self.actor, wanted=wanted, reject_pps=rejects)
+        outcome = self._converge_all(snapshots, request, mode)
+        outcome.events[:0] = refused
+        return self._result("apply", mode, snapshots, outcome)
+
+    def block(
+        self,
+        cidr: str,
+        *,
+        reason: str,
+        actor: str,
+        ttl_s: int | None = None,
+        dry_run: bool | None = None,
+    ) -> EnforcementResult:
+        """Deny `cidr` by hand, through the same planner: budget, allowlist and caps apply.
+
+        A manual deny outranks automatic ones (it evicts the lowest automatic deny when the budget is full)
+        but never another manual one. Raises BlockRefused, after logging REFUSED, when it cannot go in.
+        """
+        network = parse_network(cidr)
+        if ttl_s is not None and ttl_s <= 0:
+            raise ValueError(f"ban time must be positive, got {ttl_s}s")
+        mode = self._mode(dry_run)
+        snapshots = self.preflight()
+        want = Want(
+            str(network), network.version, PINNED, Evidence(), reason, Origin.manual(actor), ttl_s=ttl_s
+        )
+        wanted = {want.cidr: want}
+        refused = self._screen(wanted, actor=actor, mode=mode)
+        if refused:
+            result = self._result("block", mode, snapshots, _Findings(events=refused))
+            raise BlockRefused(f"{want.cidr} refused: {refused[0].reason}", result)
+        outcome = self._converge_all(snapshots, Request(actor, wanted=wanted), mode)
+        result = self._result("block", mode, snapshots, outcome)
+        went_in = result.of_kind(EventKind.BLOCK, EventKind.EXTEND)
+        not_in = result.of_kind(EventKind.REFUSED)
+        if not_in and not went_in:
+            raise BlockRefused(f"{want.cidr} refused: {not_in[0].reason}", result)
+        return result
+
+    def unblock(
+        self, cidr: str, *, reason: str, actor: str, dry_run: bool | None = None
+    ) -> EnforcementResult:
+        """Lift the deny of `cidr` in every target NACL; the log records who and why. Not subject to the
+        policy: a deny of a range protected since can always be lifted."""
+        target = canonical(cidr)
+        mode = self._mode(dry_run)
+        snapshots = self._snapshots()
+        request = Request(actor, remove={target: f"unblocked by {actor}: {reason}"})
+        outcome = self._converge_all(snapshots, request, mode)
+        result = self._result("unblock", mode, snapshots, outcome)
+        if not result.of_kind(EventKind.UNBLOCK):
+            raise NotBlocked(f"{target} is not denied in {', '.join(snapshots)}")
+        return result
+
+    def expire(
+        self, *, reject_pps: Mapping[str, float] | None = None, dry_run: bool | None = None
+    ) -> EnforcementResult:
+        """Remove denies whose ban is over, or extend those whose source still sends above the threshold
+        (seen as REJECT in `reject_pps`). A NACL with nothing due costs a few reads and no write."""
+        mode = self._mode(dry_run)
+        snapshots = self._snapshots()
+        request = Request(self.actor, reject_pps=_canonical_rates(reject_pps), expire_due=True)
+        outcome = self._converge_all(snapshots, request, mode)
+        return self._result("expire", mode, snapshots, outcome)
+
+    def reconcile(self, *, dry_run: bool = False) -> EnforcementResult:
+        """Put each NACL's owned range back in line with the ledger (REPAIR), and report foreign entries.
+
+        With `dry_run`, only report: nothing is written, not even to the log. A deployment in dry-run mode
+        repairs in dry run too (DRYRUN events, NACLs untouched), so a pause by configuration holds.
+        """
+        mode = _Mode.INSPECT if dry_run else self._mode(None)
+        snapshots = self._snapshots()
+        outcome = self._converge_all(snapshots, Request(self.actor), mode)
+        problems = [
+            problem for snapshot in snapshots.values() for problem in problems_of(self.config, snapshot)
+        ]
+        return self._result("reconcile", mode, snapshots, outcome, problems=problems)
+
+    def status(self) -> Status:
+        """Per NACL: pools used against budget and quota, the denies held, drift and preflight problems."""
+        now = self._now()
+        nacls: list[NaclStatus] = []
+        for nacl_id, snapshot in self._snapshots().items():
+            records = self.ledger.denies(nacl_id)
+            decision = decide(self.config, snapshot, records, {}, Request(self.actor), now=now)
+            pools = tuple(pool_status(self.config, snapshot, pool, records) for pool in self.config.pools)
+            nacls.append(
+                NaclStatus(
+                    nacl_id=nacl_id,
+                    vpc_id=snapshot.vpc_id,
+                    pools=pools,
+                    denies=tuple(records),
+                    drift=tuple(decision.drift),
+                    problems=tuple(problems_of(self.config, snapshot)),
+                    lease=self.ledger.lease_of(nacl_id, now),
+                )
+            )
+        return Status(at=now, dry_run=self.config.dry_run, nacls=tuple(nacls))
+
+    # -- per-NACL convergence ---------------------------------------------------------------------------
+
+    def _converge_all(
+        self, snapshots: Mapping[str, NaclSnapshot], request: Request, mode: _Mode
+    ) -> _Findings:
+        outcome = _Findings()
+        for nacl_id in snapshots:
+            if mode is not _Mode.WRITE:
+                decision = self._decide(nacl_id, request)
+                if mode is _Mode.DRY_RUN and decision.events:
+                    dry = [_as_dry_run(event) for event in decision.events]
+                    self.ledger.append(dry)
+                    outcome.events += dry
+                outcome.drift += decision.drift
+                continue
+            self.ledger.flush_journal(nacl_id)  # log lines a dead worker committed but never delivered
+            first_look = self._decide(nacl_id, request)
+            if not first_look.changes_anything:
+                outcome.drift += first_look.drift  # foreign entries only: reported, never touched
+                continue  # nothing to change: no lease taken, nothing written
+            with self.leases.held(nacl_id) as lease:
+                self._converge(nacl_id, request, lease, outcome)
+        return outcome
+
+    def _decide(self, nacl_id: str, request: Request) -> Decision:
+        now = self._now()
+        snapshot = self.gateway.describe([nacl_id])[nacl_id]
+        records = self.ledger.denies(nacl_id)
+        offences = self.ledger.offences(request.offence_cidrs(records, now))
+        return decide(self.config, snapshot, records, offences, request, now=now)
+
+    def _converge(self, nacl_id: str, request: Request, lease: Lease, outcome: _Findings) -> None:
+        """Read, decide, write the ledger, change the NACL; again from the top if anything moved under us."""
+        for _ in range(_MAX_ROUNDS):
+            decision = self._decide(nacl_id, request)
+            try:
+                self.ledger.put_offences(decision.offences)
+                self.ledger.commit(decision.groups, lease=lease, now=decision.now)
+            except LedgerConflict as exc:
+                _log.info("%s: %s; reading again", nacl_id, exc)
+                continue
+            outcome.events += decision.events
+            outcome.drift += decision.drift
+            try:
+                outcome.events += self._execute(nacl_id, decision.changes, lease)
+            except EntryAlreadyExists as exc:
+                # Another writer got to a rule number first (after a lease lapsed, or a person added an
+                # entry mid-run): the ledger is already right, so read the NACL again and carry on from there.
+                _log.warning("%s; reading again", exc)
+                continue
+            return
+        raise EnforcementError(
+            f"{nacl_id}: the ledger or the NACL kept changing during {_MAX_ROUNDS} attempts; run reconcile"
+        )
+
+    def _execute(self, nacl_id: str, changes: Sequence[EntryChange], lease: Lease) -> list[LogEvent]:
+        """Make the entry changes in order. Returns REFUSED events for entries AWS would not take."""
+        refused: list[LogEvent] = []
+        for change in changes:
+            self.leases.check(lease)
+            if isinstance(change, DeleteEntry):
+                self.gateway.delete_entry(nacl_id, rule=change.rule, direction=change.direction)
+                continue
+            try:
+                self._put_entry(nacl_id, change)
+            except EntryLimitExceeded as exc:
+                refused.append(self._withdraw(change.record, str(exc), lease))
+        return refused
+
+    def _put_entry(self, nacl_id: str, change: PutEntry) -> None:
+        if change.replace:
+            try:
+                self.gateway.replace_deny(
+                    nacl_id, rule=change.rule, cidr=change.cidr, direction=change.direction
+                )
+                return
+            except EntryNotFound:
+                pass  # the wrong entry left meanwhile: create the right one instead
+        self.gateway.create_deny(nacl_id, rule=change.rule, cidr=change.cidr, direction=change.direction)
+
+    def _withdraw(self, record: DenyRecord, why: str, lease: Lease) -> LogEvent:
+        """AWS refused an entry (its quota is lower than ours): take the deny back out of the ledger."""
+        _log.error("%s; raise the NACL rules quota or lower the budget", why)
+        event = LogEvent(
+            EventKind.REFUSED,
+            self._now(),
+            record.cidr,
+            f"AWS refused the entry ({why}): the account's rules-per-NACL quota is below "
+            f"{self.config.nacl_quota}; raise it or lower the budget",
+            self.actor,
+            nacl_id=record.nacl_id,
+            direction=record.direction,
+            rule=record.rule,
+            origin=record.origin,
+            evidence=record.evidence,
+        )
+        self.ledger.commit([[DropDeny(record), AppendEvent(event)]], lease=lease, now=self._now())
+        return event
+
+    # -- helpers ---------------------------------------------------------------------------------------
+
+    def _mode(self, dry_run: bool | None) -> _Mode:
+        return _Mode.DRY_RUN if (self.config.dry_run if dry_run is None else dry_run) else _Mode.WRITE
+
+    def _snapshots(self) -> dict[str, NaclSnapshot]:
+        if self.config.vpc_id is not None and not self.config.nacl_ids:
+            return self.gateway.describe_vpc(self.config.vpc_id)
+        return self.gateway.describe(self.config.nacl_ids)
+
+    def _screen(self, wanted: dict[str, Want], *, actor: str, mode: _Mode) -> list[LogEvent]:
+        """Drop wanted denies the policy refuses (protected, too wide), logging REFUSED for each."""
+        refused: list[LogEvent] = []
+        for cidr in sorted(wanted):
+            reason = self.config.policy.refusal(parse_network(cidr))
+            if reason is None:
+                continue
+            want = wanted.pop(cidr)
+            refused.append(
+                LogEvent(
+                    EventKind.REFUSED,
+                    self._now(),
+                    cidr,
+                    reason,
+                    actor,
+                    origin=want.origin,
+                    evidence=want.evidence,
+                )
+            )
+        if mode is _Mode.DRY_RUN:
+            refused = [_as_dry_run(event) for event in refused]
+        if refused:
+            self.ledger.append(refused)
+        return refused
+
+    def _result(
+        self,
+        operation: str,
+        mode: _Mode,
+        snapshots: Mapping[str, NaclSnapshot],
+        outcome: _Findings,
+        *,
+        problems: Iterable[str] = (),
+    ) -> EnforcementResult:
+        return EnforcementResult(
+            operation=operation,
+            dry_run=mode is not _Mode.WRITE,
+            nacl_ids=tuple(snapshots),
+            events=tuple(outcome.events),
+            drift=tuple(outcome.drift),
+            problems=tuple(problems),
+        )
+
+
+def _as_dry_run(event: LogEvent) -> LogEvent:
+    return dataclasses.replace(event, kind=EventKind.DRYRUN, would=event.kind)
+
+
+def _canonical_rates(rates: Mapping[str, float] | None) -> dict[str, float]:
+    return {canonical(cidr): float(rate) for cidr, rate in (rates or {}).items()}

@@ -1,0 +1,479 @@
+"""The enforcement decision, without an emulator: a NACL as read, the ledger, a request, and what follows.
+
+Every expectation below is written out by hand from the rules (base ban 10 minutes, doubling, a week's
+memory; two denies per pool; IPv4 pool on rules 100-102), not computed by the code under test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from floodgate.core.bans import BanPolicy
+from floodgate.core.decision import (
+    Decision,
+    DeleteEntry,
+    DriftKind,
+    EnforcementConfig,
+    PutEntry,
+    Request,
+    Want,
+    decide,
+)
+from floodgate.core.nacl import NaclEntry, NaclSnapshot
+from floodgate.core.networks import DenyPolicy
+from floodgate.core.records import (
+    AppendEvent,
+    DenyRecord,
+    DropDeny,
+    EventKind,
+    Evidence,
+    OffenceRecord,
+    Origin,
+    PutDeny,
+)
+from floodgate.core.slots import PINNED, Direction
+
+NOW = 1_700_000_000.0
+DAY = 86400.0
+X, Y, Z = "203.0.113.9/32", "198.51.100.7/32", "192.0.2.0/24"
+V6 = "2001:db8:bad::/48"
+IN = Direction.INGRESS
+
+CONFIG = EnforcementConfig(
+    policy=DenyPolicy.build(vpc_cidrs=["10.0.0.0/16"]),
+    bans=BanPolicy(base_ttl_s=600, max_ttl_s=86400, factor=2.0, offence_memory_s=7 * 86400),
+    nacl_ids=("acl-1",),
+    rule_start=100,
+    budget=2,
+    nacl_quota=20,
+    evidence_threshold_pps=5000.0,
+)
+
+
+def deny_entry(rule: int, cidr: str, *, action: str = "deny") -> NaclEntry:
+    return NaclEntry(rule=rule, direction=IN, action=action, protocol="-1", cidr=cidr)
+
+
+def held(
+    rule: int,
+    cidr: str,
+    *,
+    created: float = NOW - 300,
+    expires: float = NOW + 300,
+    offences: int = 1,
+    origin: Origin | None = None,
+) -> DenyRecord:
+    return DenyRecord(
+        nacl_id="acl-1",
+        direction=IN,
+        rule=rule,
+        cidr=cidr,
+        created=created,
+        expires=expires,
+        offences=offences,
+        origin=origin or Origin.automatic(),
+        reason="flood",
+        evidence=Evidence(pps=9000.0),
+        write_id=f"held-{rule}",
+    )
+
+
+def offence(cidr: str, count: int, ban_until: float) -> OffenceRecord:
+    return OffenceRecord(cidr, count, ban_until - 600, ban_until, ban_until + 7 * DAY, write_id=f"off-{cidr}")
+
+
+def flood(cidr: str, pps: float = 9000.0) -> Want:
+    family = 6 if ":" in cidr else 4
+    return Want(cidr, family, pps, Evidence(pps=pps), f"{pps:,.0f} pps", Origin.automatic())
+
+
+def by_hand(cidr: str, *, ttl_s: int | None = None) -> Want:
+    return Want(cidr, 4, PINNED, Evidence(), "incident 42", Origin.manual("ann"), ttl_s=ttl_s)
+
+
+def wants(*items: Want) -> dict[str, Want]:
+    return {w.cidr: w for w in items}
+
+
+@dataclass(frozen=True)
+class Case:
+    """A NACL, the ledger and a request; and, by hand, the events, entry changes, drift and offences."""
+
+    entries: tuple[NaclEntry, ...] = ()
+    records: tuple[DenyRecord, ...] = ()
+    offences: tuple[OffenceRecord, ...] = ()
+    request: Request = field(default_factory=lambda: Request("floodgate"))
+    # (kind, cidr, rule, expires, offences) per log event, in order
+    events: tuple[tuple[EventKind, str, int | None, float | None, int | None], ...] = ()
+    # ("create" | "replace" | "delete", rule, cidr) per entry change, in order
+    changes: tuple[tuple[str, int, str], ...] = ()
+    drift: tuple[tuple[DriftKind, int, str], ...] = ()
+    # (cidr, count, ban_started, ban_until) per offence record written
+    offences_written: tuple[tuple[str, int, float, float], ...] = ()
+
+
+CASES = {
+    "a new source is blocked: first offence, base ban": Case(
+        request=Request("floodgate", wanted=wants(flood(X))),
+        events=((EventKind.BLOCK, X, 100, NOW + 600, 1),),
+        changes=(("create", 100, X),),
+        offences_written=((X, 1, NOW, NOW + 600),),
+    ),
+    "an IPv6 source goes to the IPv6 pool": Case(
+        request=Request("floodgate", wanted=wants(flood(V6))),
+        events=((EventKind.BLOCK, V6, 103, NOW + 600, 1),),
+        changes=(("create", 103, V6),),
+        offences_written=((V6, 1, NOW, NOW + 600),),
+    ),
+    "escalation: a source remembered with two offences gets the third, 4 x base": Case(
+        offences=(offence(X, 2, NOW - 3600),),
+        request=Request("floodgate", wanted=wants(flood(X))),
+        events=((EventKind.BLOCK, X, 100, NOW + 2400, 3),),
+        changes=(("create", 100, X),),
+        offences_written=((X, 3, NOW, NOW + 2400),),
+    ),
+    "escalation forgotten: the last ban ended more than the memory ago": Case(
+        offences=(offence(X, 5, NOW - 8 * DAY),),
+        request=Request("floodgate", wanted=wants(flood(X))),
+        events=((EventKind.BLOCK, X, 100, NOW + 600, 1),),
+        changes=(("create", 100, X),),
+        offences_written=((X, 1, NOW, NOW + 600),),
+    ),
+    "a source whose ban still runs elsewhere joins that ban": Case(
+        offences=(offence(X, 2, NOW + 300),),
+        request=Request("floodgate", wanted=wants(flood(X))),
+        events=((EventKind.BLOCK, X, 100, NOW + 300, 2),),
+        changes=(("create", 100, X),),
+    ),
+    "renew: seen again past half its ban, renewed to a full ban from now": Case(
+        entries=(deny_entry(100, X),),
+        records=(held(100, X, created=NOW - 500, expires=NOW + 100),),
+        request=Request("floodgate", wanted=wants(flood(X))),
+        events=((EventKind.EXTEND, X, 100, NOW + 600, 1),),
+        offences_written=((X, 1, NOW - 500, NOW + 600),),
+    ),
+    "renew: seen again with more than half its ban left, nothing is written": Case(
+        entries=(deny_entry(100, X),),
+        records=(held(100, X, created=NOW - 100, expires=NOW + 500),),
+        request=Request("floodgate", wanted=wants(flood(X))),
+    ),
+    "escalation: back after its ban ended, before the expirer came by: a new offence": Case(
+        entries=(deny_entry(100, X),),
+        records=(held(100, X, created=NOW - 700, expires=NOW - 100),),
+        offences=(offence(X, 1, NOW - 100),),
+        request=Request("floodgate", wanted=wants(flood(X))),
+        events=((EventKind.EXTEND, X, 100, NOW + 1200, 2),),
+        offences_written=((X, 2, NOW, NOW + 1200),),
+    ),
+    "expire: the ban is over and no evidence says otherwise": Case(
+        entries=(deny_entry(100, X),),
+        records=(held(100, X, created=NOW - 601, expires=NOW - 1),),
+        request=Request("floodgate", expire_due=True),
+        events=((EventKind.EXPIRE, X, 100, NOW - 1, 1),),
+        changes=(("delete", 100, X),),
+    ),
+    "expire: a REJECT rate below the threshold does not keep the deny": Case(
+        entries=(deny_entry(100, X),),
+        records=(held(100, X, created=NOW - 601, expires=NOW - 1),),
+        request=Request("floodgate", reject_pps={X: 4999.0}, expire_due=True),
+        events=((EventKind.EXPIRE, X, 100, NOW - 1, 1),),
+        changes=(("delete", 100, X),),
+    ),
+    "extend: the ban is over but the source still sends above the threshold": Case(
+        entries=(deny_entry(100, X),),
+        records=(held(100, X, created=NOW - 1300, expires=NOW - 1, offences=2),),
+        request=Request("floodgate", reject_pps={X: 6000.0}, expire_due=True),
+        events=((EventKind.EXTEND, X, 100, NOW + 1200, 2),),
+        offences_written=((X, 2, NOW - 1300, NOW + 1200),),
+    ),
+    "expire is not due: a running ban is left alone": Case(
+        entries=(deny_entry(100, X),),
+        records=(held(100, X),),
+        request=Request("floodgate", expire_due=True),
+    ),
+    "a lapsed deny whose entry is already gone is dropped as expired": Case(
+        records=(held(100, X, created=NOW - 601, expires=NOW - 1),),
+        events=((EventKind.EXPIRE, X, 100, NOW - 1, 1),),
+    ),
+    "evict: a full pool gives the oldest of its lowest-valued denies up for a stronger source": Case(
+        entries=(deny_entry(100, X), deny_entry(101, Y)),
+        records=(held(100, X, created=NOW - 200), held(101, Y, created=NOW - 100)),
+        request=Request("floodgate", wanted=wants(flood(Z))),
+        events=((EventKind.EVICT, X, 100, NOW + 300, 1), (EventKind.BLOCK, Z, 102, NOW + 600, 1)),
+        changes=(("create", 102, Z), ("delete", 100, X)),  # make before break
+        offences_written=((Z, 1, NOW, NOW + 600),),
+    ),
+    "refused: a full pool of manual denies takes no automatic one": Case(
+        entries=(deny_entry(100, X), deny_entry(101, Y)),
+        records=(held(100, X, origin=Origin.manual("ann")), held(101, Y, origin=Origin.manual("bob"))),
+        request=Request("floodgate", wanted=wants(flood(Z))),
+        events=((EventKind.REFUSED, Z, None, None, None),),
+    ),
+    "a manual block with its own ban time": Case(
+        request=Request("ann", wanted=wants(by_hand(X, ttl_s=3600))),
+        events=((EventKind.BLOCK, X, 100, NOW + 3600, 1),),
+        changes=(("create", 100, X),),
+        offences_written=((X, 1, NOW, NOW + 3600),),
+    ),
+    "a manual block of a held automatic deny lengthens and pins it": Case(
+        entries=(deny_entry(100, X),),
+        records=(held(100, X, expires=NOW + 300),),
+        request=Request("ann", wanted=wants(by_hand(X, ttl_s=3600))),
+        events=((EventKind.EXTEND, X, 100, NOW + 3600, 1),),
+        offences_written=((X, 1, NOW - 300, NOW + 3600),),
+    ),
+    "unblock: the deny and its entry go, the ban ends now": Case(
+        entries=(deny_entry(100, X),),
+        records=(held(100, X),),
+        offences=(offence(X, 1, NOW + 300),),
+        request=Request("ann", remove={X: "unblocked by ann: false positive"}),
+        events=((EventKind.UNBLOCK, X, 100, NOW + 300, 1),),
+        changes=(("delete", 100, X),),
+        offences_written=((X, 1, NOW - 300, NOW),),
+    ),
+    "drift, orphan: an entry in the owned range without a ledger record is removed": Case(
+        entries=(deny_entry(101, Y),),
+        events=((EventKind.REPAIR, Y, 101, None, None),),
+        changes=(("delete", 101, Y),),
+        drift=((DriftKind.ORPHAN, 101, Y),),
+    ),
+    "drift, missing: a valid ledger deny without its entry is re-created": Case(
+        records=(held(100, X),),
+        events=((EventKind.REPAIR, X, 100, None, None),),
+        changes=(("create", 100, X),),
+        drift=((DriftKind.MISSING, 100, X),),
+    ),
+    "drift, mismatch: the entry at a ledger deny's rule denies something else and is replaced": Case(
+        entries=(deny_entry(100, Y),),
+        records=(held(100, X),),
+        events=((EventKind.REPAIR, X, 100, None, None),),
+        changes=(("replace", 100, X),),
+        drift=((DriftKind.MISMATCH, 100, X),),
+    ),
+    "drift, foreign: an entry not of Floodgate's shape in the owned range is reported, never touched": Case(
+        entries=(deny_entry(101, Y, action="allow"),),
+        drift=((DriftKind.FOREIGN, 101, Y),),
+    ),
+    "drift, foreign on a ledger deny's rule: the deny is reported missing, the entry left alone": Case(
+        entries=(deny_entry(100, Y, action="allow"),),
+        records=(held(100, X),),
+        drift=((DriftKind.FOREIGN, 100, Y), (DriftKind.MISSING, 100, X)),
+    ),
+    "a foreign entry takes a slot: a new deny goes to the next free rule": Case(
+        entries=(deny_entry(100, Y, action="allow"),),
+        request=Request("floodgate", wanted=wants(flood(X))),
+        events=((EventKind.BLOCK, X, 101, NOW + 600, 1),),
+        changes=(("create", 101, X),),
+        drift=((DriftKind.FOREIGN, 100, Y),),
+        offences_written=((X, 1, NOW, NOW + 600),),
+    ),
+    "a manual block of a deny already pinned for longer changes nothing": Case(
+        entries=(deny_entry(100, X),),
+        records=(held(100, X, expires=NOW + 3600, origin=Origin.manual("ann")),),
+        request=Request("ann", wanted=wants(by_hand(X, ttl_s=600))),
+    ),
+    "a manual block joining a running ban lengthens it to the time asked": Case(
+        offences=(offence(X, 2, NOW + 300),),
+        request=Request("ann", wanted=wants(by_hand(X, ttl_s=3600))),
+        events=((EventKind.BLOCK, X, 100, NOW + 3600, 2),),
+        changes=(("create", 100, X),),
+        offences_written=((X, 2, NOW - 300, NOW + 3600),),
+    ),
+    "a manual block joining a longer running ban keeps the longer one": Case(
+        offences=(offence(X, 2, NOW + 300),),
+        request=Request("ann", wanted=wants(by_hand(X, ttl_s=60))),
+        events=((EventKind.BLOCK, X, 100, NOW + 300, 2),),
+        changes=(("create", 100, X),),
+    ),
+    "unblock of a deny whose ban already ended leaves the offence record as it is": Case(
+        entries=(deny_entry(100, X),),
+        records=(held(100, X, created=NOW - 601, expires=NOW - 1),),
+        offences=(offence(X, 1, NOW - 1),),
+        request=Request("ann", remove={X: "unblocked by ann: done"}),
+        events=((EventKind.UNBLOCK, X, 100, NOW - 1, 1),),
+        changes=(("delete", 100, X),),
+    ),
+    "a deny whose ban is over gives way first, before an older running one": Case(
+        entries=(deny_entry(100, X), deny_entry(101, Y)),
+        records=(held(100, X, created=NOW - 100, expires=NOW - 1), held(101, Y, created=NOW - 200)),
+        request=Request("floodgate", wanted=wants(flood(Z))),
+        events=((EventKind.EVICT, X, 100, NOW - 1, 1), (EventKind.BLOCK, Z, 102, NOW + 600, 1)),
+        changes=(("create", 102, Z), ("delete", 100, X)),
+        offences_written=((Z, 1, NOW, NOW + 600),),
+    ),
+    "a REJECT rate ranks a held deny: the one still hit stays, the quiet one gives way": Case(
+        entries=(deny_entry(100, X), deny_entry(101, Y)),
+        records=(held(100, X, created=NOW - 200), held(101, Y, created=NOW - 100)),
+        request=Request("floodgate", wanted=wants(flood(Z, 3000.0)), reject_pps={X: 4000.0}),
+        events=((EventKind.EVICT, Y, 101, NOW + 300, 1), (EventKind.BLOCK, Z, 102, NOW + 600, 1)),
+        changes=(("create", 102, Z), ("delete", 101, Y)),
+        offences_written=((Z, 1, NOW, NOW + 600),),
+    ),
+    "nothing asked, nothing out of line: an empty decision": Case(
+        entries=(deny_entry(100, X),),
+        records=(held(100, X),),
+    ),
+}
+
+
+def counter() -> Callable[[], str]:
+    numbers = itertools.count(1)
+    return lambda: f"id-{next(numbers)}"
+
+
+def run(case: Case) -> Decision:
+    snapshot = NaclSnapshot("acl-1", "vpc-1", False, case.entries)
+    offences = {o.cidr: o for o in case.offences}
+    return decide(CONFIG, snapshot, case.records, offences, case.request, now=NOW, new_id=counter())
+
+
+def change_summary(decision: Decision) -> tuple[tuple[str, int, str], ...]:
+    return tuple(
+        ("delete" if isinstance(c, DeleteEntry) else "replace" if c.replace else "create", c.rule, c.cidr)
+        for c in decision.changes
+    )
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_decision(name: str) -> None:
+    case = CASES[name]
+    decision = run(case)
+    assert [(e.kind, e.cidr, e.rule, e.expires, e.offences) for e in decision.events] == list(case.events)
+    assert change_summary(decision) == case.changes
+    assert [(d.kind, d.rule, d.cidr) for d in decision.drift] == list(case.drift)
+    written = [
+        (w.record.cidr, w.record.count, w.record.ban_started, w.record.ban_until) for w in decision.offences
+    ]
+    assert written == list(case.offences_written)
+    assert all(
+        e.at >= NOW and e.actor == case.request.actor and e.nacl_id == "acl-1" for e in decision.events
+    )
+
+
+def test_an_evicted_deny_and_the_new_one_are_written_rule_by_rule_with_their_log_lines() -> None:
+    decision = run(
+        CASES["evict: a full pool gives the oldest of its lowest-valued denies up for a stronger source"]
+    )
+    (drop_x, evicted), (put_z, blocked) = decision.groups
+    assert drop_x == DropDeny(held(100, X, created=NOW - 200))
+    assert isinstance(evicted, AppendEvent) and evicted.event.kind is EventKind.EVICT
+    assert isinstance(put_z, PutDeny) and put_z.replaces is None
+    assert (put_z.record.rule, put_z.record.cidr, put_z.record.created, put_z.record.expires) == (
+        102,
+        Z,
+        NOW,
+        NOW + 600,
+    )
+    assert isinstance(blocked, AppendEvent) and blocked.event.kind is EventKind.BLOCK
+    assert blocked.event.reason == "9,000 pps; offence 1, denied for 10m"
+
+
+def test_a_renewal_replaces_the_version_it_read() -> None:
+    decision = run(CASES["renew: seen again past half its ban, renewed to a full ban from now"])
+    ((put, extended),) = decision.groups
+    assert isinstance(put, PutDeny) and put.replaces == held(100, X, created=NOW - 500, expires=NOW + 100)
+    assert put.record.write_id not in {"held-100", ""} and put.record.created == NOW - 500
+    assert isinstance(extended, AppendEvent)
+    assert extended.event.reason == "seen again at 9,000 pps: ban renewed for 10m (offence 1)"
+
+
+def test_a_re_created_entry_carries_the_ledger_deny_it_stands_for() -> None:
+    decision = run(CASES["drift, missing: a valid ledger deny without its entry is re-created"])
+    assert decision.changes == (PutEntry(held(100, X), replace=False),)
+    assert decision.groups == ((AppendEvent(decision.events[0]),),)  # a repair changes no ledger record
+    assert decision.events[0].origin == Origin.automatic()
+
+
+def test_a_foreign_entry_on_a_ledger_rule_is_explained() -> None:
+    decision = run(
+        CASES["drift, foreign on a ledger deny's rule: the deny is reported missing, the entry left alone"]
+    )
+    assert decision.drift[0].detail == f"ingress rule 100 allow all {Y}"
+    assert decision.drift[1].detail == (
+        f"rule 100 is taken by a foreign entry (ingress rule 100 allow all {Y}): "
+        f"the ledger's deny of {X} is not in force"
+    )
+    assert not decision.changes_anything
+
+
+def test_an_unblock_leaves_the_offence_count_remembered_for_a_week() -> None:
+    decision = run(CASES["unblock: the deny and its entry go, the ban ends now"])
+    (ended,) = decision.offences
+    assert ended.replaces == offence(X, 1, NOW + 300)
+    assert (ended.record.count, ended.record.ban_until, ended.record.remember_until) == (
+        1,
+        NOW,
+        NOW + 7 * DAY,
+    )
+
+
+def test_events_of_one_decision_keep_their_order_in_time() -> None:
+    decision = run(
+        CASES["evict: a full pool gives the oldest of its lowest-valued denies up for a stronger source"]
+    )
+    assert [e.at for e in decision.events] == [NOW + 1e-6, NOW + 2e-6]
+
+
+def test_the_decision_reads_nothing_it_was_not_given() -> None:
+    request = Request("floodgate", wanted=wants(flood(X)), remove={Y: "unblocked"}, expire_due=True)
+    records = [held(100, Z, expires=NOW - 1), held(101, "198.51.100.8/32")]
+    assert request.offence_cidrs(records, NOW) == sorted([X, Y, Z])
+    assert Request("floodgate", wanted=wants(flood(X))).offence_cidrs(records, NOW) == [X]
+
+
+MIRRORED = dataclasses.replace(CONFIG, outbound_mirror=True)
+OUT = Direction.EGRESS
+
+
+def test_with_the_outbound_mirror_a_new_source_is_denied_both_ways_under_one_offence() -> None:
+    snapshot = NaclSnapshot("acl-1", "vpc-1", False, ())
+    request = Request("floodgate", wanted=wants(flood(X)))
+    decision = decide(MIRRORED, snapshot, [], {}, request, now=NOW, new_id=counter())
+    assert [(e.kind, e.direction, e.rule, e.expires, e.offences) for e in decision.events] == [
+        (EventKind.BLOCK, IN, 100, NOW + 600, 1),
+        (EventKind.BLOCK, OUT, 100, NOW + 600, 1),
+    ]
+    assert [(c.direction, c.rule, c.cidr) for c in decision.changes] == [(IN, 100, X), (OUT, 100, X)]
+    assert [(w.record.cidr, w.record.count) for w in decision.offences] == [(X, 1)]
+
+
+def test_with_the_outbound_mirror_the_missing_direction_joins_the_running_ban() -> None:
+    snapshot = NaclSnapshot("acl-1", "vpc-1", False, (deny_entry(100, X),))
+    running = held(100, X, created=NOW - 200, expires=NOW + 1000, offences=2)
+    request = Request("floodgate", wanted=wants(flood(X)))
+    decision = decide(MIRRORED, snapshot, [running], {}, request, now=NOW, new_id=counter())
+    assert [(e.kind, e.direction, e.rule, e.expires, e.offences) for e in decision.events] == [
+        (EventKind.BLOCK, OUT, 100, NOW + 1000, 2),
+    ]
+    assert [(c.direction, c.rule, c.cidr) for c in decision.changes] == [(OUT, 100, X)]
+    assert decision.offences == ()
+
+
+@pytest.mark.parametrize(
+    ("changes", "complaint"),
+    [
+        ({"nacl_ids": (), "vpc_id": None}, "no target"),
+        ({"budget": 0}, "budget 0 must be at least 1"),
+        ({"budget": 19}, "budget 19 must be at least 1 and leave room"),
+        ({"rule_start": 0}, "owned rules 0-5 must lie in 1-32766"),
+        ({"rule_start": 32762}, "owned rules 32762-32767 must lie in 1-32766"),
+    ],
+)
+def test_a_config_that_cannot_work_is_refused(changes: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        dataclasses.replace(CONFIG, **changes)
+
+
+def test_the_owned_block_may_end_just_below_the_default_rule() -> None:
+    config = dataclasses.replace(CONFIG, rule_start=32760, budget=2, vpc_id="vpc-1", nacl_ids=())
+    assert [(p.family, p.first_rule, p.last_rule) for p in config.pools] == [
+        (4, 32760, 32762),
+        (6, 32763, 32765),
+    ]
+    assert config.rule_end == 32765
