@@ -83,9 +83,7 @@ def window_for(
     policy = detection.policy
 
     def new_summary() -> TrafficSummary:
-        return TrafficSummary.for_share(
-            detection.min_share, detection.member_floor_pps, policy.max_prefix_v4, policy.max_prefix_v6
-        )
+        return TrafficSummary.for_share(detection.min_share, policy.max_prefix_v4, policy.max_prefix_v6)
 
     return TrafficWindow(
         settings.state_table,
