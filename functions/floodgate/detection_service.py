@@ -8,6 +8,11 @@ made on the whole window through the enforcement engine.
   expire); INSUFFICIENT_DATA changes nothing - a flooded instance may well stop reporting its metric.
 - Without an armed alarm, enforcement is off unless FLOODGATE_ALWAYS_PPS is set; then only sources above
   that rate are denied.
+- A record counts by its own time, not its delivery's: one that ended before the window (plus the late
+  delivery allowance) or starts more than `FUTURE_SKEW_S` ahead of our clock is skipped and counted by
+  reason (`too_old`, `future`).
+- The remotes the VPC's own hosts connect to (egress records) are remembered (`DependencyMemory`): a plan
+  never denies them nor a prefix holding them; each such refusal is logged REFUSED and announced.
 
 Decisions and applies go through `floodgate.enforcement.Enforcer` (budget, allowlist, caps, escalation,
 ledger, deny log). This module never touches a NACL itself.
@@ -17,17 +22,27 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from floodgate.adapters.arming import Armed, Arming
-from floodgate.adapters.ledger import LogEvent, Origin, OriginKind
+from floodgate.adapters.dependencies import DependencyGuard, DependencyMemory
+from floodgate.adapters.ledger import EventKind, Evidence, LogEvent, Origin, OriginKind
 from floodgate.adapters.notify import Notifier
-from floodgate.adapters.window import TrafficWindow, WindowWrite
+from floodgate.adapters.window import LATE_DELIVERY_S, TrafficWindow, WindowWrite
 from floodgate.core.detect import plan_denies
-from floodgate.core.flowlog import EMPTY, NODATA, NOT_INBOUND, SKIPDATA, FlowLogParser
+from floodgate.core.flowlog import (
+    AWS_SERVICE,
+    EMPTY,
+    NODATA,
+    NOT_INBOUND,
+    SKIPDATA,
+    FlowLogParser,
+    TimeBounds,
+)
 from floodgate.core.model import DenyPlan, ParseStats, PlannedDeny
 from floodgate.core.window import rate_window_s, reject_rates
 from floodgate.enforcement import Enforcer
@@ -49,8 +64,10 @@ from floodgate.wiring import Wiring, detection_config
 _log = logging.getLogger(__name__)
 
 DECISION_PACE_S = 20.0
+FUTURE_SKEW_S = 120  # how far ahead of our clock a record may start (clock skew between hosts)
+REFUSAL_REPEAT_S = 600  # a refusal of the same CIDR is logged again after this long, not at every decision
 # Records a healthy flow log produces and Floodgate rightly leaves out; any other skip reason is damage.
-_ROUTINE_SKIPS = frozenset({EMPTY, NODATA, SKIPDATA, NOT_INBOUND})
+_ROUTINE_SKIPS = frozenset({EMPTY, NODATA, SKIPDATA, NOT_INBOUND, AWS_SERVICE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +92,7 @@ class DecisionReport:
             "total_pps": round(self.plan.total_pps, 1),
             "total_bps": round(self.plan.total_bps, 1),
             "planned": [_planned_dict(deny) for deny in self.plan.denies],
+            "refused": [_planned_dict(deny) for deny in self.plan.refused],
             "tally": event_tally(self.events),
             "events": [event_json(event) for event in self.events],
             "latency_ms": round(self.latency_ms, 1),
@@ -167,6 +185,7 @@ class DetectionService:
         window: TrafficWindow,
         arming: Arming,
         notifier: Notifier,
+        dependencies: DependencyMemory,
         clock: Callable[[], float] = time.time,
         stopwatch: Callable[[], float] = time.perf_counter,
     ) -> None:
@@ -175,6 +194,8 @@ class DetectionService:
         self.window = window
         self.arming = arming
         self.notifier = notifier
+        self.dependencies = dependencies
+        self._refusals_logged: dict[str, float] = {}
         self.detection = detection_config(settings, enforcer.config.policy)
         self.parser = FlowLogParser(settings.flow_log_format, settings.vpc_cidrs)
         self._clock = clock
@@ -186,6 +207,7 @@ class DetectionService:
     ) -> DetectionService:
         """The production wiring (`floodgate.wiring`): default AWS clients unless `wiring` names others."""
         wiring = wiring or Wiring()
+        settings = wiring.known_vpc(settings)
         parts = wiring.parts(settings, actor=actor)
         return cls(
             settings,
@@ -193,6 +215,7 @@ class DetectionService:
             window=parts.window,
             arming=Arming(settings.state_table, parts.dynamodb, retrier=wiring.retrier),
             notifier=parts.notifier,
+            dependencies=DependencyMemory(settings.state_table, parts.dynamodb, retrier=wiring.retrier),
             clock=wiring.clock,
         )
 
@@ -212,14 +235,25 @@ class DetectionService:
 
     def manual(self, payload: Mapping[str, Any]) -> ManualResponse:
         return run_manual(
-            payload, settings=self.settings, enforcer=self.enforcer, detector=self, notifier=self.notifier
+            payload,
+            settings=self.settings,
+            enforcer=self.enforcer,
+            detector=self,
+            notifier=self.notifier,
+            dependencies=DependencyGuard(self.dependencies, self._clock),
         )
 
     def ingest(self, delivery: FlowLogDelivery) -> IngestReport:
         """Store the batch in the window, then decide when enforcement is armed or always on."""
         received = self._stopwatch()
         now = self._clock()
-        batch = self.parser.parse(delivery.messages)
+        bounds = TimeBounds(
+            oldest_end=math.floor(now - self.settings.window_s - LATE_DELIVERY_S),
+            newest_start=math.ceil(now + FUTURE_SKEW_S),
+        )
+        batch = self.parser.parse(delivery.messages, bounds)
+        if batch.dependencies:
+            self.dependencies.remember(batch.dependencies, now=now)
         written = WindowWrite(parts=0, written=0)
         if batch.sources:
             summary = self.window.new_summary()
@@ -308,6 +342,7 @@ class DetectionService:
         started = self._stopwatch() if received is None else received
         now = self._clock()
         summary = self.window.read(now=now)
+        summary.add_dependencies(self.dependencies.recall(now=now))
         span = rate_window_s(summary, self.settings.window_s)
         config = dataclasses.replace(
             self.detection, window_s=span, min_pps=max(self.detection.min_pps, min_pps or 0.0)
@@ -322,6 +357,10 @@ class DetectionService:
             events = result.events
             if not result.dry_run:
                 self.notifier.publish(events, context=str(origin))
+        refusals = self._log_refusals(plan.refused, origin=origin, dry_run=effective_dry_run, now=now)
+        if refusals and not effective_dry_run:
+            self.notifier.publish_refusals(refusals, context=str(origin))
+        events += refusals
         report = DecisionReport(origin, effective_dry_run, plan, events, (self._stopwatch() - started) * 1000)
         _log.info(
             "decision (%s): %s, %d planned, %s in %.0f ms",
@@ -332,6 +371,34 @@ class DetectionService:
             report.latency_ms,
         )
         return report
+
+    def _log_refusals(
+        self, refused: tuple[PlannedDeny, ...], *, origin: Origin, dry_run: bool, now: float
+    ) -> tuple[LogEvent, ...]:
+        """REFUSED log events for planned denies of what the VPC depends on (DRYRUN in a dry run); the same
+        CIDR is logged again only after REFUSAL_REPEAT_S, not at every decision while the flood lasts."""
+        events: list[LogEvent] = []
+        for deny in refused:
+            if now - self._refusals_logged.get(deny.cidr, -REFUSAL_REPEAT_S) < REFUSAL_REPEAT_S:
+                continue
+            self._refusals_logged[deny.cidr] = now
+            evidence = Evidence(deny.pps, deny.bps, deny.share, deny.members)
+            kind, would = (EventKind.DRYRUN, EventKind.REFUSED) if dry_run else (EventKind.REFUSED, None)
+            events.append(
+                LogEvent(
+                    kind,
+                    now,
+                    deny.cidr,
+                    deny.reason,
+                    self.enforcer.actor,
+                    origin=origin,
+                    evidence=evidence,
+                    would=would,
+                )
+            )
+        if events:
+            self.enforcer.ledger.append(events)
+        return tuple(events)
 
 
 def _planned_dict(deny: PlannedDeny) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from floodgate.reports import armed_json, event_metrics
 from floodgate.settings import ENV, Settings
 
 _FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {  # action -> (required, optional)
-    "block": (frozenset({"cidr", "reason"}), frozenset({"ttl", "dry_run", "actor"})),
+    "block": (frozenset({"cidr", "reason"}), frozenset({"ttl", "dry_run", "actor", "force"})),
     "unblock": (frozenset({"cidr", "reason"}), frozenset({"dry_run", "actor"})),
     "analyze": (frozenset(), frozenset({"dry_run", "actor"})),
     "status": (frozenset(), frozenset({"actor"})),
@@ -62,6 +62,7 @@ class Block:
     actor: str
     ttl_s: int | None = None
     dry_run: bool | None = None
+    force: bool = False  # deny even a source or prefix the VPC depends on
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,12 @@ class Detector(Protocol):
     def analyze(self, *, dry_run: bool, actor: str) -> AnalysisReport: ...
 
     def armed(self) -> Armed | None: ...
+
+
+class DependencyCheck(Protocol):
+    """Refuses denies of what the VPC depends on (`floodgate.adapters.dependencies.DependencyGuard`)."""
+
+    def refusal(self, cidr: str, *, actor: str) -> LogEvent | None: ...
 
 
 class AnalysisReport(Protocol):
@@ -143,6 +150,7 @@ def parse_manual(payload: Mapping[str, Any], settings: Settings) -> ManualAction
             actor=actor,
             ttl_s=_ttl(payload, settings) if "ttl" in payload else None,
             dry_run=_flag(payload, "dry_run"),
+            force=_flag(payload, "force") is True,
         )
     if action == "unblock":
         return Unblock(
@@ -164,9 +172,11 @@ def run_manual(
     enforcer: Enforcer,
     detector: Detector | None = None,
     notifier: Notifier | None = None,
+    dependencies: DependencyCheck | None = None,
 ) -> ManualResponse:
     """Validate and carry out one manual action. `detector` is needed for analyze (and adds the armed state
-    to status); `notifier` announces blocks and unblocks."""
+    to status); `notifier` announces blocks and unblocks; with `dependencies`, a block of a source or
+    prefix the VPC depends on is refused (REFUSED in the deny log) unless the payload says `force`."""
     name = payload.get("action") if isinstance(payload.get("action"), str) else None
     try:
         action = parse_manual(payload, settings)
@@ -174,6 +184,12 @@ def run_manual(
         return _error(name, str(exc))
     match action:
         case Block():
+            refusal = None
+            if dependencies is not None and not action.force:
+                refusal = dependencies.refusal(action.cidr, actor=action.actor)
+            if refusal is not None:
+                enforcer.ledger.append([refusal])
+                return _error("block", f"{action.cidr} refused: {refusal.reason}", (refusal,))
             response = _block(action, enforcer)
         case Unblock():
             response = _unblock(action, enforcer)
