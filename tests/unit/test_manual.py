@@ -56,7 +56,10 @@ BLOCK: dict[str, Any] = load("manual-block")
         ({"action": 3}, "action must be one of"),
         ({"action": "block", "cidr": "203.0.113.7/32"}, "block needs reason"),
         ({"action": ["block"]}, "action must be one of block, unblock, analyze, status; got ['block']"),
-        ({**BLOCK, "tll": "30m"}, "block does not take tll (it takes actor, cidr, dry_run, force, reason, ttl)"),
+        (
+            {**BLOCK, "tll": "30m"},
+            "block does not take tll (it takes actor, cidr, dry_run, force, reason, ttl)",
+        ),
         ({"action": "status", "verbose": True}, "status does not take verbose (it takes actor)"),
         ({**BLOCK, "cidr": "203.0.113.7/24"}, "cidr: invalid CIDR '203.0.113.7/24'"),
         ({**BLOCK, "cidr": "example.com"}, "cidr: invalid CIDR 'example.com'"),

@@ -45,10 +45,7 @@ def _values(counter: Counter) -> tuple[int, ...]:
 
 def counters(summary: TrafficSummary) -> dict[tuple[int, int], dict[int, tuple[int, ...]]]:
     return {
-        key: {
-            k: (c.packets, c.bytes, c.reject_packets, c.spoofable)
-            for k, c in level.counters.items()
-        }
+        key: {k: (c.packets, c.bytes, c.reject_packets, c.spoofable) for k, c in level.counters.items()}
         for key, level in summary.levels.items()
     }
 

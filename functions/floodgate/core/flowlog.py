@@ -19,6 +19,12 @@ DEFAULT_FORMAT = (
     "${packets} ${bytes} ${start} ${end} ${action} ${log-status}"
 )
 
+# The v5 custom format of the flow log the stack creates: the default fields, then what telling spoofable
+# evidence, the VPC's own connections and AWS services apart needs.
+STACK_FORMAT = DEFAULT_FORMAT + (
+    " ${vpc-id} ${tcp-flags} ${type} ${pkt-srcaddr} ${pkt-dstaddr} ${pkt-src-aws-service} ${flow-direction}"
+)
+
 # Every field AWS documents, by the version that introduced it.
 KNOWN_FIELDS: frozenset[str] = frozenset(
     (  # noqa: SIM905 - one line per version reads better than 40 quoted names
