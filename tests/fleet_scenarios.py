@@ -60,9 +60,7 @@ def capture(scenario: Scenario, *, with_egress: bool) -> list[Flow]:
         return Flow(address, scenario.bot_pps, protocol=protocol, tcp_flags=flags)
 
     flows = [bot(a) for a in spread_hosts("198.51.100.0/24", scenario.bots_24, rng)]
-    flows += [
-        Flow(a, 2.0) for a in spread_hosts("198.51.100.0/24", scenario.neighbours, rng) if a not in flows
-    ]
+    flows += [Flow(a, 2.0) for a in spread_hosts("198.51.100.0/24", scenario.neighbours, rng)]
     flows += [bot(a) for a in spread_hosts("45.67.0.0/16", scenario.bots_16, rng)]
     flows += [bot(a) for a in spread_hosts("2001:db8:bad:1::/64", scenario.rotating_v6, rng)]
     flows += [Flow(a, scenario.single_pps) for a in public_addresses(rng, scenario.singles)]
