@@ -131,7 +131,6 @@ class IngestReport:
             "skipped": dict(self.stats.skipped),
             "window_parts": self.window.parts,
             "window_writes": self.window.written,
-            "stale": self.window.stale,
             "decision": self.decision.as_dict() if self.decision else None,
             "why_no_decision": self.why_no_decision,
         }
@@ -258,7 +257,9 @@ class DetectionService:
         if batch.sources:
             summary = self.window.new_summary()
             summary.add(batch)
-            written = self.window.add(delivery.delivery_id, delivery.latest_event_ms, summary, now=now)
+            stored_at = self._clock()  # after parsing: the stamp that tells settled deliveries apart
+            written = self.window.add(delivery.delivery_id, summary, now=stored_at)
+            self.window.compact(now=stored_at)
         report = IngestReport(delivery.log_stream, batch.stats, written, None, None)
         if report.poisoned:
             # Retrying cannot mend these records; the error log and RecordsSkipped are how anyone hears.
@@ -270,8 +271,6 @@ class DetectionService:
                 batch.stats.skipped,
                 ENV.FLOW_LOG_FORMAT,
             )
-        if written.stale:
-            _log.warning("batch from %s is older than the window: not stored", delivery.stream_path)
         armed = self.arming.current(now=now)
         if armed is not None:
             origin, min_pps = Origin.alarm(armed.alarm_name), None
