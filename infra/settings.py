@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from floodgate.core.durations import parse_duration
-from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat
+from floodgate.core.flowlog import DEFAULT_FORMAT, STACK_FORMAT, FlowLogFormat
 from floodgate.core.networks import InvalidCidr, parse_network
 from floodgate.settings import ENV, NACL_ID, ConfigError, Settings
 
@@ -68,7 +68,7 @@ DEFAULTS: dict[str, Any] = {
     "logRetentionDays": 90,  # deny-log retention the handlers apply (TTL of log items)
     # flow-log ingest
     "flowLogGroupName": "",  # empty: create a flow log for vpcId; set: subscribe to this existing group
-    "flowLogFormat": "default",  # "default" (version 2) or a custom "${field} ..." format
+    "flowLogFormat": "default",  # "default": own flow log v5 STACK_FORMAT, a group brought v2; or "${field} …"
     "flowLogRetentionDays": 7,
     "flowLogFilterPattern": "",  # subscription filter pattern; empty = every record
     # early-warning alarm
@@ -327,15 +327,18 @@ class FloodgateSettings:
             )
         format_text = r.text("flowLogFormat") or "default"
         is_default = format_text.strip().lower() == "default"
+        # "default": the stack's own flow log records the v5 fields detection uses (direction, TCP flags,
+        # original source, AWS service); a log group someone else fills has AWS's default (version 2).
+        default_format = DEFAULT_FORMAT if group_name is not None else STACK_FORMAT
         try:
-            flow_format = FlowLogFormat.parse(DEFAULT_FORMAT if is_default else format_text).text
+            flow_format = FlowLogFormat.parse(default_format if is_default else format_text).text
         except ValueError as exc:
             r.problem(f"flowLogFormat: {exc}")
             flow_format = DEFAULT_FORMAT
         flow_logs = FlowLogSettings(
             existing_group_name=group_name,
             format=flow_format,
-            is_default_format=is_default or flow_format == FlowLogFormat.parse(DEFAULT_FORMAT).text,
+            is_default_format=flow_format == FlowLogFormat.parse(DEFAULT_FORMAT).text,
             retention_days=r.retention("flowLogRetentionDays"),
             filter_pattern=r.text("flowLogFilterPattern", optional=True) or "",
         )
