@@ -68,7 +68,7 @@ DEFAULTS: dict[str, Any] = {
     "logRetentionDays": 90,  # deny-log retention the handlers apply (TTL of log items)
     # flow-log ingest
     "flowLogGroupName": "",  # empty: create a flow log for vpcId; set: subscribe to this existing group
-    "flowLogFormat": "default",  # "default": own flow log v5 STACK_FORMAT, a group brought v2; or "${field} …"
+    "flowLogFormat": "default",  # "default": own flow log v5 STACK_FORMAT, group brought v2; or "${field} …"
     "flowLogRetentionDays": 7,
     "flowLogFilterPattern": "",  # subscription filter pattern; empty = every record
     # early-warning alarm
