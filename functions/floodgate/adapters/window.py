@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -57,10 +58,11 @@ LATE_DELIVERY_S = 1200
 # A delivery stamped this long ago has all its parts written, or its writer failed (it then counts once
 # Lambda's retry completes it, and merging stops before it until then).
 SETTLE_S = 3
-COMPACT_AFTER = 8  # settled deliveries of one minute left out of its merge before a writer merges them
+COMPACT_AFTER = 4  # settled deliveries of one minute left out of its merge before a writer merges them
 MARKER_TTL_S = 6 * 3600
 _EXPIRY_SLACK_S = 60
 _PARALLEL_QUERIES = 8
+_OPENED_KEPT = 64  # merged versions kept opened per container: a window's minutes, a few times over
 _RAW, _MERGED = "R#", "M#"
 
 
@@ -87,7 +89,7 @@ class _Bucket:
 
     minute: int
     mark_ms: int = -1
-    merged: list[bytes] = field(default_factory=list)
+    merged: BatchDigest | None = None
     merged_ids: set[str] = field(default_factory=set)  # the deliveries the merged version holds
     stale_versions: list[str] = field(default_factory=list)  # sort keys of the merged parts read
     deliveries: dict[str, dict[int, bytes]] = field(default_factory=dict)  # "<arrived ms>#<id>" -> parts
@@ -119,6 +121,8 @@ class TrafficWindow:
         self._ddb = default_client("dynamodb", client)
         self._retry = retrier or Retrier()
         self.last_read = ReadCost()
+        self._opened: dict[tuple[int, int], tuple[BatchDigest | None, set[str]]] = {}
+        self._opened_lock = threading.Lock()
 
     def add(self, delivery_id: str, summary: TrafficSummary, *, now: float) -> WindowWrite:
         """Store one batch's summary. Idempotent: a redelivery of the batch writes only what is missing."""
@@ -269,25 +273,21 @@ class TrafficWindow:
     def _read_bucket(self, minute: int) -> _Bucket:
         bucket = _Bucket(minute)
         pk = {"S": f"{WINDOW_PREFIX}{minute}"}
-        versions: dict[int, dict[int, bytes]] = {}
+        # Merged versions are immutable: their keys first, the parts only of a version not opened before.
         version_parts: dict[int, int] = {}
-        version_ids: dict[int, list[str]] = {}
-        for item in self._query(bucket, "begins_with(sk, :m)", {":pk": pk, ":m": {"S": _MERGED}}):
-            mark, _, index = item[SORT_KEY]["S"][len(_MERGED) :].partition("#")
-            versions.setdefault(int(mark), {})[int(index)] = item["summary"]["B"]
-            version_parts[int(mark)] = int(item["parts"]["N"])
-            if "deliveries" in item:
-                version_ids[int(mark)] = item["deliveries"]["SS"]
-        complete = [mark for mark, parts in versions.items() if len(parts) == version_parts[mark]]
+        version_keys: dict[int, list[str]] = {}
+        for item in self._query(
+            bucket, "begins_with(sk, :m)", {":pk": pk, ":m": {"S": _MERGED}}, projection="sk, parts"
+        ):
+            mark = int(item[SORT_KEY]["S"][len(_MERGED) :].partition("#")[0])
+            version_parts[mark] = int(item["parts"]["N"])
+            version_keys.setdefault(mark, []).append(item[SORT_KEY]["S"])
+        complete = [mark for mark, keys in version_keys.items() if len(keys) == version_parts[mark]]
         if complete:
             bucket.mark_ms = max(complete)
-            parts = versions[bucket.mark_ms]
-            bucket.merged = [parts[index] for index in sorted(parts)]
-            bucket.merged_ids = set(version_ids.get(bucket.mark_ms, ()))
+            bucket.merged, bucket.merged_ids = self._merged_version(bucket, bucket.mark_ms)
             # Every version read gives way to the one a merge writes from here (deleted after it is written).
-            bucket.stale_versions = [
-                f"{_MERGED}{mark:013d}#{index:03d}" for mark, parts in versions.items() for index in parts
-            ]
+            bucket.stale_versions = [key for keys in version_keys.values() for key in keys]
         after = f"{_RAW}{bucket.mark_ms:013d}#~" if bucket.mark_ms >= 0 else _RAW
         for item in self._query(bucket, "sk > :after", {":pk": pk, ":after": {"S": after}}):
             delivery, _, index = item[SORT_KEY]["S"][len(_RAW) :].rpartition("#")
@@ -295,10 +295,31 @@ class TrafficWindow:
             bucket.expected[delivery] = int(item["parts"]["N"])
         return bucket
 
+    def _merged_version(self, bucket: _Bucket, mark: int) -> tuple[BatchDigest | None, set[str]]:
+        """The opened merged version `mark` of the bucket's minute and the deliveries it holds (kept opened
+        in this container: a decision reads anew only the versions written since the last one)."""
+        with self._opened_lock:
+            cached = self._opened.get((bucket.minute, mark))
+        if cached is not None:
+            return cached
+        prefix = f"{_MERGED}{mark:013d}#"
+        values = {":pk": {"S": f"{WINDOW_PREFIX}{bucket.minute}"}, ":m": {"S": prefix}}
+        parts: dict[int, bytes] = {}
+        ids: set[str] = set()
+        for item in self._query(bucket, "begins_with(sk, :m)", values):
+            parts[int(item[SORT_KEY]["S"][len(prefix) :])] = item["summary"]["B"]
+            ids |= set(item.get("deliveries", {}).get("SS", []))
+        opened = self._open([parts[index] for index in sorted(parts)], f"merged {bucket.minute}"), ids
+        with self._opened_lock:
+            if len(self._opened) >= _OPENED_KEPT:
+                self._opened.pop(min(self._opened))
+            self._opened[(bucket.minute, mark)] = opened
+        return opened
+
     def _settle(self, bucket: _Bucket, *, now: float) -> list[BatchDigest]:
         """The bucket's digests. Deliveries that settled - complete, stamped SETTLE_S ago, and none before
         them still waiting - are merged with the newest merged version into a new one, written back."""
-        merged = self._open(bucket.merged, f"merged {bucket.minute}")
+        merged = bucket.merged
         digests = [merged] if merged is not None else []
         waiting = [
             _arrived(delivery)
@@ -375,11 +396,18 @@ class TrafficWindow:
             _log.warning("window %s skipped: %s", what, exc)
             return None
 
-    def _query(self, bucket: _Bucket, condition: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+    def _query(
+        self,
+        bucket: _Bucket,
+        condition: str,
+        values: dict[str, Any],
+        *,
+        projection: str = "sk, parts, summary, deliveries",
+    ) -> list[dict[str, Any]]:
         params: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": f"pk = :pk AND {condition}",
-            "ProjectionExpression": "sk, parts, summary, deliveries",
+            "ProjectionExpression": projection,
             "ExpressionAttributeValues": values,
         }
         items: list[dict[str, Any]] = []
@@ -388,7 +416,7 @@ class TrafficWindow:
             found = page.get("Items", [])
             items.extend(found)
             bucket.items += len(found)
-            bucket.bytes += sum(len(item["summary"]["B"]) for item in found)
+            bucket.bytes += sum(len(item["summary"]["B"]) for item in found if "summary" in item)
             start = page.get("LastEvaluatedKey")
             if not start:
                 return items
