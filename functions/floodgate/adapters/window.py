@@ -310,11 +310,14 @@ class TrafficWindow:
             parts[int(item[SORT_KEY]["S"][len(prefix) :])] = item["summary"]["B"]
             ids |= set(item.get("deliveries", {}).get("SS", []))
         opened = self._open([parts[index] for index in sorted(parts)], f"merged {bucket.minute}"), ids
+        self._keep_opened((bucket.minute, mark), opened)
+        return opened
+
+    def _keep_opened(self, version: tuple[int, int], opened: tuple[BatchDigest | None, set[str]]) -> None:
         with self._opened_lock:
             if len(self._opened) >= _OPENED_KEPT:
                 self._opened.pop(min(self._opened))
-            self._opened[(bucket.minute, mark)] = opened
-        return opened
+            self._opened[version] = opened
 
     def _settle(self, bucket: _Bucket, *, now: float) -> list[BatchDigest]:
         """The bucket's digests. Deliveries that settled - complete, stamped SETTLE_S ago, and none before
@@ -375,6 +378,7 @@ class TrafficWindow:
             if stored is None:
                 return  # a concurrent reader merged up to the same mark and writes this version
             bucket.merged_written += 1
+        self._keep_opened((bucket.minute, mark_ms), (self._open(list(parts), "merged"), ids))
         for sort_key in bucket.stale_versions:
             if int(sort_key[len(_MERGED) :].partition("#")[0]) >= mark_ms:
                 continue  # a newer version, perhaps still being written by someone else
