@@ -8,6 +8,7 @@ calls), then the early alarm's EventBridge event makes the decision.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import random
 import tempfile
@@ -22,16 +23,21 @@ from hypothesis import strategies as st
 from emulator.fleet import TCP, UDP, Flow, fleet_lines, spread_hosts
 from emulator.traffic import START, public_addresses
 from floodgate.adapters.ledger import EventKind
+from floodgate.adapters.vpc import UnknownVpcCidr
 from floodgate.cli.analyze import analyze_paths
 from floodgate.core.detect import DEPENDENCY_REFUSAL, DetectionConfig
 from floodgate.core.flowlog import DEFAULT_FORMAT, STACK_FORMAT, FlowLogFormat
 from floodgate.core.model import DenyPlan
 from floodgate.core.networks import DenyPolicy
+from floodgate.detection_service import DetectionService
 from floodgate.events import parse_detector_event
+from floodgate.expiry_service import ExpiryService
 from floodgate.handlers import detector as detector_handler
 from floodgate.settings import ENV
+from floodgate.wiring import Wiring
 from tests.events import flow_log_event, load
 from tests.fleet_scenarios import DNS_RESOLVER, Scenario, capture, scenarios
+from tests.integration.conftest import AwsClientFactory
 from tests.integration.test_handlers import Deployment, make_deployment  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:No application metrics to publish")]
@@ -242,3 +248,22 @@ def test_split_redelivered_and_shuffled_deliveries_plan_what_analyze_plans(
         assert planned.refused == expected.refused
 
     check()
+
+
+def test_the_vpc_blocks_are_read_at_cold_start_and_a_foreign_cidr_is_an_error(
+    make_deployment: Callable[..., Deployment],  # noqa: F811
+    aws_client: AwsClientFactory,
+) -> None:
+    deployment = deploy(make_deployment, "v2")
+    wiring = Wiring(clock=deployment.clock, ec2=aws_client("ec2"), dynamodb=aws_client("dynamodb"))
+    # Configured with the IPv4 block only (as a first deployment often is): the IPv6 block joins it.
+    ipv4_only = dataclasses.replace(deployment.settings, vpc_cidrs=(deployment.vpc.cidr,))
+    service = DetectionService.from_settings(ipv4_only, wiring)
+    assert service.settings.vpc_cidrs == (deployment.vpc.cidr, deployment.vpc.ipv6_cidr)
+    assert service.parser.destination_inside(vpc_hosts(deployment)[-1]) is True
+    assert ExpiryService.from_settings(ipv4_only, wiring).settings.vpc_cidrs == service.settings.vpc_cidrs
+    foreign = dataclasses.replace(deployment.settings, vpc_cidrs=(deployment.vpc.cidr, "10.99.0.0/16"))
+    with pytest.raises(
+        UnknownVpcCidr, match=r"FLOODGATE_VPC_CIDRS: 10\.99\.0\.0/16 is not a CIDR block of vpc-"
+    ):
+        DetectionService.from_settings(foreign, wiring)
