@@ -54,6 +54,7 @@ def _word(text: bytes) -> int:
 _OK, _ACCEPT, _REJECT = _word(b"OK"), _word(b"ACCEPT"), _word(b"REJECT")
 _INGRESS, _EGRESS, _DASH = _word(b"ingress"), _word(b"egress"), _word(b"-")
 _IPV4, _IPV6 = _word(b"IPv4"), _word(b"IPv6")
+_ICMP, _TCP, _UDP, _ICMPV6 = _word(b"1"), _word(b"6"), _word(b"17"), _word(b"58")
 
 
 def _lanes(byte: int) -> np.uint64:
@@ -264,17 +265,18 @@ class FastScanner:
         if self.type is not None:
             kind = block.word(self.type)
             good &= (kind == _IPV4) | (kind == _IPV6) | (kind == _DASH)
-        flags = np.full(n, -1, dtype=np.int64)
+        flags = None
         if self.tcp_flags is not None:
             flags, ok = block.number(self.tcp_flags, 3)
             good &= (ok & (flags < 512)) | (block.word(self.tcp_flags) == _DASH)
             flags = np.where(ok, flags, -1)
         spoofable = np.zeros(n, dtype=bool)
         if self.protocol is not None:
-            protocol, ok = block.number(self.protocol, 3)
-            spoofable = ok & (
-                (protocol == 1) | (protocol == 17) | (protocol == 58) | ((protocol == 6) & (flags == SYN))
-            )
+            # Protocol numbers as words (one gather), compared with the few that matter.
+            protocol = block.word(self.protocol)
+            spoofable = (protocol == _ICMP) | (protocol == _UDP) | (protocol == _ICMPV6)
+            if flags is not None:
+                spoofable |= (protocol == _TCP) & (flags == SYN)
         if self.aws_service is not None:
             good &= block.word(self.aws_service) == _DASH  # the reference names the service records' reason
         if self.src is not None:
@@ -317,15 +319,17 @@ class FastScanner:
         line_starts, line_ends = block.line_starts, block.ends[:, -1]
         return [data[line_starts[i] : line_ends[i]] for i in np.flatnonzero(~good).tolist()]
 
-    def _maybe_opened(self, block: _Block, flags: NDArray, rejected: NDArray) -> NDArray:
+    def _maybe_opened(self, block: _Block, flags: NDArray | None, rejected: NDArray) -> NDArray:
         """Rows `FlowLogParser.opened_by_vpc` might accept (a superset: the reference decides)."""
-        n = len(flags)
+        n = len(rejected)
         if self.src_port is None or self.dst_port is None:
             by_ports = np.zeros(n, dtype=bool)
         else:
             src_port, ok_src = block.number(self.src_port, 5)
             dst_port, ok_dst = block.number(self.dst_port, 5)
             by_ports = ok_src & ok_dst & (src_port >= EPHEMERAL_PORT_FLOOR) & (dst_port < src_port)
+        if flags is None:
+            return ~rejected & by_ports
         return ~rejected & (by_ports | ((flags >= 0) & ((flags & SYN) != 0)))
 
     @property
