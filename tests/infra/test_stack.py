@@ -171,7 +171,9 @@ def test_nacl_entry_actions_only_on_the_configured_nacls(base: Synth, name: str)
     assert _resources(mutating[0]) == [_nacl_arn(n) for n in NACLS]
     assert "Condition" not in mutating[0]
     describe = [s for s in ec2 if "ec2:DescribeNetworkAcls" in _actions(s)]
-    assert [(_actions(s), s["Resource"]) for s in describe] == [(["ec2:DescribeNetworkAcls"], "*")]
+    assert [(_actions(s), s["Resource"]) for s in describe] == [
+        (["ec2:DescribeNetworkAcls", "ec2:DescribeVpcs"], "*")
+    ]
 
 
 @pytest.mark.parametrize("name", ["Detector", "Expirer"])
@@ -198,7 +200,7 @@ def test_no_wildcard_actions_and_star_resource_only_for_describe(base: Synth, va
                         if "*" in _resources(statement):
                             # Describe and the X-Ray calls of active tracing have no resource-level scope.
                             assert _actions(statement) in (
-                                ["ec2:DescribeNetworkAcls"],
+                                ["ec2:DescribeNetworkAcls", "ec2:DescribeVpcs"],
                                 ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
                             ), (logical, statement)
 
