@@ -140,7 +140,7 @@ def bench_batch() -> None:
         began = time.perf_counter()
         batch = parser.parse(lines)
         parsed = time.perf_counter()
-        summary = TrafficSummary.for_share(config.min_share, config.member_floor_pps)
+        summary = TrafficSummary.for_share(config.min_share)
         summary.add(batch)
         plan = plan_denies(summary, config)
         done = time.perf_counter()

@@ -43,11 +43,20 @@ from emulator.lambda_runtime import (
     subscription_document,
 )
 from emulator.network import DemoNetwork, create_demo_network
-from emulator.traffic import INTERVAL_S, Source, background, flow_lines, prefix_hosts, public_addresses
+from emulator.traffic import (
+    INTERVAL_S,
+    Source,
+    background,
+    flow_lines,
+    in_format,
+    prefix_hosts,
+    public_addresses,
+)
 from floodgate.cli.main import main as floodgate_cli
 from floodgate.cli.render import rate, table
 from floodgate.core.durations import format_duration
 from floodgate.observability import OUTPUT
+from floodgate.settings import ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = ROOT / ".demo"
@@ -259,7 +268,12 @@ class Demo:
     def _deliver_minute(self, sources: list[Source], what: str) -> None:
         """One aggregation interval: each interface's records arrive as one delivery, all in parallel."""
         start = int(self.clock())
-        lines = list(flow_lines(sources, intervals=1, seed=start, start=start, interfaces=self.interfaces))
+        # What the stack's flow log writes: records in the format the detector was deployed with.
+        written_as = self.detector.environment[ENV.FLOW_LOG_FORMAT]
+        lines = [
+            in_format(line, written_as)
+            for line in flow_lines(sources, intervals=1, seed=start, start=start, interfaces=self.interfaces)
+        ]
         self.clock.advance(INTERVAL_S)
         by_interface: dict[str, list[str]] = {}
         for line in lines:

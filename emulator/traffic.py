@@ -55,6 +55,17 @@ def background(rng: random.Random, clients: int, pps: float = 5.0) -> list[Sourc
     return [Source(a, pps * rng.uniform(0.5, 1.5), flows=2) for a in public_addresses(rng, clients)]
 
 
+def in_format(line: str, format_text: str) -> str:
+    """A default-format inbound line as a flow log with `format_text` writes it: the default itself, or the
+    stack's v5 format (`floodgate.core.flowlog.STACK_FORMAT`: flags of a whole TCP connection, ingress)."""
+    if "${flow-direction}" not in format_text:
+        return line
+    fields = line.split()
+    kind = "IPv6" if ":" in fields[3] else "IPv4"
+    flags = "3" if fields[7] == "6" else "0"
+    return " ".join(["5", *fields[1:], "vpc-0demo", flags, kind, fields[3], fields[4], "-", "ingress"])
+
+
 def flow_lines(
     sources: list[Source],
     intervals: int = 5,

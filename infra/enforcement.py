@@ -150,10 +150,11 @@ class Enforcement(Construct):
                 acknowledge(
                     function.role,
                     "AwsSolutions-IAM5[Resource::*]",
-                    "ec2:DescribeNetworkAcls supports no resource-level permissions, nor do the X-Ray "
-                    "PutTraceSegments/PutTelemetryRecords actions active tracing adds: they need Resource "
-                    "'*'; nor does autoscaling:DescribeAutoScalingGroups (capacity hold only). Every "
-                    "mutating EC2 action is scoped to the NACLs, every Auto Scaling one to the named groups.",
+                    "ec2:DescribeNetworkAcls and DescribeVpcs support no resource-level permissions, nor do "
+                    "the X-Ray PutTraceSegments/PutTelemetryRecords actions active tracing adds: they need "
+                    "Resource '*'; nor does autoscaling:DescribeAutoScalingGroups (capacity hold only). "
+                    "Every mutating EC2 action is scoped to the NACLs, every Auto Scaling one to the named "
+                    "groups.",
                 )
 
         self.schedule = events.Rule(
@@ -272,5 +273,8 @@ class Enforcement(Construct):
                 "network-acl resources and conditioned on ec2:Vpc equal to that VPC's ARN.",
             )
         function.add_to_role_policy(
-            iam.PolicyStatement(sid="DescribeNacls", actions=["ec2:DescribeNetworkAcls"], resources=["*"])
+            # DescribeVpcs: at cold start both functions read the VPC's CIDR blocks (IPv4 and IPv6).
+            iam.PolicyStatement(
+                sid="DescribeNacls", actions=["ec2:DescribeNetworkAcls", "ec2:DescribeVpcs"], resources=["*"]
+            )
         )

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeAlias, cast
 
 from floodgate.core.durations import parse_duration
-from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat
+from floodgate.core.flowlog import DEFAULT_FORMAT, STACK_FORMAT, FlowLogFormat
 from floodgate.core.networks import InvalidCidr, parse_network
 from floodgate.settings import ENV, NACL_ID, ConfigError, Settings
 from floodgate.settings_table import BY_KEY, SETTINGS, Kind, Setting
@@ -256,15 +256,18 @@ class FloodgateSettings:
             )
         format_text = r.optional_text("flowLogFormat") or "default"
         is_default = format_text.strip().lower() == "default"
+        # "default": the stack's own flow log records the v5 fields detection uses (direction, TCP flags,
+        # original source, AWS service); a log group someone else fills has AWS's default (version 2).
+        default_format = DEFAULT_FORMAT if group_name is not None else STACK_FORMAT
         try:
-            flow_format = FlowLogFormat.parse(DEFAULT_FORMAT if is_default else format_text).text
+            flow_format = FlowLogFormat.parse(default_format if is_default else format_text).text
         except ValueError as exc:
             r.problem(f"flowLogFormat: {exc}")
             flow_format = DEFAULT_FORMAT
         return FlowLogSettings(
             existing_group_name=group_name,
             format=flow_format,
-            is_default_format=is_default or flow_format == FlowLogFormat.parse(DEFAULT_FORMAT).text,
+            is_default_format=flow_format == FlowLogFormat.parse(DEFAULT_FORMAT).text,
             retention_days=r.integer("flowLogRetentionDays"),
             filter_pattern=r.optional_text("flowLogFilterPattern") or "",
         )

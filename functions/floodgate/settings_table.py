@@ -150,7 +150,7 @@ SETTINGS: tuple[Setting, ...] = (
             optional=True,
             meaning="existing flow-log group to subscribe; empty: create a 60 s flow log for vpcId"),
         Setting("flowLogFormat", "FLOODGATE_FLOW_LOG_FORMAT", "format", "default",
-            meaning="the flow-log record format: \"default\" (version 2) or \"${field} ...\""),
+            meaning="\"default\" (v5 for the stack's own flow log, v2 for a brought group) or \"${f} ...\""),
         Setting("flowLogRetentionDays", None, "retention", 7, low=1, high=3653,
             meaning="days the flow-log group keeps records"),
         Setting("flowLogFilterPattern", None, "text", "", optional=True,
@@ -231,7 +231,7 @@ SETTINGS: tuple[Setting, ...] = (
             meaning="the deny-log table"),
         Setting(None, "FLOODGATE_TOPIC_ARN", "text", None, optional=True,
             meaning="the notification topic; empty: no notifications"),
-        Setting(None, "FLOODGATE_ALARM_NAMES", "names", [],
+        Setting(None, "FLOODGATE_ALARM_NAMES", "names", [], optional=True,
             meaning="the only alarms that arm: the early alarm and existingAlarmNames; empty: none"),
     ),
 )

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from floodgate.core.flowlog import STACK_FORMAT
 from floodgate.settings import ConfigError, Settings
 from floodgate.settings_table import BY_ENV, BY_KEY, SETTINGS, Setting
 from infra.app import CDK_JSON, cdk_json_context
@@ -117,6 +118,8 @@ def test_context_defaults_pass_through_to_the_runtime_defaults() -> None:
             "FLOODGATE_LOG_TABLE": "l",
             # set by the stack, not a default: the alarm the stack creates is the one that arms
             "FLOODGATE_ALARM_NAMES": '["Floodgate-early-warning"]',
+            # and the v5 format of the flow log it creates (the variable's own default is AWS's v2)
+            "FLOODGATE_FLOW_LOG_FORMAT": STACK_FORMAT,
         }
     )
     assert from_defaults == bare

@@ -19,6 +19,7 @@ from aws_cdk.assertions import Match, Template
 from cdk_nag import AwsSolutionsChecks
 from cfnlint.api import lint_file
 
+from floodgate.core.flowlog import DEFAULT_FORMAT, STACK_FORMAT, FlowLogFormat
 from floodgate.observability import DETECTOR_HANDLER, EXPIRER_HANDLER, OUTPUT
 from floodgate.settings import Settings
 from floodgate.settings_table import BY_ENV
@@ -179,7 +180,9 @@ def test_nacl_entry_actions_only_on_the_configured_nacls(base: Synth, name: str)
     assert _resources(mutating[0]) == [_nacl_arn(n) for n in NACLS]
     assert "Condition" not in mutating[0]
     describe = [s for s in ec2 if "ec2:DescribeNetworkAcls" in _actions(s)]
-    assert [(_actions(s), s["Resource"]) for s in describe] == [(["ec2:DescribeNetworkAcls"], "*")]
+    assert [(_actions(s), s["Resource"]) for s in describe] == [
+        (["ec2:DescribeNetworkAcls", "ec2:DescribeVpcs"], "*")
+    ]
 
 
 @pytest.mark.parametrize("name", ["Detector", "Expirer"])
@@ -206,7 +209,7 @@ def test_no_wildcard_actions_and_star_resource_only_for_describe(base: Synth, va
                         if "*" in _resources(statement):
                             # Describe and the X-Ray calls of active tracing have no resource-level scope.
                             assert _actions(statement) in (
-                                ["ec2:DescribeNetworkAcls"],
+                                ["ec2:DescribeNetworkAcls", "ec2:DescribeVpcs"],
                                 ["autoscaling:DescribeAutoScalingGroups"],
                                 ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
                             ), (logical, statement)
@@ -364,7 +367,7 @@ def test_environment_is_exactly_the_handlers_contract(
     if synth_name == "base":
         assert settings.nacl_ids == tuple(NACLS)
         assert settings.vpc_id is None
-        assert settings.flow_log_format.fields[:4] == ("version", "account-id", "interface-id", "srcaddr")
+        assert settings.flow_log_format.text == STACK_FORMAT
         assert (settings.budget, settings.rule_start, settings.min_pps) == (10, 100, 5000.0)
     else:
         assert settings.nacl_ids == ()
@@ -427,7 +430,10 @@ def test_flow_log_into_group_with_subscription_to_detector(base: Synth) -> None:
     assert props["TrafficType"] == "ALL"
     assert props["MaxAggregationInterval"] == 60
     assert props["LogGroupName"] == {"Ref": group}
-    assert "LogFormat" not in props  # the default (version 2) format
+    # The stack's own flow log records what detection needs beyond version 2, and the functions read it so.
+    assert props["LogFormat"] == STACK_FORMAT
+    for field in ("flow-direction", "tcp-flags", "pkt-srcaddr", "pkt-src-aws-service", "protocol"):
+        assert f"${{{field}}}" in props["LogFormat"]
     _, subscription = base.one("AWS::Logs::SubscriptionFilter")
     assert subscription["Properties"] == {
         "DestinationArn": {"Fn::GetAtt": [detector, "Arn"]},
@@ -444,6 +450,13 @@ def test_existing_log_group_is_subscribed_and_no_flow_log_is_created(variant: Sy
     assert variant.resources("AWS::EC2::FlowLog") == {}
     _, subscription = variant.one("AWS::Logs::SubscriptionFilter")
     assert subscription["Properties"]["LogGroupName"] == "/vpc/flow-logs/prod"
+
+
+def test_a_log_group_brought_by_the_user_is_read_in_the_default_format(tmp_path: Path) -> None:
+    context = {**BASE, "flowLogGroupName": "/vpc/flow-logs/prod"}
+    assert (
+        FloodgateSettings.from_mapping(context).flow_logs.format == FlowLogFormat.parse(DEFAULT_FORMAT).text
+    )
 
 
 def test_custom_flow_log_format_is_set_on_the_flow_log(tmp_path: Path) -> None:

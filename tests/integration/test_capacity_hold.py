@@ -183,7 +183,10 @@ def test_distributed_or_quiet_evidence_releases_at_once(
     held.alarm()
     assert held.suspended(group) == {HELD_PROCESS}
     held.clock.at = START + MINUTE + 20
-    held.deliver(traffic, 0)  # records of minute 0, ending after the hold
+    held.deliver(traffic, 0)  # records of minute 0, the hold's own: only part of it, interface by interface
+    assert held.suspended(group) == {HELD_PROCESS}
+    held.clock.at = START + 2 * MINUTE + 20
+    held.deliver(traffic, 1)  # a whole minute after the hold: judged, released at once
     assert held.suspended(group) == set()
     (release,) = held.releases()
     assert words in release.reason

@@ -18,8 +18,10 @@ def plan(verdict: Verdict, total_pps: float, *denied_pps: float) -> DenyPlan:
     return DenyPlan(verdict, 300.0, denies, total_pps, total_pps * 800, ParseStats())
 
 
-def test_without_records_from_after_the_hold_it_waits_whatever_the_verdict() -> None:
-    for latest in (None, HELD_AT - 1):
+def test_without_records_of_a_whole_minute_after_the_hold_it_waits_whatever_the_verdict() -> None:
+    # None: nothing yet; before the hold: the traffic that led to it; 59 s after it: the interval the hold
+    # began in, of which the first interfaces' deliveries show only part of the flood.
+    for latest in (None, HELD_AT - 1, HELD_AT + 59):
         judgement = judge(plan(Verdict.QUIET, 10.0), reject_pps=0, latest_record_end=latest, held_at=HELD_AT)
         assert judgement.keep and "waiting" in judgement.reason
 
@@ -28,7 +30,7 @@ def test_without_records_from_after_the_hold_it_waits_whatever_the_verdict() -> 
     ("verdict", "words"), [(Verdict.DISTRIBUTED, "distributed"), (Verdict.QUIET, "no flood")]
 )
 def test_distributed_or_quiet_evidence_releases(verdict: Verdict, words: str) -> None:
-    judgement = judge(plan(verdict, 50_000.0), reject_pps=0, latest_record_end=HELD_AT, held_at=HELD_AT)
+    judgement = judge(plan(verdict, 50_000.0), reject_pps=0, latest_record_end=HELD_AT + 60, held_at=HELD_AT)
     assert not judgement.keep
     assert words in judgement.reason
 

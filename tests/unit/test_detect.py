@@ -27,7 +27,7 @@ def plan_for(lines: list[str], *, budget: int = 10, allow: tuple[str, ...] = (),
     config = DetectionConfig(
         policy=DenyPolicy.build(vpc_cidrs=[VPC_CIDR], allow=allow), budget=budget, **knobs
     )
-    summary = TrafficSummary.for_share(config.min_share, config.member_floor_pps)
+    summary = TrafficSummary.for_share(config.min_share)
     summary.add(FlowLogParser(FlowLogFormat.parse(DEFAULT_FORMAT), [VPC_CIDR]).parse(lines))
     return plan_denies(summary, config)
 
@@ -141,7 +141,7 @@ def test_prefixes_are_never_wider_than_the_caps(rng: random.Random) -> None:
     bots = [Source(a, 300, flows=1) for a in prefix_hosts("203.0.0.0/16", 3000)[::12]]
     config_policy = DenyPolicy.build(vpc_cidrs=[VPC_CIDR], max_prefix_v4=24)
     config = DetectionConfig(policy=config_policy, min_share=0.001)
-    summary = TrafficSummary.for_share(config.min_share, config.member_floor_pps, max_prefix_v4=24)
+    summary = TrafficSummary.for_share(config.min_share, max_prefix_v4=24)
     summary.add(FlowLogParser(FlowLogFormat.parse(DEFAULT_FORMAT), [VPC_CIDR]).parse(flow_lines(bots)))
     plan = plan_denies(summary, config)
     assert plan.denies

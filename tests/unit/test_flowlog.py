@@ -38,8 +38,8 @@ def test_default_format_counts_inbound_packets_bytes_and_rejects_per_source() ->
     assert batch.stats.parsed == 3
     assert batch.stats.skipped == {}
     tallies = {key: tuple(t) for key, t in batch.sources.items()}
-    assert tallies[(4, 0xC6336407)] == (25, 5249, 5, 2)
-    assert tallies[(4, 0xCB007109)] == (7, 700, 0, 1)
+    assert tallies[(4, 0xC6336407)] == (25, 5249, 5, 2, 0)
+    assert tallies[(4, 0xCB007109)] == (7, 700, 0, 1, 0)
     assert (batch.first_start, batch.last_end) == (T0, T0 + 60)
 
 

@@ -59,7 +59,10 @@ BLOCK: dict[str, Any] = load("manual-block")
             {"action": ["block"]},
             "action must be one of block, unblock, analyze, status, release; got a list",
         ),
-        ({**BLOCK, "tll": "30m"}, "block does not take tll (it takes actor, cidr, dry_run, reason, ttl)"),
+        (
+            {**BLOCK, "tll": "30m"},
+            "block does not take tll (it takes actor, cidr, dry_run, force, reason, ttl)",
+        ),
         ({"action": "status", "verbose": True}, "status does not take verbose (it takes actor)"),
         ({**BLOCK, "cidr": "203.0.113.7/24"}, "cidr: invalid CIDR '203.0.113.7/24'"),
         ({**BLOCK, "cidr": "example.com"}, "cidr: invalid CIDR 'example.com'"),

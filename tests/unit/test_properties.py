@@ -36,7 +36,7 @@ def _plan(sources: list[Source], budget: int, cap_v4: int, cap_v6: int, min_shar
         vpc_cidrs=[VPC_CIDR], allow=[ALLOWED_PARTNER], max_prefix_v4=cap_v4, max_prefix_v6=cap_v6
     )
     config = DetectionConfig(policy=policy, budget=budget, min_pps=100, min_share=min_share)
-    summary = TrafficSummary.for_share(min_share, config.member_floor_pps, cap_v4, cap_v6)
+    summary = TrafficSummary.for_share(min_share, cap_v4, cap_v6)
     summary.add(FlowLogParser(V2, [VPC_CIDR]).parse(flow_lines(sources, intervals=1)))
     return plan_denies(summary, config)
 

@@ -24,13 +24,13 @@ V2 = FlowLogFormat.parse(DEFAULT_FORMAT)
     capacity=st.integers(4, 40),
 )
 def test_misra_gries_bounds_hold_across_batches(weights: list[list[int]], capacity: int) -> None:
-    summary = TrafficSummary(capacity=capacity, member_floor_pps=50)
+    summary = TrafficSummary(capacity=capacity)
     truth: dict[int, int] = {}
     for batch_weights in weights:
         batch = SourceBatch()
         for i, packets in enumerate(batch_weights):
             key = (4, 0x2D000000 + (i * 7919) % 1000)  # keys repeat across batches
-            tally = batch.sources.setdefault(key, [0, 0, 0, 0])
+            tally = batch.sources.setdefault(key, [0, 0, 0, 0, 0])
             tally[0] += packets
             tally[1] += 40 * packets
             truth[key[1]] = truth.get(key[1], 0) + packets

@@ -29,7 +29,7 @@ V2 = FlowLogFormat.parse(DEFAULT_FORMAT)
 
 
 def summary_of(batch: SourceBatch, capacity: int = 800) -> TrafficSummary:
-    summary = TrafficSummary(capacity=capacity, member_floor_pps=50.0)
+    summary = TrafficSummary(capacity=capacity)
     summary.add(batch)
     return summary
 
@@ -40,15 +40,12 @@ def batch_of(sources: list[Source], seed: int, intervals: int = 1) -> SourceBatc
 
 def _values(counter: Counter) -> tuple[int, ...]:
     c = counter
-    return (c.packets, c.bytes, c.reject_packets, c.members, c.hot_members)
+    return (c.packets, c.bytes, c.reject_packets, c.spoofable)
 
 
 def counters(summary: TrafficSummary) -> dict[tuple[int, int], dict[int, tuple[int, ...]]]:
     return {
-        key: {
-            k: (c.packets, c.bytes, c.reject_packets, c.members, c.hot_members)
-            for k, c in level.counters.items()
-        }
+        key: {k: (c.packets, c.bytes, c.reject_packets, c.spoofable) for k, c in level.counters.items()}
         for key, level in summary.levels.items()
     }
 
@@ -57,10 +54,10 @@ def test_merging_packed_batches_gives_what_adding_the_batches_gives_while_under_
     rng = random.Random(3)
     first = batch_of([*background(rng, 40), Source("203.0.113.9", 9000, flows=8)], seed=1)
     second = batch_of([*background(rng, 40), Source("203.0.113.9", 7000, flows=8, action="REJECT")], seed=2)
-    direct = TrafficSummary(capacity=800, member_floor_pps=50.0)
+    direct = TrafficSummary(capacity=800)
     direct.add(first)
     direct.add(second)
-    window = TrafficSummary(capacity=800, member_floor_pps=50.0)
+    window = TrafficSummary(capacity=800)
     merge_batches(window, [open_batch(pack_summary(summary_of(batch))) for batch in (first, second)])
     assert counters(window) == counters(direct)
     assert (window.total_packets, window.total_bytes, window.reject_packets) == (
@@ -78,7 +75,7 @@ def test_parts_are_bounded_by_configuration_not_by_distinct_sources() -> None:
     many = SourceBatch()
     for n in range(100_000):
         packets = n % 997 + 1  # unequal weights, so the summary keeps its full capacity of counters
-        many.sources[(4, int(ipaddress.IPv4Address("11.0.0.0")) + n * 97)] = [packets, 60 * packets, 0, 1]
+        many.sources[(4, int(ipaddress.IPv4Address("11.0.0.0")) + n * 97)] = [packets, 60 * packets, 0, 1, 0]
     small, large = pack_summary(summary_of(one)), pack_summary(summary_of(many))
     assert len(small) == len(large) == max_parts(summary_of(one)) == 1
     assert len(large[0]) < 400_000  # one DynamoDB item
@@ -96,7 +93,7 @@ def test_packing_is_deterministic_so_a_redelivery_writes_identical_parts() -> No
 def test_merged_window_keeps_every_heavy_hitter_within_its_error_bound() -> None:
     rng = random.Random(11)
     heavy = public_addresses(rng, 3)
-    window = TrafficSummary(capacity=64, member_floor_pps=50.0)
+    window = TrafficSummary(capacity=64)
     truth: dict[str, int] = {}
     digests = []
     for seed in range(6):
@@ -117,7 +114,7 @@ def test_merged_window_keeps_every_heavy_hitter_within_its_error_bound() -> None
 
 def test_a_reader_with_narrower_prefix_caps_ignores_the_levels_it_does_not_keep() -> None:
     batch = batch_of([Source("203.0.113.9", 9000)], seed=1)
-    window = TrafficSummary(capacity=800, member_floor_pps=50.0, max_prefix_v4=24)
+    window = TrafficSummary(capacity=800, max_prefix_v4=24)
     merge_batches(window, [open_batch(pack_summary(summary_of(batch)))])
     assert set(window.levels) == {(4, 32), (4, 24), (6, 128), (6, 64), (6, 48)}
     assert window.levels[(4, 24)].counters
@@ -126,7 +123,7 @@ def test_a_reader_with_narrower_prefix_caps_ignores_the_levels_it_does_not_keep(
 def test_damaged_or_foreign_parts_are_refused() -> None:
     good = pack_summary(summary_of(batch_of([Source("203.0.113.9", 9000)], seed=1)))[0]
     raw = zlib.decompress(good)
-    future = zlib.compress(raw.replace(b'"v":1', b'"v":9'))
+    future = zlib.compress(raw.replace(b'"v":2', b'"v":9'))
     ragged = zlib.compress(raw + b"\x00" * (COUNTER.size - 1))
     for part, message in ((b"junk", "cannot open part"), (future, "part format 9"), (ragged, "not whole")):
         with pytest.raises(CorruptPart, match=message):
@@ -134,7 +131,7 @@ def test_damaged_or_foreign_parts_are_refused() -> None:
 
 
 def test_the_rate_window_is_the_records_span_within_one_interval_and_the_window_plus_one() -> None:
-    summary = TrafficSummary(capacity=64, member_floor_pps=50.0)
+    summary = TrafficSummary(capacity=64)
     assert rate_window_s(summary, 300) == 60  # no records: one aggregation interval
     summary.first_start, summary.last_end = 1000, 1200
     assert rate_window_s(summary, 300) == 200

@@ -31,6 +31,8 @@ NOTIFIED: dict[EventKind, str] = {
     EventKind.HOLD: "capacity held",
     EventKind.RELEASE: "capacity released",
 }
+# Refusals are announced only when asked (`publish_refusals`): those of a source the VPC depends on.
+_LABELS = {**NOTIFIED, EventKind.REFUSED: "refused"}
 MAX_LINES = 25  # beyond this the message says how many more; the deny log has them all
 _SUBJECT_LIMIT = 100  # SNS: at most 100 printable ASCII characters
 
@@ -53,7 +55,13 @@ class Notifier:
     def publish(self, events: Sequence[LogEvent], *, context: str) -> bool:
         """Announce the block, unblock, expiry and eviction events among `events`. True when a message went
         out, False when there was nothing to say, no topic, or the publish failed (logged)."""
-        notable = [event for event in events if event.kind in NOTIFIED]
+        return self._send([event for event in events if event.kind in NOTIFIED], context=context)
+
+    def publish_refusals(self, events: Sequence[LogEvent], *, context: str) -> bool:
+        """Announce REFUSED events: denies detection wanted and must not make (what the VPC depends on)."""
+        return self._send([event for event in events if event.kind is EventKind.REFUSED], context=context)
+
+    def _send(self, notable: list[LogEvent], *, context: str) -> bool:
         if not notable or self.topic_arn is None:
             return False
         subject, body = compose(notable, context=context)
@@ -78,10 +86,10 @@ def compose(events: Sequence[LogEvent], *, context: str) -> tuple[str, str]:
     counts: dict[EventKind, int] = {}
     for kind, _ in lines:
         counts[kind] = counts.get(kind, 0) + 1
-    summary = ", ".join(f"{count} {NOTIFIED[kind]}" for kind, count in counts.items())
+    summary = ", ".join(f"{count} {_LABELS[kind]}" for kind, count in counts.items())
     first_cidr = next(iter(lines))[1]
     subject = (
-        f"Floodgate: {summary}" if len(lines) > 1 else f"Floodgate: {first_cidr} {NOTIFIED[events[0].kind]}"
+        f"Floodgate: {summary}" if len(lines) > 1 else f"Floodgate: {first_cidr} {_LABELS[events[0].kind]}"
     )
     body = [f"Floodgate ({context}): {summary}.", ""]
     body += [_line(group) for group in list(lines.values())[:MAX_LINES]]
@@ -103,7 +111,7 @@ def _line(group: list[LogEvent]) -> str:
     if first.kind is EventKind.BLOCK and first.expires is not None:
         stamp = datetime.fromtimestamp(first.expires, UTC).strftime("%H:%MZ")
         until = f" until {stamp} ({format_duration(first.expires - first.at)})"
-    return f"{NOTIFIED[first.kind].upper()} {first.cidr}{where}{until}: {first.reason}"
+    return f"{_LABELS[first.kind].upper()} {first.cidr}{where}{until}: {first.reason}"
 
 
 def _ascii(text: str) -> str:

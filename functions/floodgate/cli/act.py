@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from typing import Any
 
+from floodgate.adapters.dependencies import DependencyGuard
 from floodgate.cli.aws import Deployment, add_deployment_arguments, aws_command
 from floodgate.cli.errors import CliError
 from floodgate.cli.options import cidr_argument
@@ -48,6 +50,11 @@ def register(commands: Any) -> None:
         metavar="DURATION",
         help="how long, with its unit: 90s, 30m, 2h, 1d (default: the escalation rules)",
     )
+    block.add_argument(
+        "--force",
+        action="store_true",
+        help="deny even an address the VPC depends on (its DNS, APIs, partners)",
+    )
     _add_manual_arguments(block)
     block.set_defaults(action="block")
 
@@ -61,7 +68,7 @@ def register(commands: Any) -> None:
         "cidr", type=cidr_argument, metavar="CIDR", help="the denied CIDR, as status shows it"
     )
     _add_manual_arguments(unblock)
-    unblock.set_defaults(action="unblock", ttl=None)
+    unblock.set_defaults(action="unblock", ttl=None, force=False)
 
     reconcile = commands.add_parser(
         "reconcile",
@@ -110,11 +117,14 @@ def run_manual_action(args: argparse.Namespace) -> int:
         payload["ttl"] = args.ttl
     if args.dry_run:
         payload["dry_run"] = True
+    if args.force:
+        payload["force"] = True
     response = run_manual(
         payload,
         settings=deployment.settings,
         enforcer=deployment.enforcer(actor),
         notifier=deployment.notifier,
+        dependencies=DependencyGuard(deployment.dependencies, time.time),
     )
     if args.json:
         print(json.dumps(response.as_dict()))

@@ -137,9 +137,7 @@ def analyze_paths(
 ) -> DenyPlan:
     parser = FlowLogParser(fmt, vpc_cidrs)
     policy = config.policy
-    summary = TrafficSummary.for_share(
-        config.min_share, config.member_floor_pps, policy.max_prefix_v4, policy.max_prefix_v6
-    )
+    summary = TrafficSummary.for_share(config.min_share, policy.max_prefix_v4, policy.max_prefix_v6)
     scanner = _block_scanner(parser)
     pending = PendingBatch()
     for path in paths:

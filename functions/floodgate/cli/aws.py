@@ -35,6 +35,7 @@ from botocore.exceptions import (
 )
 
 from floodgate.adapters.arming import Arming
+from floodgate.adapters.dependencies import DependencyMemory
 from floodgate.adapters.ledger import Ledger, LedgerError
 from floodgate.adapters.nacl import NaclError, NaclGateway
 from floodgate.adapters.notify import Notifier
@@ -179,6 +180,10 @@ class Deployment:
     @functools.cached_property
     def arming(self) -> Arming:
         return Arming(self.output(OUTPUT.STATE_TABLE), self.client("dynamodb", client_config()))
+
+    @functools.cached_property
+    def dependencies(self) -> DependencyMemory:
+        return DependencyMemory(self.output(OUTPUT.STATE_TABLE), self.client("dynamodb", client_config()))
 
     @functools.cached_property
     def notifier(self) -> Notifier:

@@ -3,7 +3,9 @@
 An early alarm may hold the protected Auto Scaling groups at their capacity until the flow logs arrive
 (`floodgate.services.capacity_hold`). The evidence then decides:
 
-- no records from after the hold yet: keep waiting (the flow logs run minutes behind the alarm);
+- no records of a whole aggregation interval after the hold yet: keep waiting (the flow logs run minutes
+  behind the alarm, and each network interface delivers its own records: the first deliveries of the
+  minute the hold began show only part of the flood, a botnet spread over many interfaces not at all);
 - `distributed` (a flash crowd, a spread attack) or `quiet` (no flood in the window): release at once,
   real users need the capacity;
 - `concentrated`: keep, the denies are taking the spike (the denied flood shows up as REJECT and is still
@@ -27,10 +29,15 @@ class Judgement:
     reason: str
 
 
+AGGREGATION_S = 60.0  # the flow log's aggregation interval (the stack's own flow log uses 60 s)
+
+
 def evidence_arrived(latest_record_end: float | None, held_at: float) -> bool:
-    """The window holds flow-log records of the time after the hold was placed: older ones show the traffic
-    before the alarm, which says nothing about the flood that fired it."""
-    return latest_record_end is not None and latest_record_end >= held_at
+    """The window holds flow-log records of a whole interval after the hold was placed. Older ones show the
+    traffic before the alarm, which says nothing about the flood that fired it; and by the time an
+    interval after the hold is being delivered, the interval the hold began in has been delivered by every
+    interface that had it, so the window shows the flood whole, not one interface's share of it."""
+    return latest_record_end is not None and latest_record_end >= held_at + AGGREGATION_S
 
 
 def judge(plan: DenyPlan, *, reject_pps: float, latest_record_end: float | None, held_at: float) -> Judgement:

@@ -4,19 +4,32 @@ A source is abusive when its rate is high in absolute terms (min_pps, min_bps) *
 concentrated share (min_share) of inbound packets. Levels are walked finest first (hierarchical heavy
 hitters with conditioned counts): a prefix is chosen when the traffic it carries beyond its already-chosen
 members is abusive by itself and the prefix is *dense* — most of the sources seen in it send at least the
-member rate floor, so the entry hits attackers and little else. A chosen prefix absorbs its chosen members:
-a prefix and its own members are never both in a plan. If more entries qualify than the budget holds,
-dense prefixes that cover several chosen entries replace them, then the heaviest entries win.
+member rate floor over the window, so the entry hits attackers and little else. A chosen prefix absorbs its
+chosen members: a prefix and its own members are never both in a plan. If more entries qualify than the
+budget holds, dense prefixes that cover several chosen entries replace them, then the heaviest entries win.
+
+Spoofing. UDP, ICMP and SYN-only records show a source the sender merely claims. The reason of an entry
+says how much of its evidence is of that kind. A prefix whose evidence is *all* spoofable must earn its
+deny twice over: SPOOFED_PREFIX_FACTOR times the rate floor, and SPOOFED_DENSE_RATIO of its sources hot
+(a forger spraying a range must also hit it densely and hard). Whatever the evidence, a source or prefix
+holding a dependency of the VPC (a remote its hosts open connections to: `TrafficSummary.dependencies`) is
+never planned - NACLs are stateless, and denying it would cut the VPC off from its own DNS, APIs or
+partners - it is listed in `DenyPlan.refused` instead.
 """
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 from dataclasses import dataclass
 
 from floodgate.core.model import DenyPlan, PlannedDeny, Verdict
 from floodgate.core.networks import DenyPolicy, Network
-from floodgate.core.summary import ADDRESS_BITS, ASSUMED_SPAN_S, Counter, TrafficSummary
+from floodgate.core.summary import ADDRESS_BITS, ASSUMED_SPAN_S, Counter, Members, TrafficSummary
+
+DEPENDENCY_REFUSAL = "spoofable source the VPC depends on"
+SPOOFED_PREFIX_FACTOR = 2.0
+SPOOFED_DENSE_RATIO = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,19 +80,40 @@ class _Detector:
         self.config = config
         self.window_s = float(config.window_s or summary.span_s or ASSUMED_SPAN_S)
         self.total = summary.total_packets
+        hot_packets = config.member_floor_pps * self.window_s
+        self.members = {version: summary.member_tallies(version, hot_packets) for version in ADDRESS_BITS}
+        self.dependencies = {
+            version: sorted(value for v, value in summary.dependencies if v == version)
+            for version in ADDRESS_BITS
+        }
+        self.refused: dict[Network, _Candidate] = {}
 
-    def abusive(self, packets: int, octets: int, error: int) -> bool:
+    def abusive(self, packets: int, octets: int, error: int, factor: float = 1.0) -> bool:
         """Rate and share tests on the count's upper bound, so no true heavy hitter is ever missed."""
         upper = packets + error
         config = self.config
         return (
-            upper / self.window_s >= config.min_pps
+            upper / self.window_s >= factor * config.min_pps
             and upper >= config.min_share * self.total
             and octets * 8 / self.window_s >= config.min_bps
         )
 
-    def dense(self, counter: Counter) -> bool:
-        return counter.hot_members >= 2 and counter.hot_members >= self.config.dense_ratio * counter.members
+    def members_of(self, version: int, length: int, key: int) -> Members:
+        if length == ADDRESS_BITS[version]:
+            return Members(1, 1)
+        return self.members[version].get(length, {}).get(key, Members(0, 0))
+
+    def dense(self, members: Members, ratio: float) -> bool:
+        return members.hot >= 2 and members.hot >= ratio * members.seen
+
+    def dependency_inside(self, network: Network) -> str | None:
+        """The first address the VPC depends on inside `network`, or None."""
+        values = self.dependencies[network.version]
+        first = int(network.network_address)
+        at = bisect.bisect_left(values, first)
+        if at < len(values) and values[at] <= int(network.broadcast_address):
+            return str(ipaddress.ip_address(values[at]))
+        return None
 
     def candidates(self, version: int) -> list[_Candidate]:
         chosen: dict[Network, _Candidate] = {}
@@ -94,33 +128,48 @@ class _Detector:
                 parent = int(candidate.network.network_address) >> (bits - length)
                 members.setdefault(parent, []).append(candidate)
             for key, counter in sorted(level.counters.items()):
-                if not is_host and not self.dense(counter):
+                spoofed_only = not is_host and counter.packets > 0 and counter.spoofable >= counter.packets
+                tally = self.members_of(version, length, key)
+                ratio = max(self.config.dense_ratio, SPOOFED_DENSE_RATIO) if spoofed_only else None
+                if not is_host and not self.dense(tally, ratio or self.config.dense_ratio):
                     continue
                 inside = members.get(key, [])
                 conditioned = counter.packets - sum(c.packets for c in inside)
                 conditioned_bytes = max(0, counter.bytes - sum(c.bytes for c in inside))
-                if not self.abusive(max(0, conditioned), conditioned_bytes, level.error):
+                factor = SPOOFED_PREFIX_FACTOR if spoofed_only else 1.0
+                if not self.abusive(max(0, conditioned), conditioned_bytes, level.error, factor):
                     continue
                 network = _network(version, length, key)
                 if policy.refusal(network) is not None:
                     continue
+                candidate = _Candidate(
+                    network, counter.packets, counter.bytes, tally.seen, self.reason(network, counter, tally)
+                )
+                dependency = self.dependency_inside(network)
+                if dependency is not None:
+                    candidate.reason = f"{DEPENDENCY_REFUSAL} ({dependency}): {candidate.reason}"
+                    self.refused[network] = candidate
+                    continue
                 for absorbed in inside:
                     del chosen[absorbed.network]
-                chosen[network] = _Candidate(
-                    network, counter.packets, counter.bytes, counter.members, self.reason(network, counter)
-                )
+                chosen[network] = candidate
         return list(chosen.values())
 
-    def reason(self, network: Network, counter: Counter) -> str:
+    def reason(self, network: Network, counter: Counter, tally: Members) -> str:
         pps = counter.packets / self.window_s
         share = counter.packets / self.total
         rejected = counter.reject_packets / counter.packets if counter.packets else 0.0
         already = f"; {rejected:.0%} already rejected" if rejected >= 0.01 else ""
+        spoofable = counter.spoofable / counter.packets if counter.packets else 0.0
+        if spoofable >= 0.01:
+            already += (
+                f"; {spoofable:.0%} of the evidence is UDP, ICMP or SYN-only, whose source may be spoofed"
+            )
         if network.prefixlen == ADDRESS_BITS[network.version]:
             return f"single source at {pps:,.0f} pps, {share:.1%} of inbound packets{already}"
         return (
-            f"{counter.hot_members} hot sources of {counter.members} seen in this /{network.prefixlen}, "
-            f"{pps / max(counter.members, 1):,.0f} pps each on average; together {pps:,.0f} pps, "
+            f"{tally.hot} hot sources of {tally.seen} seen in this /{network.prefixlen}, "
+            f"{pps / max(tally.seen, 1):,.0f} pps each on average; together {pps:,.0f} pps, "
             f"{share:.1%} of inbound packets{already}"
         )
 
@@ -139,17 +188,19 @@ class _Detector:
                         groups.setdefault(int(net.network_address) >> (bits - length), []).append(candidate)
                 for key in sorted(groups):
                     inside, counter = groups[key], level.counters.get(key)
-                    if len(inside) < 2 or counter is None or not self.dense(counter):
+                    tally = self.members_of(version, length, key)
+                    if len(inside) < 2 or counter is None or not self.dense(tally, self.config.dense_ratio):
                         continue
                     network = _network(version, length, key)
-                    if policy.refusal(network) is not None:
+                    if policy.refusal(network) is not None or self.dependency_inside(network) is not None:
                         continue
                     merged = _Candidate(
                         network,
                         max(counter.packets, sum(c.packets for c in inside)),
                         max(counter.bytes, sum(c.bytes for c in inside)),
-                        max(counter.members, len(inside)),
-                        f"covers {len(inside)} chosen entries in one slot; " + self.reason(network, counter),
+                        max(tally.seen, len(inside)),
+                        f"covers {len(inside)} chosen entries in one slot; "
+                        + self.reason(network, counter, tally),
                     )
                     score = (len(inside), merged.packets)
                     if best is None or score > best[0]:
@@ -171,16 +222,9 @@ def plan_denies(summary: TrafficSummary, config: DetectionConfig) -> DenyPlan:
     if summary.total_packets:
         chosen = detector.candidates(4) + detector.candidates(6)
     chosen = detector.fit_budget(chosen)
-    denies = tuple(
-        PlannedDeny(
-            cidr=str(c.network),
-            pps=c.packets / window_s,
-            bps=c.bytes * 8 / window_s,
-            share=c.packets / summary.total_packets,
-            members=c.members,
-            reason=c.reason,
-        )
-        for c in chosen
+    denies = tuple(_planned(c, window_s, summary.total_packets) for c in chosen)
+    refused = tuple(
+        _planned(c, window_s, summary.total_packets) for c in sorted(detector.refused.values(), key=_order)
     )
     if denies:
         verdict = Verdict.CONCENTRATED
@@ -188,4 +232,19 @@ def plan_denies(summary: TrafficSummary, config: DetectionConfig) -> DenyPlan:
         verdict = Verdict.DISTRIBUTED
     else:
         verdict = Verdict.QUIET
-    return DenyPlan(verdict, window_s, denies, total_pps, total_bps, summary.stats)
+    return DenyPlan(verdict, window_s, denies, total_pps, total_bps, summary.stats, refused)
+
+
+def _order(candidate: _Candidate) -> tuple[int, int, int, int]:
+    return candidate.order
+
+
+def _planned(candidate: _Candidate, window_s: float, total_packets: int) -> PlannedDeny:
+    return PlannedDeny(
+        cidr=str(candidate.network),
+        pps=candidate.packets / window_s,
+        bps=candidate.bytes * 8 / window_s,
+        share=candidate.packets / total_packets,
+        members=candidate.members,
+        reason=candidate.reason,
+    )

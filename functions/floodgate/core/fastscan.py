@@ -16,10 +16,17 @@ from typing import Any
 import numpy as np
 
 from floodgate.core.flowlog import (
+    BYTES,
+    EPHEMERAL_PORT_FLOOR,
     MAX_BYTES,
     MAX_PACKETS,
     MIN_BYTES_PER_PACKET,
     NOT_INBOUND,
+    PACKETS,
+    RECORDS,
+    REJECT_PACKETS,
+    SPOOFABLE,
+    SYN,
     FlowLogParser,
     PendingBatch,
     SourceBatch,
@@ -47,6 +54,7 @@ def _word(text: bytes) -> int:
 _OK, _ACCEPT, _REJECT = _word(b"OK"), _word(b"ACCEPT"), _word(b"REJECT")
 _INGRESS, _EGRESS, _DASH = _word(b"ingress"), _word(b"egress"), _word(b"-")
 _IPV4, _IPV6 = _word(b"IPv4"), _word(b"IPv6")
+_ICMP, _TCP, _UDP, _ICMPV6 = _word(b"1"), _word(b"6"), _word(b"17"), _word(b"58")
 
 
 def _lanes(byte: int) -> np.uint64:
@@ -184,6 +192,8 @@ class FastScanner:
         self.start, self.end = ix("start"), ix("end")
         self.action, self.status = ix("action"), ix("log-status")
         self.direction, self.type, self.tcp_flags = ix("flow-direction"), ix("type"), ix("tcp-flags")
+        self.protocol, self.aws_service = ix("protocol"), ix("pkt-src-aws-service")
+        self.src_port, self.dst_port = ix("srcport"), ix("dstport")
         self._sums = _SourceSums()
         self._destinations = _DestinationVerdicts()
 
@@ -255,9 +265,20 @@ class FastScanner:
         if self.type is not None:
             kind = block.word(self.type)
             good &= (kind == _IPV4) | (kind == _IPV6) | (kind == _DASH)
+        flags = None
         if self.tcp_flags is not None:
             flags, ok = block.number(self.tcp_flags, 3)
             good &= (ok & (flags < 512)) | (block.word(self.tcp_flags) == _DASH)
+            flags = np.where(ok, flags, -1)
+        spoofable = np.zeros(n, dtype=bool)
+        if self.protocol is not None:
+            # Protocol numbers as words (one gather), compared with the few that matter.
+            protocol = block.word(self.protocol)
+            spoofable = (protocol == _ICMP) | (protocol == _UDP) | (protocol == _ICMPV6)
+            if flags is not None:
+                spoofable |= (protocol == _TCP) & (flags == SYN)
+        if self.aws_service is not None:
+            good &= block.word(self.aws_service) == _DASH  # the reference names the service records' reason
         if self.src is not None:
             src, ok = block.address(self.src)
             good &= ok
@@ -284,16 +305,32 @@ class FastScanner:
             good &= ~check_dst  # no destination field: a "-" direction cannot be told apart
         outbound = good & ~inbound
         if outbound.any():
-            batch.stats.skip(NOT_INBOUND, int(outbound.sum()))
+            # Connections the VPC may have opened name its dependencies: the reference parser notes those.
+            opened = outbound & self._maybe_opened(block, flags, rejected)
+            good &= ~opened
+            batch.stats.skip(NOT_INBOUND, int((outbound & ~opened).sum()))
         use = good & inbound
         if use.any():
-            self._sums.add(src[use], packets[use], octets[use], rejected[use])
+            self._sums.add(src[use], packets[use], octets[use], rejected[use], spoofable[use])
             if self.start is not None and self.end is not None:
                 first, last = int(start[use].min()), int(end[use].max())
                 batch.first_start = first if batch.first_start is None else min(first, batch.first_start)
                 batch.last_end = last if batch.last_end is None else max(last, batch.last_end)
         line_starts, line_ends = block.line_starts, block.ends[:, -1]
         return [data[line_starts[i] : line_ends[i]] for i in np.flatnonzero(~good).tolist()]
+
+    def _maybe_opened(self, block: _Block, flags: NDArray | None, rejected: NDArray) -> NDArray:
+        """Rows `FlowLogParser.opened_by_vpc` might accept (a superset: the reference decides)."""
+        n = len(rejected)
+        if self.src_port is None or self.dst_port is None:
+            by_ports = np.zeros(n, dtype=bool)
+        else:
+            src_port, ok_src = block.number(self.src_port, 5)
+            dst_port, ok_dst = block.number(self.dst_port, 5)
+            by_ports = ok_src & ok_dst & (src_port >= EPHEMERAL_PORT_FLOOR) & (dst_port < src_port)
+        if flags is None:
+            return ~rejected & by_ports
+        return ~rejected & (by_ports | ((flags >= 0) & ((flags & SYN) != 0)))
 
     @property
     def pending_sources(self) -> int:
@@ -313,7 +350,7 @@ class FastScanner:
             values, plain = _dotted_quads(keys)
             if not plain.all():
                 self._drain_rows(keys[~plain], [column[~plain] for column in sums], pending)
-            packets, high, low, rejected, records = (column[plain] for column in sums)
+            packets, high, low, rejected, records, spoofable = (column[plain] for column in sums)
             values = values[plain]
             inside = _inside_mask(values, self.parser.inside_ranges(4))
             stats = pending.batch.stats
@@ -321,7 +358,6 @@ class FastScanner:
                 stats.skip(NOT_INBOUND, int(records[inside].sum()))
             stats.parsed += int(records[~inside].sum())
             outside = ~inside
-            hot_packets = summary.hot_packets(pending.batch)
             _fold_into_levels(
                 summary,
                 values=values[outside],
@@ -329,7 +365,7 @@ class FastScanner:
                 high=high[outside],
                 low=low[outside],
                 rejected=rejected[outside],
-                hot_packets=hot_packets,
+                spoofable=spoofable[outside],
             )
         summary.add(self.parser.finish(pending))
 
@@ -344,20 +380,22 @@ class FastScanner:
         by_text = pending.by_text
         columns = (column.tolist() for column in sums)
         rows = zip(_decode_keys(keys), *columns, strict=True)
-        for text, packets, high, low, rejected, records in rows:
+        for text, packets, high, low, rejected, records, spoofable in rows:
             octets = (high << 32) + low
             tally = by_text.get(text)
             if tally is None:
-                by_text[text] = [packets, octets, rejected, records]
+                by_text[text] = [packets, octets, rejected, records, spoofable]
             else:
-                tally[0] += packets
-                tally[1] += octets
-                tally[2] += rejected
-                tally[3] += records
+                tally[PACKETS] += packets
+                tally[BYTES] += octets
+                tally[REJECT_PACKETS] += rejected
+                tally[RECORDS] += records
+                tally[SPOOFABLE] += spoofable
 
 
 class _SourceSums:
-    """Per-source sums [packets, bytes high, bytes low, rejected packets, records] kept as arrays.
+    """Per-source sums [packets, bytes high, bytes low, rejected packets, records, spoofable packets] kept
+    as arrays.
 
     Keys are kept sorted: a block's sources that are already known are added in place (binary search);
     new ones wait in a small side list and are merged in once it grows, so most blocks sort only themselves.
@@ -370,7 +408,7 @@ class _SourceSums:
 
     def _reset(self) -> None:
         self.keys = np.empty(0, dtype=np.uint64)
-        self.sums = [np.empty(0, dtype=np.int64) for _ in range(5)]
+        self.sums = [np.empty(0, dtype=np.int64) for _ in range(6)]
         self.fresh: list[tuple[NDArray, list[NDArray]]] = []
         self.fresh_rows = 0
 
@@ -378,9 +416,18 @@ class _SourceSums:
     def size(self) -> int:
         return len(self.keys) + self.fresh_rows
 
-    def add(self, src: NDArray, packets: NDArray, octets: NDArray, rejected: NDArray) -> None:
+    def add(
+        self, src: NDArray, packets: NDArray, octets: NDArray, rejected: NDArray, spoofable: NDArray
+    ) -> None:
         # bincount sums in float64, exact below 2**53: bytes are summed as two 32-bit halves.
-        columns = [packets, octets >> 32, octets & 0xFFFFFFFF, packets * rejected, np.ones_like(packets)]
+        columns = [
+            packets,
+            octets >> 32,
+            octets & 0xFFFFFFFF,
+            packets * rejected,
+            np.ones_like(packets),
+            packets * spoofable,
+        ]
         keys, sums = _group(src, columns)
         if len(self.keys):
             at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
@@ -487,7 +534,7 @@ def _fold_into_levels(
     high: NDArray,
     low: NDArray,
     rejected: NDArray,
-    hot_packets: float,
+    spoofable: NDArray,
 ) -> None:
     """Add IPv4 sources held in arrays to every IPv4 level of `summary`, like TrafficSummary.add would."""
     if not len(values):
@@ -496,7 +543,6 @@ def _fold_into_levels(
     summary.total_packets += int(packets.sum())
     summary.total_bytes += int(octets.sum())
     summary.reject_packets += int(rejected.sum())
-    hot = packets >= hot_packets
     for (version, length), level in summary.levels.items():
         if version != 4:
             continue
@@ -507,8 +553,7 @@ def _fold_into_levels(
             _exact_sums(index, packets, size),
             _exact_sums(index, octets, size),
             _exact_sums(index, rejected, size),
-            np.bincount(index, minlength=size),
-            np.bincount(index, weights=hot, minlength=size).astype(np.int64),
+            _exact_sums(index, spoofable, size),
         ]
         floor = 0
         known = np.isin(prefixes, np.fromiter(level.counters, dtype=np.int64, count=len(level.counters)))
@@ -522,7 +567,7 @@ def _fold_into_levels(
         else:
             chosen = np.arange(size)
         rows = zip(prefixes[chosen].tolist(), *(column[chosen].tolist() for column in columns), strict=True)
-        level.merge({key: [p, b, r, m, h] for key, p, b, r, m, h in rows}, floor=floor)
+        level.merge({key: [p, b, r, s] for key, p, b, r, s in rows}, floor=floor)
 
 
 def _exact_sums(index: NDArray, values: NDArray, size: int) -> NDArray:

@@ -19,6 +19,12 @@ DEFAULT_FORMAT = (
     "${packets} ${bytes} ${start} ${end} ${action} ${log-status}"
 )
 
+# The v5 custom format of the flow log the stack creates: the default fields, then what telling spoofable
+# evidence, the VPC's own connections and AWS services apart needs.
+STACK_FORMAT = DEFAULT_FORMAT + (
+    " ${vpc-id} ${tcp-flags} ${type} ${pkt-srcaddr} ${pkt-dstaddr} ${pkt-src-aws-service} ${flow-direction}"
+)
+
 # Every field AWS documents, by the version that introduced it.
 KNOWN_FIELDS: frozenset[str] = frozenset(
     (  # noqa: SIM905 - one line per version reads better than 40 quoted names
@@ -61,6 +67,17 @@ BAD_ADDRESS = "bad_address"
 NO_ADDRESS = "no_address"
 NOT_IP = "not_ip_traffic"
 NOT_INBOUND = "not_inbound"
+AWS_SERVICE = "aws_service"  # pkt-src-aws-service names an AWS service: never a source to deny
+TOO_OLD = "too_old"  # the record ended before the window the batch is judged in
+FUTURE = "future"  # the record starts later than now plus the allowed clock skew
+
+# Protocols whose packets can carry any source address: flow logs show what the sender claims.
+SPOOFABLE_PROTOCOLS = frozenset({"1", "17", "58"})  # ICMP, UDP, ICMPv6
+TCP = "6"
+SYN, SYN_ACK = 2, 18
+EPHEMERAL_PORT_FLOOR = 1024
+# Dependencies one batch or summary remembers (numerically smallest kept: the set merges exactly).
+MAX_DEPENDENCIES = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +144,28 @@ class InsideTest:
         return any(first <= value <= last for first, last in self._ranges[version])
 
 
-# Per-source tally of one batch: [packets, bytes, reject_packets, records].
+# Per-source tally of one batch: [packets, bytes, reject_packets, records, spoofable packets]. Spoofable
+# packets are those of UDP, ICMP and SYN-only TCP records, whose claimed source proves nothing.
 Tally = list[int]
-PACKETS, BYTES, REJECT_PACKETS, RECORDS = range(4)
+PACKETS, BYTES, REJECT_PACKETS, RECORDS, SPOOFABLE = range(5)
+TALLY_WIDTH = 5
+
+
+@dataclass(frozen=True, slots=True)
+class TimeBounds:
+    """The record times a batch accepts: a record ending before `oldest_end` or starting after
+    `newest_start` is skipped (TOO_OLD / FUTURE), whatever the delivery's own timestamp."""
+
+    oldest_end: int
+    newest_start: int
+
+
+def keep_dependencies(found: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
+    """At most MAX_DEPENDENCIES of them, the numerically smallest: the same set whatever the split."""
+    distinct = set(found)
+    if len(distinct) <= MAX_DEPENDENCIES:
+        return distinct
+    return set(sorted(distinct)[:MAX_DEPENDENCIES])
 
 
 @dataclass(slots=True)
@@ -137,6 +173,8 @@ class SourceBatch:
     """Exact inbound traffic per source of one batch of records, keyed by (IP version, address value)."""
 
     sources: dict[tuple[int, int], Tally] = field(default_factory=dict)
+    # Remote addresses the VPC's own hosts opened connections to (egress records): never to be denied.
+    dependencies: set[tuple[int, int]] = field(default_factory=set)
     first_start: int | None = None
     last_end: int | None = None
     stats: ParseStats = field(default_factory=ParseStats)
@@ -166,6 +204,11 @@ class FlowLogParser:
     A record is inbound when it enters the protected network — its `flow-direction` is ingress when the
     format has that field, otherwise its destination lies inside the VPC CIDRs — from a source outside them.
     The source is `pkt-srcaddr` when present (the original client behind NAT or a load balancer).
+    A record whose `pkt-src-aws-service` names an AWS service is skipped (AWS_SERVICE): never denied.
+
+    Outbound records are not traffic to judge, but those of connections the VPC opened itself (a SYN
+    without SYN-ACK, or from an ephemeral port to a lower service port) name a remote the VPC depends on:
+    its destination lands in `SourceBatch.dependencies`.
     """
 
     def __init__(self, fmt: FlowLogFormat, vpc_cidrs: Sequence[str] = ()) -> None:
@@ -186,6 +229,11 @@ class FlowLogParser:
         self._direction = ix("flow-direction")
         self._type = ix("type")
         self._tcp_flags = ix("tcp-flags")
+        self._protocol = ix("protocol")
+        self._src_port = ix("srcport")
+        self._dst_port = ix("dstport")
+        self._aws_service = ix("pkt-src-aws-service")
+        self._bounds: TimeBounds | None = None
         self._dst_inside: dict[str, bool | None] = {}
         # Optional fields whose plain values are a known few (status and action are tested inline).
         plain_words = (
@@ -194,10 +242,15 @@ class FlowLogParser:
         )
         self._word_checks = tuple((index, allowed) for index, allowed in plain_words if index is not None)
 
-    def parse(self, lines: Iterable[str | bytes]) -> SourceBatch:
-        """Aggregate one batch. Lines may be str or bytes (undecodable bytes count as bad values)."""
+    def parse(self, lines: Iterable[str | bytes], bounds: TimeBounds | None = None) -> SourceBatch:
+        """Aggregate one batch. Lines may be str or bytes (undecodable bytes count as bad values).
+        With `bounds`, records outside them are skipped by reason (TOO_OLD, FUTURE)."""
         pending = PendingBatch()
-        self.accumulate(lines, pending)
+        self._bounds = bounds
+        try:
+            self.accumulate(lines, pending)
+        finally:
+            self._bounds = None
         return self.finish(pending)
 
     def accumulate(  # noqa: PLR0912, PLR0915 - the hot loop stays inline on purpose
@@ -217,6 +270,8 @@ class FlowLogParser:
         i_dst = self._dst if self._dst is not None else self._pkt_dst
         word_checks = self._word_checks
         i_src, i_pkt_src = self._src, self._pkt_src
+        i_protocol, i_aws = self._protocol, self._aws_service
+        bounds = self._bounds
         dst_inside, known_inside, problem = self.destination_inside, self._dst_inside, self._record_problem
         for raw in lines:
             line = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
@@ -247,10 +302,17 @@ class FlowLogParser:
                 )
                 if plain:
                     start, end = int(start_text), int(end_text)
-                    plain = end >= start
+                    plain = end >= start and (
+                        bounds is None or (end >= bounds.oldest_end and start <= bounds.newest_start)
+                    )
+            flags_value = -1
             if plain and i_flags is not None:
                 flags = fields[i_flags]
                 plain = flags == "-" or (flags.isdigit() and flags.isascii() and int(flags) < 512)
+                if plain and flags != "-":
+                    flags_value = int(flags)
+            if plain and i_aws is not None:
+                plain = fields[i_aws] == "-"
             if i_pkt_src is not None and (i_src is None or fields[i_pkt_src] != "-"):
                 src = fields[i_pkt_src]
             else:
@@ -263,23 +325,31 @@ class FlowLogParser:
                 reason = problem(fields)
                 if reason is not None:
                     stats.skip(reason)
+                    if reason == NOT_INBOUND:
+                        self._note_dependency(fields, batch)
                     continue
                 packets, octets = int(packets_text), int(bytes_text)
                 if i_start is not None and i_end is not None:
                     start, end = int(fields[i_start]), int(fields[i_end])
+                if i_flags is not None and fields[i_flags] != "-":
+                    flags_value = int(fields[i_flags])
             if i_start is not None and i_end is not None:
                 first_start = start if first_start is None or start < first_start else first_start
                 last_end = end if last_end is None or end > last_end else last_end
             rejected = i_action is not None and fields[i_action] == "REJECT"
+            protocol = fields[i_protocol] if i_protocol is not None else "-"
+            spoofable = protocol in SPOOFABLE_PROTOCOLS or (protocol == TCP and flags_value == SYN)
             tally = by_text.get(src)
             if tally is None:
-                by_text[src] = [packets, octets, packets if rejected else 0, 1]
+                by_text[src] = [packets, octets, packets if rejected else 0, 1, packets if spoofable else 0]
             else:
                 tally[PACKETS] += packets
                 tally[BYTES] += octets
                 tally[RECORDS] += 1
                 if rejected:
                     tally[REJECT_PACKETS] += packets
+                if spoofable:
+                    tally[SPOOFABLE] += packets
         batch.first_start, batch.last_end = first_start, last_end
 
     def _source_text(self, fields: list[str]) -> str:
@@ -311,6 +381,11 @@ class FlowLogParser:
                 return BAD_TIME
             if int(end) < int(start):
                 return BAD_TIME
+            if self._bounds is not None:
+                if int(end) < self._bounds.oldest_end:
+                    return TOO_OLD
+                if int(start) > self._bounds.newest_start:
+                    return FUTURE
         if self._action is not None and fields[self._action] not in ("ACCEPT", "REJECT"):
             return BAD_VALUE
         if self._type is not None and fields[self._type] not in ("IPv4", "IPv6", "-"):
@@ -321,7 +396,47 @@ class FlowLogParser:
                 return BAD_VALUE
         if self._source_text(fields) == "-":
             return NO_ADDRESS
-        return self._direction_problem(fields)
+        problem = self._direction_problem(fields)
+        if problem is None and self._aws_service is not None and fields[self._aws_service] != "-":
+            return AWS_SERVICE
+        return problem
+
+    def opened_by_vpc(self, fields: list[str]) -> bool:
+        """Is this outbound record one of a connection the VPC opened (not an answer to a client)?
+
+        TCP with its flags known: a SYN without SYN-ACK (the server's answer carries SYN-ACK). Otherwise,
+        by the ports: from an ephemeral local port to a lower remote one (DNS, HTTPS, a partner's API).
+        """
+        if self._action is not None and fields[self._action] != "ACCEPT":
+            return False
+        if self._tcp_flags is not None and self._protocol is not None and fields[self._protocol] == TCP:
+            flags = fields[self._tcp_flags]
+            if flags.isdigit() and flags.isascii():
+                value = int(flags)
+                if value & SYN_ACK == SYN_ACK:
+                    return False
+                if value & SYN:
+                    return True
+        if self._src_port is None or self._dst_port is None:
+            return False
+        src_port, dst_port = fields[self._src_port], fields[self._dst_port]
+        if not (src_port.isdigit() and dst_port.isdigit() and src_port.isascii() and dst_port.isascii()):
+            return False
+        return int(src_port) >= EPHEMERAL_PORT_FLOOR and int(dst_port) < int(src_port)
+
+    def _note_dependency(self, fields: list[str], batch: SourceBatch) -> None:
+        """Remember the remote end of an outbound connection the VPC opened."""
+        dst_index = self._dst if self._dst is not None else self._pkt_dst
+        if dst_index is None or not self.opened_by_vpc(fields):
+            return
+        remote = _address_value(fields[dst_index])
+        local = _address_value(fields[self._src]) if self._src is not None else None
+        if remote is None or self._inside(*remote) or (local is not None and not self._inside(*local)):
+            return
+        if len(batch.dependencies) < MAX_DEPENDENCIES or remote in batch.dependencies:
+            batch.dependencies.add(remote)
+        else:
+            batch.dependencies = keep_dependencies((*batch.dependencies, remote))
 
     def _direction_problem(self, fields: list[str]) -> str | None:
         if self._direction is not None:
@@ -378,7 +493,7 @@ class FlowLogParser:
             if existing is None:
                 sources[key] = tally
             else:
-                for i in range(4):
+                for i in range(TALLY_WIDTH):
                     existing[i] += tally[i]
             stats.parsed += tally[RECORDS]
         by_text.clear()

@@ -60,3 +60,5 @@ class DenyPlan:
     total_pps: float
     total_bps: float
     records: ParseStats
+    # Entries detection would have chosen and must not make (a source or prefix the VPC depends on).
+    refused: tuple[PlannedDeny, ...] = ()

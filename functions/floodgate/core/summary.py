@@ -1,12 +1,22 @@
-"""Bounded-memory traffic summary: hierarchical heavy hitters over source prefixes.
+"""Bounded-memory traffic summary: hierarchical heavy hitters over source prefixes, exact while small.
 
 Each prefix level (IPv4 /32, /24, /16; IPv6 /128, /64, /48, cut at the configured caps) keeps a weighted
-Misra–Gries summary of inbound packets with `capacity` counters. Summaries are mergeable (Agarwal et al.,
-"Mergeable summaries", PODS 2012): a batch's exact per-source tallies are added, then the summary is
-compacted by subtracting the (capacity+1)-th largest count from every counter and dropping those that reach
-zero. Guarantee: at any time, for every key, `estimate <= true <= estimate + error`, where the level's
-`error` is at most total/(capacity+1). With capacity >= 8/min_share, every source or prefix carrying at
-least min_share of the packets is kept, with its count known to within min_share/8 of the total.
+Misra–Gries summary of inbound packets with `capacity` counters (at least EXACT_KEYS). Summaries are
+mergeable (Agarwal et al., "Mergeable summaries", PODS 2012): exact per-key sums are added, then the
+summary is compacted by subtracting the (capacity+1)-th largest count from every counter and dropping those
+that reach zero.
+
+Guarantees:
+- Split invariance. Nothing per batch is kept but sums: packets, bytes, REJECT packets and spoofable packets
+  per source and per prefix, the records' earliest start and latest end, the skip counts and the set of
+  dependencies. Sums and sets merge exactly, so while no level holds more than `capacity` keys (no
+  compaction: `error` is 0 everywhere) the merged summary of any split of a capture — over deliveries,
+  interfaces, in any order — is identical to the summary of the whole capture, and so is every plan made
+  from it. Prefix member counts (sources seen, sources above the member floor) are derived at decision time
+  from the merged per-source sums (`member_tallies`), never counted per batch.
+- Beyond that, at any time, for every key, `estimate <= true <= estimate + error`, where the level's `error`
+  is at most total/(capacity+1). With capacity >= 8/min_share, every source or prefix carrying at least
+  min_share of the packets is kept, with its count known to within min_share/8 of the total.
 Memory is O(levels × capacity), whatever the number of distinct sources.
 """
 
@@ -14,25 +24,36 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from floodgate.core.flowlog import SourceBatch
+from floodgate.core.flowlog import SourceBatch, keep_dependencies
 from floodgate.core.model import ParseStats
 
 ADDRESS_BITS = {4: 32, 6: 128}
 PREFIX_LEVELS = {4: (32, 24, 16), 6: (128, 64, 48)}
 ASSUMED_SPAN_S = 60  # the flow-log aggregation interval, when records carry no start/end
+# Keys per level kept exactly, whatever min_share asks: a window of up to this many distinct sources (and
+# prefixes) per level merges without any compaction, so it plans exactly as the whole capture would.
+EXACT_KEYS = 8192
 
 
 @dataclass(slots=True)
 class Counter:
-    """One summary counter: traffic of a source or prefix, and how many of its members were seen."""
+    """One summary counter: the traffic of a source or prefix."""
 
     packets: int
     bytes: int
     reject_packets: int
-    members: int  # distinct sources inside, largest seen in one batch (a lower bound)
-    hot_members: int  # of those, sources at or above the member rate floor in their batch
+    spoofable: int  # packets of UDP, ICMP or SYN-only records: their claimed source proves nothing
+
+
+@dataclass(frozen=True, slots=True)
+class Members:
+    """Sources seen inside a prefix, and how many of them reached the member floor over the window."""
+
+    seen: int
+    hot: int
 
 
 @dataclass(slots=True)
@@ -50,7 +71,7 @@ class LevelSummary:
         return ADDRESS_BITS[self.version] - self.prefix_len
 
     def merge(self, exact: dict[int, list[int]], floor: int = 0) -> None:
-        """Fold exact [packets, bytes, rejected, members, hot members] per key in, then compact.
+        """Fold exact [packets, bytes, rejected, spoofable] per key in, then compact.
 
         A caller that already left out light keys new to the summary passes `floor`: the heaviest of them
         weighed at most that, and at least capacity+1 new keys of `exact` weigh at least that.
@@ -64,16 +85,15 @@ class LevelSummary:
             heaviest = heapq.nlargest(self.capacity + 1, new, key=_packets_of)
             floor = heaviest[-1][1][0]
             exact = {key: exact[key] for key in exact.keys() & counters.keys()} | dict(heaviest)
-        for key, (packets, octets, rejected, members, hot) in exact.items():
+        for key, (packets, octets, rejected, spoofable) in exact.items():
             counter = counters.get(key)
             if counter is None:
-                counters[key] = Counter(packets, octets, rejected, members, hot)
+                counters[key] = Counter(packets, octets, rejected, spoofable)
             else:
                 counter.packets += packets
                 counter.bytes += octets
                 counter.reject_packets += rejected
-                counter.members = max(counter.members, members)
-                counter.hot_members = max(counter.hot_members, hot)
+                counter.spoofable += spoofable
         self.compact(floor)
 
     def compact(self, floor: int = 0) -> None:
@@ -89,6 +109,7 @@ class LevelSummary:
                 scale = remaining / counter.packets
                 counter.bytes = int(counter.bytes * scale)
                 counter.reject_packets = int(counter.reject_packets * scale)
+                counter.spoofable = int(counter.spoofable * scale)
                 counter.packets = remaining
                 kept[key] = counter
         self.counters = kept
@@ -104,7 +125,6 @@ class TrafficSummary:
     """Everything detection needs to know about a window of inbound traffic, in bounded memory."""
 
     capacity: int
-    member_floor_pps: float
     max_prefix_v4: int = 16
     max_prefix_v6: int = 48
     levels: dict[tuple[int, int], LevelSummary] = field(default_factory=dict)
@@ -114,14 +134,14 @@ class TrafficSummary:
     first_start: int | None = None
     last_end: int | None = None
     stats: ParseStats = field(default_factory=ParseStats)
+    dependencies: set[tuple[int, int]] = field(default_factory=set)  # (version, address) never to deny
 
     @classmethod
-    def for_share(
-        cls, min_share: float, member_floor_pps: float, max_prefix_v4: int = 16, max_prefix_v6: int = 48
-    ) -> TrafficSummary:
-        """A summary sized so that every source or prefix above `min_share` is guaranteed to be found."""
-        capacity = min(100_000, max(64, math.ceil(8 / min_share)))
-        return cls(capacity, member_floor_pps, max_prefix_v4, max_prefix_v6)
+    def for_share(cls, min_share: float, max_prefix_v4: int = 16, max_prefix_v6: int = 48) -> TrafficSummary:
+        """A summary sized so that every source or prefix above `min_share` is guaranteed to be found, and
+        exact up to EXACT_KEYS keys per level."""
+        capacity = min(100_000, max(EXACT_KEYS, math.ceil(8 / min_share)))
+        return cls(capacity, max_prefix_v4, max_prefix_v6)
 
     def __post_init__(self) -> None:
         caps = {4: self.max_prefix_v4, 6: self.max_prefix_v6}
@@ -140,37 +160,69 @@ class TrafficSummary:
             return 0
         return self.last_end - self.first_start
 
-    def hot_packets(self, batch: SourceBatch) -> float:
-        """Packets a source must send within `batch` to count as a hot member of its prefixes."""
-        return self.member_floor_pps * (batch.span_s or ASSUMED_SPAN_S)
+    def add_dependencies(self, found: Iterable[tuple[int, int]]) -> None:
+        self.dependencies = keep_dependencies((*self.dependencies, *found))
+
+    def member_tallies(self, version: int, hot_packets: float) -> dict[int, dict[int, Members]]:
+        """Per prefix length and prefix key of `version`: sources seen and sources with at least
+        `hot_packets` packets, from the merged per-source sums (so the same however the window was split).
+
+        When the source level was compacted (its error is positive), sources left out each carried at most
+        `error` packets: the prefix's packets not accounted for by kept sources count as that many more
+        members, at least one per `error` packets - erring towards more members, i.e. towards not denying.
+        """
+        bits = ADDRESS_BITS[version]
+        hosts = self.levels.get((version, bits))
+        tallies: dict[int, dict[int, Members]] = {}
+        if hosts is None:
+            return tallies
+        for length in self.level_lengths(version):
+            if length == bits:
+                continue
+            shift = bits - length
+            seen: dict[int, list[int]] = {}
+            for value, counter in hosts.counters.items():
+                entry = seen.setdefault(value >> shift, [0, 0, 0])
+                entry[0] += 1
+                entry[1] += counter.packets >= hot_packets
+                entry[2] += counter.packets
+            level = self.levels[(version, length)]
+            members: dict[int, Members] = {}
+            for key, counter in level.counters.items():
+                count, hot, accounted = seen.get(key, (0, 0, 0))
+                if hosts.error:
+                    count += math.ceil(max(0, counter.packets - accounted) / hosts.error)
+                members[key] = Members(count, hot)
+            tallies[length] = members
+        return tallies
 
     def add(self, batch: SourceBatch) -> None:
         """Fold one batch's exact per-source tallies into every level."""
         self.stats.merge(batch.stats)
+        if batch.dependencies:
+            self.add_dependencies(batch.dependencies)
         if batch.first_start is not None:
             self.first_start = min(batch.first_start, self.first_start or batch.first_start)
         if batch.last_end is not None:
             self.last_end = max(batch.last_end, self.last_end or batch.last_end)
-        hot_packets = self.hot_packets(batch)
         rows: dict[int, list[tuple[int, int, int, int, int]]] = {4: [], 6: []}
-        for (version, value), (packets, octets, rejected, _records) in batch.sources.items():
-            rows[version].append((value, packets, octets, rejected, 1 if packets >= hot_packets else 0))
+        for (version, value), (packets, octets, rejected, _records, spoofable) in batch.sources.items():
+            rows[version].append((value, packets, octets, rejected, spoofable))
             self.total_packets += packets
             self.total_bytes += octets
             self.reject_packets += rejected
         for (version, length), level in self.levels.items():
             shift = ADDRESS_BITS[version] - length
             grouped: dict[int, list[int]] = {}
-            for value, packets, octets, rejected, hot in rows[version]:
+            for value, packets, octets, rejected, spoofable in rows[version]:
                 key = value >> shift
                 entry = grouped.get(key)
                 if entry is None:
-                    grouped[key] = [packets, octets, rejected, 1, hot]
+                    grouped[key] = [packets, octets, rejected, spoofable]
                 else:
                     entry[0] += packets
                     entry[1] += octets
                     entry[2] += rejected
-                    entry[3] += 1
-                    entry[4] += hot
+                    entry[3] += spoofable
             if grouped:
                 level.merge(grouped)

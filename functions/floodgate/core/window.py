@@ -2,9 +2,12 @@
 
 Each flow-log delivery contributes its own `TrafficSummary` (at most `capacity` counters per prefix level,
 whatever the number of distinct sources), packed into a few self-contained parts. Reading the window merges
-the parts of every delivery in it into one summary: Misra-Gries summaries are mergeable, so the merged
-error is at most the sum of the batches' errors plus what the merge itself compacts away, and every source or
-prefix above `min_share` of the window's packets is still found (see `core.summary`).
+the parts of every delivery in it into one summary. Only sums are stored, so while no level overflows its
+capacity the merged window is exactly the summary of all its records taken together, however they were
+split over deliveries and interfaces and in whatever order they came (`core.summary` states the guarantee).
+Beyond that, Misra-Gries summaries are mergeable: the merged error is at most the sum of the batches'
+errors plus what the merge itself compacts away, and every source or prefix above `min_share` of the
+window's packets is still found.
 
 Part layout (zlib-compressed): a 4-byte header length, a JSON header, then fixed-size counter records.
 The first part's header carries the totals, time span, per-level errors and parse statistics; every part
@@ -25,14 +28,13 @@ from typing import Any
 from floodgate.core.model import ParseStats
 from floodgate.core.summary import ADDRESS_BITS, ASSUMED_SPAN_S, TrafficSummary
 
-FORMAT_VERSION = 1
-# version, prefix length, key (16 bytes: IPv6 fits), packets, bytes, reject packets, members, hot members
-COUNTER = struct.Struct(">BB16sQQQII")
+FORMAT_VERSION = 2
+# version, prefix length, key (16 bytes: IPv6 fits), packets, bytes, reject packets, spoofable packets
+COUNTER = struct.Struct(">BB16sQQQQ")
 _HEADER_LENGTH = struct.Struct(">I")
 # 6,000 records are 300 KB before compression: one part stays under DynamoDB's 400 KB item limit even when
 # the counters do not compress at all.
 COUNTERS_PER_PART = 6000
-_UINT32_MAX = 2**32 - 1
 
 
 class CorruptPart(ValueError):
@@ -55,8 +57,7 @@ def pack_summary(summary: TrafficSummary, counters_per_part: int = COUNTERS_PER_
             counter.packets,
             counter.bytes,
             counter.reject_packets,
-            min(counter.members, _UINT32_MAX),
-            min(counter.hot_members, _UINT32_MAX),
+            counter.spoofable,
         )
         for (version, length), level in sorted(summary.levels.items())
         for key, counter in sorted(level.counters.items())
@@ -82,8 +83,8 @@ def pack_summary(summary: TrafficSummary, counters_per_part: int = COUNTERS_PER_
 class BatchDigest:
     """One stored batch summary, opened: what it adds to the window."""
 
-    # level -> (key, packets, bytes, reject packets, members, hot members) of every counter
-    rows: dict[tuple[int, int], list[tuple[int, int, int, int, int, int]]]
+    # level -> (key, packets, bytes, reject packets, spoofable packets) of every counter
+    rows: dict[tuple[int, int], list[tuple[int, int, int, int, int]]]
     errors: dict[tuple[int, int], int]
     totals: tuple[int, int, int]  # packets, bytes, reject packets
     first_start: int | None
@@ -95,11 +96,11 @@ def open_batch(parts: Sequence[bytes]) -> BatchDigest:
     """The digest of one batch from all its parts. Raises CorruptPart on a part this code cannot read."""
     opened = [_open(part) for part in parts]
     header = opened[0][0] if opened else {}
-    rows: dict[tuple[int, int], list[tuple[int, int, int, int, int, int]]] = {}
+    rows: dict[tuple[int, int], list[tuple[int, int, int, int, int]]] = {}
     for _, body in opened:
-        for version, length, key, packets, octets, rejects, members, hot in COUNTER.iter_unpack(body):
+        for version, length, key, packets, octets, rejects, spoofable in COUNTER.iter_unpack(body):
             rows.setdefault((version, length), []).append(
-                (int.from_bytes(key, "big"), packets, octets, rejects, members, hot)
+                (int.from_bytes(key, "big"), packets, octets, rejects, spoofable)
             )
     try:
         return BatchDigest(
@@ -117,9 +118,10 @@ def open_batch(parts: Sequence[bytes]) -> BatchDigest:
 
 
 def merge_batches(window: TrafficSummary, batches: Iterable[BatchDigest]) -> None:
-    """Merge the batches into `window` all at once: their counters are added up per level (members take the
-    largest, as in `core.summary`), then each level compacts once. Levels the window does not keep (its
-    prefix caps are narrower than the writer's) are left out."""
+    """Merge the batches into `window` all at once: their counters are added up per level, then each level
+    compacts once (only when it holds more than its capacity). Sums only: the result does not depend on how
+    the traffic was split into batches nor on their order. Levels the window does not keep (its prefix caps
+    are narrower than the writer's) are left out."""
     combined: dict[tuple[int, int], dict[int, list[int]]] = {key: {} for key in window.levels}
     for batch in batches:
         window.stats.merge(batch.stats)
@@ -134,16 +136,15 @@ def merge_batches(window: TrafficSummary, batches: Iterable[BatchDigest]) -> Non
             exact = combined.get(level_key)
             if exact is None:
                 continue
-            for key, packets, octets, rejects, members, hot in rows:
+            for key, packets, octets, rejects, spoofable in rows:
                 entry = exact.get(key)
                 if entry is None:
-                    exact[key] = [packets, octets, rejects, members, hot]
+                    exact[key] = [packets, octets, rejects, spoofable]
                 else:
                     entry[0] += packets
                     entry[1] += octets
                     entry[2] += rejects
-                    entry[3] = max(entry[3], members)
-                    entry[4] = max(entry[4], hot)
+                    entry[3] += spoofable
         for level_key, error in batch.errors.items():
             if level_key in window.levels:
                 window.levels[level_key].error += error

@@ -12,6 +12,11 @@ made on the whole window through the enforcement engine.
   arm enforcement.
 - Without an armed alarm, enforcement is off unless FLOODGATE_ALWAYS_PPS is set; then only sources above
   that rate are denied.
+- A record counts by its own time, not its delivery's: one that ended before the window (plus the late
+  delivery allowance) or starts more than `clockSkew` ahead of our clock is skipped and counted by
+  reason (`too_old`, `future`).
+- The remotes the VPC's own hosts connect to (egress records) are remembered (`DependencyMemory`): a plan
+  never denies them nor a prefix holding them; each such refusal is logged REFUSED and announced.
 
 Decisions and applies go through `floodgate.engine.enforcer.Enforcer` (budget, allowlist, caps, escalation,
 ledger, deny log). This module never touches a NACL itself.
@@ -21,19 +26,29 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from floodgate.adapters.arming import Armed, Arming
+from floodgate.adapters.dependencies import DependencyGuard, DependencyMemory
 from floodgate.adapters.notify import Notifier
-from floodgate.adapters.window import TrafficWindow, WindowWrite
+from floodgate.adapters.window import LATE_DELIVERY_S, TrafficWindow, WindowWrite
 from floodgate.core.detect import plan_denies
 from floodgate.core.durations import format_duration
-from floodgate.core.flowlog import EMPTY, NODATA, NOT_INBOUND, SKIPDATA, FlowLogParser
+from floodgate.core.flowlog import (
+    AWS_SERVICE,
+    EMPTY,
+    NODATA,
+    NOT_INBOUND,
+    SKIPDATA,
+    FlowLogParser,
+    TimeBounds,
+)
 from floodgate.core.model import DenyPlan, ParseStats, PlannedDeny
-from floodgate.core.records import LogEvent, Origin, OriginKind
+from floodgate.core.records import EventKind, Evidence, LogEvent, Origin, OriginKind
 from floodgate.core.text import shown
 from floodgate.core.window import rate_window_s, reject_rates
 from floodgate.engine.enforcer import Enforcer
@@ -57,8 +72,9 @@ from floodgate.settings import ENV, Settings
 _log = logging.getLogger(__name__)
 
 DECISION_PACE_S = 20.0
+REFUSAL_REPEAT_S = 600  # a refusal of the same CIDR is logged again after this long, not at every decision
 # Records a healthy flow log produces and Floodgate rightly leaves out; any other skip reason is damage.
-_ROUTINE_SKIPS = frozenset({EMPTY, NODATA, SKIPDATA, NOT_INBOUND})
+_ROUTINE_SKIPS = frozenset({EMPTY, NODATA, SKIPDATA, NOT_INBOUND, AWS_SERVICE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +99,7 @@ class DecisionReport:
             "total_pps": round(self.plan.total_pps, 1),
             "total_bps": round(self.plan.total_bps, 1),
             "planned": [_planned_dict(deny) for deny in self.plan.denies],
+            "refused": [_planned_dict(deny) for deny in self.plan.refused],
             "tally": event_tally(self.events),
             "events": [event_json(event) for event in self.events],
             "latency_ms": round(self.latency_ms, 1),
@@ -121,7 +138,6 @@ class IngestReport:
             "skipped": dict(self.stats.skipped),
             "window_parts": self.window.parts,
             "window_writes": self.window.written,
-            "stale": self.window.stale,
             "decision": self.decision.as_dict() if self.decision else None,
             "why_no_decision": self.why_no_decision,
         }
@@ -180,6 +196,7 @@ class DetectionService:
         arming: Arming,
         notifier: Notifier,
         holds: CapacityHold | None = None,
+        dependencies: DependencyMemory,
         clock: Callable[[], float] = time.time,
         stopwatch: Callable[[], float] = time.perf_counter,
     ) -> None:
@@ -189,6 +206,8 @@ class DetectionService:
         self.arming = arming
         self.notifier = notifier
         self.holds = holds
+        self.dependencies = dependencies
+        self._refusals_logged: dict[str, float] = {}
         self.detection = detection_config(settings, enforcer.config.policy)
         self.parser = FlowLogParser(settings.flow_log_format, settings.vpc_cidrs)
         self._clock = clock
@@ -200,6 +219,7 @@ class DetectionService:
     ) -> DetectionService:
         """The production wiring (`services.wiring`): default AWS clients unless `wiring` names others."""
         wiring = wiring or Wiring()
+        settings = wiring.known_vpc(settings)
         parts = wiring.parts(settings, actor=actor)
         return cls(
             settings,
@@ -213,6 +233,7 @@ class DetectionService:
             ),
             notifier=parts.notifier,
             holds=parts.holds,
+            dependencies=DependencyMemory(settings.state_table, parts.dynamodb, retrier=wiring.retrier),
             clock=wiring.clock,
         )
 
@@ -245,19 +266,32 @@ class DetectionService:
 
     def manual(self, payload: Mapping[str, Any]) -> ManualResponse:
         return run_manual(
-            payload, settings=self.settings, enforcer=self.enforcer, detector=self, notifier=self.notifier
+            payload,
+            settings=self.settings,
+            enforcer=self.enforcer,
+            detector=self,
+            notifier=self.notifier,
+            dependencies=DependencyGuard(self.dependencies, self._clock),
         )
 
     def ingest(self, delivery: FlowLogDelivery) -> IngestReport:
         """Store the batch in the window, then decide when enforcement is armed or always on."""
         received = self._stopwatch()
         now = self._clock()
-        batch = self.parser.parse(delivery.messages)
+        bounds = TimeBounds(
+            oldest_end=math.floor(now - self.settings.window_s - LATE_DELIVERY_S),
+            newest_start=math.ceil(now + self.settings.clock_skew_s),
+        )
+        batch = self.parser.parse(delivery.messages, bounds)
+        if batch.dependencies:
+            self.dependencies.remember(batch.dependencies, now=now)
         written = WindowWrite(parts=0, written=0)
         if batch.sources:
             summary = self.window.new_summary()
             summary.add(batch)
-            written = self.window.add(delivery.delivery_id, delivery.latest_event_ms, summary, now=now)
+            stored_at = self._clock()  # after parsing: the stamp that tells settled deliveries apart
+            written = self.window.add(delivery.delivery_id, summary, now=stored_at)
+            self.window.compact(now=stored_at)
         report = IngestReport(delivery.log_stream, batch.stats, written, None, None)
         if report.poisoned:
             # Retrying cannot mend these records; the error log and RecordsSkipped are how anyone hears.
@@ -269,8 +303,6 @@ class DetectionService:
                 batch.stats.skipped,
                 ENV.FLOW_LOG_FORMAT,
             )
-        if written.stale:
-            _log.warning("batch from %s is older than the window: not stored", delivery.stream_path)
         armed = next(iter(self._armings(now)), None)
         if armed is not None:
             origin, min_pps = Origin.alarm(armed.alarm_name), None
@@ -392,6 +424,7 @@ class DetectionService:
         started = self._stopwatch() if received is None else received
         now = self._clock()
         summary = self.window.read(now=now)
+        summary.add_dependencies(self.dependencies.recall(now=now))
         span = rate_window_s(summary, self.settings.window_s)
         config = dataclasses.replace(
             self.detection, window_s=span, min_pps=max(self.detection.min_pps, min_pps or 0.0)
@@ -410,6 +443,10 @@ class DetectionService:
             events += self.holds.review(
                 plan, reject_pps=summary.reject_packets / span, latest_record_end=summary.last_end
             )
+        refusals = self._log_refusals(plan.refused, origin=origin, dry_run=effective_dry_run, now=now)
+        if refusals and not effective_dry_run:
+            self.notifier.publish_refusals(refusals, context=str(origin))
+        events += refusals
         report = DecisionReport(origin, effective_dry_run, plan, events, (self._stopwatch() - started) * 1000)
         _log.info(
             "decision (%s): %s, %d planned, %s in %.0f ms",
@@ -420,6 +457,34 @@ class DetectionService:
             report.latency_ms,
         )
         return report
+
+    def _log_refusals(
+        self, refused: tuple[PlannedDeny, ...], *, origin: Origin, dry_run: bool, now: float
+    ) -> tuple[LogEvent, ...]:
+        """REFUSED log events for planned denies of what the VPC depends on (DRYRUN in a dry run); the same
+        CIDR is logged again only after REFUSAL_REPEAT_S, not at every decision while the flood lasts."""
+        events: list[LogEvent] = []
+        for deny in refused:
+            if now - self._refusals_logged.get(deny.cidr, -REFUSAL_REPEAT_S) < REFUSAL_REPEAT_S:
+                continue
+            self._refusals_logged[deny.cidr] = now
+            evidence = Evidence(deny.pps, deny.bps, deny.share, deny.members)
+            kind, would = (EventKind.DRYRUN, EventKind.REFUSED) if dry_run else (EventKind.REFUSED, None)
+            events.append(
+                LogEvent(
+                    kind,
+                    now,
+                    deny.cidr,
+                    deny.reason,
+                    self.enforcer.actor,
+                    origin=origin,
+                    evidence=evidence,
+                    would=would,
+                )
+            )
+        if events:
+            self.enforcer.ledger.append(events)
+        return tuple(events)
 
 
 def _planned_dict(deny: PlannedDeny) -> dict[str, Any]:

@@ -77,6 +77,7 @@ class ExpiryService:
     ) -> ExpiryService:
         """The production wiring (`services.wiring`): default AWS clients unless `wiring` names others."""
         wiring = wiring or Wiring()
+        settings = wiring.known_vpc(settings)
         parts = wiring.parts(settings, actor=actor)
         return cls(
             settings,

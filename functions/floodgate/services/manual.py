@@ -43,7 +43,7 @@ from floodgate.services.reports import armed_json, automatic_denies, event_metri
 from floodgate.settings import ENV, Settings
 
 _FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {  # action -> (required, optional)
-    "block": (frozenset({"cidr", "reason"}), frozenset({"ttl", "dry_run", "actor"})),
+    "block": (frozenset({"cidr", "reason"}), frozenset({"ttl", "dry_run", "actor", "force"})),
     "unblock": (frozenset({"cidr", "reason"}), frozenset({"dry_run", "actor"})),
     "analyze": (frozenset(), frozenset({"dry_run", "actor"})),
     "status": (frozenset(), frozenset({"actor"})),
@@ -64,6 +64,7 @@ class Block:
     actor: str
     ttl_s: int | None = None
     dry_run: bool | None = None
+    force: bool = False  # deny even a source or prefix the VPC depends on
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,12 @@ class Detector(Protocol):
     def armings(self) -> tuple[Armed, ...]: ...
 
     def release_hold(self, *, reason: str, actor: str) -> tuple[LogEvent, ...]: ...
+
+
+class DependencyCheck(Protocol):
+    """Refuses denies of what the VPC depends on (`floodgate.adapters.dependencies.DependencyGuard`)."""
+
+    def refusal(self, cidr: str, *, actor: str) -> LogEvent | None: ...
 
 
 class AnalysisReport(Protocol):
@@ -154,6 +161,7 @@ def parse_manual(payload: Mapping[str, Any], settings: Settings) -> ManualAction
             actor=actor,
             ttl_s=_ttl(payload, settings) if "ttl" in payload else None,
             dry_run=_flag(payload, "dry_run"),
+            force=_flag(payload, "force") is True,
         )
     if action == "unblock":
         return Unblock(
@@ -177,9 +185,11 @@ def run_manual(
     enforcer: Enforcer,
     detector: Detector | None = None,
     notifier: Notifier | None = None,
+    dependencies: DependencyCheck | None = None,
 ) -> ManualResponse:
     """Validate and carry out one manual action. `detector` is needed for analyze (and adds the armed state
-    to status); `notifier` announces blocks and unblocks."""
+    to status); `notifier` announces blocks and unblocks; with `dependencies`, a block of a source or
+    prefix the VPC depends on is refused (REFUSED in the deny log) unless the payload says `force`."""
     given = payload.get("action")
     name = given if isinstance(given, str) and given in _FIELDS else None
     try:
@@ -188,6 +198,12 @@ def run_manual(
         return _error(name, str(exc))
     match action:
         case Block():
+            refusal = None
+            if dependencies is not None and not action.force:
+                refusal = dependencies.refusal(action.cidr, actor=action.actor)
+            if refusal is not None:
+                enforcer.ledger.append([refusal])
+                return _error("block", f"{action.cidr} refused: {refusal.reason}", (refusal,))
             response = _block(action, enforcer)
         case Unblock():
             response = _unblock(action, enforcer)

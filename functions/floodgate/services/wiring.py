@@ -6,6 +6,7 @@ window the same way and enforce through identically configured engines.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from floodgate.adapters.ledger import Ledger
 from floodgate.adapters.nacl import NaclGateway
 from floodgate.adapters.notify import Notifier
 from floodgate.adapters.retry import Retrier, default_client
+from floodgate.adapters.vpc import union_with_vpc, vpc_cidr_blocks
 from floodgate.adapters.window import TrafficWindow
 from floodgate.core.decision import EnforcementConfig
 from floodgate.core.detect import DetectionConfig
@@ -39,6 +41,14 @@ class Wiring:
     sns: Any = None
     autoscaling: Any = None
     retrier: Retrier | None = None
+
+    def known_vpc(self, settings: Settings) -> Settings:
+        """The settings with `vpc_cidrs` widened to every IPv4 and IPv6 block of the protected VPC, read from
+        EC2 (VPC_ID, or the NACLs' VPC). Raises UnknownVpcCidr when a configured CIDR is not the VPC's."""
+        vpc_ids, blocks = vpc_cidr_blocks(
+            vpc_id=settings.vpc_id, nacl_ids=settings.nacl_ids, client=self.ec2, retrier=self.retrier
+        )
+        return dataclasses.replace(settings, vpc_cidrs=union_with_vpc(settings.vpc_cidrs, vpc_ids, blocks))
 
     def parts(self, settings: Settings, *, actor: str) -> ServiceParts:
         """The engine, the window and the notifier both services are made of."""
@@ -112,9 +122,7 @@ def window_for(
     policy = detection.policy
 
     def new_summary() -> TrafficSummary:
-        return TrafficSummary.for_share(
-            detection.min_share, detection.member_floor_pps, policy.max_prefix_v4, policy.max_prefix_v6
-        )
+        return TrafficSummary.for_share(detection.min_share, policy.max_prefix_v4, policy.max_prefix_v6)
 
     return TrafficWindow(
         settings.state_table,
