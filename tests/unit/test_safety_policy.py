@@ -24,7 +24,9 @@ BITS = {4: 32, 6: 128}
 
 
 def policy(cap_v4: int = 16, cap_v6: int = 48) -> DenyPolicy:
-    return DenyPolicy.build(vpc_cidrs=VPC_CIDRS, allow=PARTNER_ALLOW, max_prefix_v4=cap_v4, max_prefix_v6=cap_v6)
+    return DenyPolicy.build(
+        vpc_cidrs=VPC_CIDRS, allow=PARTNER_ALLOW, max_prefix_v4=cap_v4, max_prefix_v6=cap_v6
+    )
 
 
 def around(network: Network, prefixlen: int, *, offset: int) -> Network:
@@ -137,7 +139,9 @@ def test_public_space_beside_the_protection_may_be_denied(cidr: str) -> None:
 
 
 @pytest.mark.parametrize(("cap", "version"), [(16, 4), (24, 4), (32, 4), (48, 6), (64, 6), (128, 6)])
-def test_a_prefix_one_bit_wider_than_the_cap_is_refused_and_one_at_the_cap_is_not(cap: int, version: int) -> None:
+def test_a_prefix_one_bit_wider_than_the_cap_is_refused_and_one_at_the_cap_is_not(
+    cap: int, version: int
+) -> None:
     base = ipaddress.ip_network("45.32.0.0/11" if version == 4 else "2a00:1400::/22")
     caps = {"cap_v4": cap, "cap_v6": 48} if version == 4 else {"cap_v4": 16, "cap_v6": cap}
     deny_policy = policy(**caps)
@@ -163,7 +167,9 @@ def test_refusals_name_the_range_that_protects() -> None:
 
 
 def test_configured_ranges_are_read_leniently_host_bits_and_spaces_included() -> None:
-    lenient = DenyPolicy.build(vpc_cidrs=[f" {VPC_V4_PUBLIC} "], allow=["198.51.100.77/24", " 2001:db8:feed::1/48"])
+    lenient = DenyPolicy.build(
+        vpc_cidrs=[f" {VPC_V4_PUBLIC} "], allow=["198.51.100.77/24", " 2001:db8:feed::1/48"]
+    )
     for cidr in ("203.0.113.200/32", "198.51.100.1/32", "2001:db8:feed::9/128"):
         assert lenient.refusal(ipaddress.ip_network(cidr)) is not None, cidr
     assert lenient.refusal(ipaddress.ip_network("198.51.101.1/32")) is None
