@@ -15,6 +15,7 @@ from floodgate.core.slots import (
     Held,
     OpKind,
     Placement,
+    PoolPlan,
     SlotOp,
     Wanted,
     describe_value,
@@ -27,7 +28,9 @@ RULES = [100, 101, 102, 103]
 POLICY = DenyPolicy.build(vpc_cidrs=VPC_CIDRS, allow=PARTNER_ALLOW)
 
 
-def plan(held: list[Held], wanted: list[Wanted], *, budget: int = 3, entries: dict[int, str] | None = None):  # type: ignore[no-untyped-def]
+def plan(
+    held: list[Held], wanted: list[Wanted], *, budget: int = 3, entries: dict[int, str] | None = None
+) -> PoolPlan:
     physical = {h.rule: h.cidr for h in held} if entries is None else entries
     return plan_pool(rules=RULES, budget=budget, entries=physical, held=held, wanted=wanted, policy=POLICY)
 
@@ -145,7 +148,7 @@ def test_without_a_policy_nothing_is_refused() -> None:
 def test_impossible_inputs_are_refused_with_the_numbers(kwargs: dict[str, object], message: str) -> None:
     arguments: dict[str, object] = {"rules": RULES, "budget": 3, "entries": {}, "held": [], "wanted": []}
     with pytest.raises(ValueError, match=f"^{message}$"):
-        plan_pool(**(arguments | kwargs))  # type: ignore[arg-type]
+        plan_pool(**(arguments | kwargs))
 
 
 def test_values_are_described_for_people() -> None:
