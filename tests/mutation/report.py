@@ -54,8 +54,10 @@ def scores(run_dir: Path, equivalents: dict[str, str]) -> tuple[dict[str, Module
     """Scores per module, and the equivalent-list entries that no longer survive (stale)."""
     by_module: dict[str, ModuleScore] = {}
     seen_equivalent: set[str] = set()
+    results_seen: dict[str, int | None] = {}
     for meta in sorted((run_dir / "mutants").rglob("*.py.meta")):
         results: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+        results_seen |= results
         for mutant, code in sorted(results.items()):
             score = by_module.setdefault(module_of(mutant), ModuleScore(module_of(mutant)))
             if code in KILLED:
@@ -69,7 +71,9 @@ def scores(run_dir: Path, equivalents: dict[str, str]) -> tuple[dict[str, Module
                 score.unchecked += 1  # outside a narrowed run (MUTANTS=...)
             else:
                 score.other[code] = score.other.get(code, 0) + 1
-    stale = sorted(m for m in set(equivalents) - seen_equivalent if module_of(m) in by_module)
+    stale = sorted(
+        m for m in set(equivalents) - seen_equivalent if m in results_seen and results_seen[m] is not None
+    )
     return by_module, stale
 
 
