@@ -186,7 +186,7 @@ def test_configured_ranges_are_read_leniently_host_bits_and_spaces_included() ->
 )
 def test_caps_outside_the_address_size_are_refused(caps: dict[str, int], message: str) -> None:
     with pytest.raises(InvalidCidr, match=f"^{message}$"):
-        DenyPolicy.build(**caps)
+        DenyPolicy.build(**caps)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("cap_v4", "cap_v6"), [(1, 1), (32, 128)])
