@@ -74,3 +74,25 @@ def test_nonsense_detection_knobs_are_refused(knobs: dict[str, float], message: 
 
 def test_a_budget_of_zero_plans_nothing() -> None:
     assert plan([record("45.33.12.9", 600_000)], budget=0).denies == ()
+
+
+def test_the_share_floor_is_inclusive() -> None:
+    halves = [record("45.33.12.9", 300_000), record("81.2.69.1", 300_000)]  # exactly 50% each
+    assert sorted(d.cidr for d in plan(halves, min_share=0.5).denies) == ["45.33.12.9/32", "81.2.69.1/32"]
+    assert plan(halves, min_share=0.6).denies == ()
+
+
+def test_a_prefix_needs_two_hot_sources_and_half_of_its_sources_hot() -> None:
+    # One hot source (4,000 pps) and one below the member floor (40 pps): 4,040 pps, but only one hot.
+    lone = [record("45.33.200.1", 240_000), record("45.33.200.2", 2_400)]
+    assert plan(lone, min_pps=4020).denies == ()
+    # Two hot sources and two cold ones: exactly half are hot, which is enough.
+    half = [record("45.33.200.1", 180_000), record("45.33.200.2", 180_000)]
+    half += [record("45.33.200.3", 600), record("45.33.200.4", 600)]
+    assert [d.cidr for d in plan(half).denies] == ["45.33.200.0/24"]
+
+
+def test_exactly_one_percent_rejected_is_mentioned() -> None:
+    lines = [record("45.33.12.9", 594_000), record("45.33.12.9", 6_000, action="REJECT")]
+    (deny,) = plan(lines).denies
+    assert deny.reason.endswith("; 1% already rejected")
