@@ -1,0 +1,98 @@
+"""Detection thresholds and reasons at their exact boundaries, on hand-written records whose rates are known
+to the packet: 60 s records, so packets / 60 is the rate."""
+
+from __future__ import annotations
+
+import pytest
+
+from floodgate.core.detect import DetectionConfig, plan_denies
+from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat, FlowLogParser
+from floodgate.core.model import DenyPlan, Verdict
+from floodgate.core.networks import DenyPolicy
+from floodgate.core.summary import TrafficSummary
+
+V2 = FlowLogFormat.parse(DEFAULT_FORMAT)
+
+
+def record(source: str, packets: int, bytes_per_packet: int = 100, action: str = "ACCEPT") -> str:
+    return (
+        f"2 123456789012 eni-0abc {source} 10.0.1.10 1024 443 6 {packets} {packets * bytes_per_packet} "
+        f"1700000000 1700000060 {action} OK"
+    )
+
+
+def plan(lines: list[str], **knobs: float) -> DenyPlan:
+    config = DetectionConfig(policy=DenyPolicy.build(vpc_cidrs=["10.0.0.0/16"]), **knobs)  # type: ignore[arg-type]
+    summary = TrafficSummary.for_share(config.min_share)
+    summary.add(FlowLogParser(V2, ["10.0.0.0/16"]).parse(lines))
+    return plan_denies(summary, config)
+
+
+def test_the_bit_rate_floor_is_inclusive() -> None:
+    flood = [record("45.33.12.9", 600_000)]  # 10,000 pps, 60,000,000 bytes: 8,000,000 bit/s
+    assert [d.cidr for d in plan(flood, min_bps=8_000_000).denies] == ["45.33.12.9/32"]
+    below = plan(flood, min_bps=8_000_001)
+    assert below.denies == () and below.verdict is Verdict.QUIET
+
+
+def test_the_packet_rate_floor_is_inclusive() -> None:
+    assert [d.cidr for d in plan([record("45.33.12.9", 300_000)], min_pps=5000).denies] == ["45.33.12.9/32"]
+    assert plan([record("45.33.12.9", 300_000)], min_pps=5001).denies == ()
+
+
+def test_two_hot_sources_make_a_dense_prefix() -> None:
+    bots = [record("45.33.200.1", 180_000), record("45.33.200.2", 180_000)]  # 3,000 pps each, 6,000 together
+    (deny,) = plan(bots).denies
+    assert deny.cidr == "45.33.200.0/24"
+    assert deny.reason == (
+        "2 hot sources of 2 seen in this /24, 3,000 pps each on average; together 6,000 pps, "
+        "100.0% of inbound packets"
+    )
+
+
+def test_a_single_source_reason_gives_rate_share_and_what_is_already_rejected() -> None:
+    lines = [record("45.33.12.9", 450_000), record("45.33.12.9", 150_000, action="REJECT")]
+    lines.append(record("45.33.99.1", 60_000))  # 1,000 pps elsewhere: the flood is 10/11 of the packets
+    (deny,) = plan(lines).denies
+    assert deny.reason == "single source at 10,000 pps, 90.9% of inbound packets; 25% already rejected"
+    assert deny.pps == 10_000 and deny.members == 1
+
+
+@pytest.mark.parametrize(
+    ("knobs", "message"),
+    [
+        ({"budget": -1}, "budget must not be negative"),
+        ({"min_share": 0.0}, r"min_share must be in \(0, 1\]"),
+        ({"min_share": 1.5}, r"min_share must be in \(0, 1\]"),
+        ({"window_s": 0.0}, "window must be positive"),
+    ],
+)
+def test_nonsense_detection_knobs_are_refused(knobs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        DetectionConfig(policy=DenyPolicy.build(), **knobs)  # type: ignore[arg-type]
+
+
+def test_a_budget_of_zero_plans_nothing() -> None:
+    assert plan([record("45.33.12.9", 600_000)], budget=0).denies == ()
+
+
+def test_the_share_floor_is_inclusive() -> None:
+    halves = [record("45.33.12.9", 300_000), record("81.2.69.1", 300_000)]  # exactly 50% each
+    assert sorted(d.cidr for d in plan(halves, min_share=0.5).denies) == ["45.33.12.9/32", "81.2.69.1/32"]
+    assert plan(halves, min_share=0.6).denies == ()
+
+
+def test_a_prefix_needs_two_hot_sources_and_half_of_its_sources_hot() -> None:
+    # One hot source (4,000 pps) and one below the member floor (40 pps): 4,040 pps, but only one hot.
+    lone = [record("45.33.200.1", 240_000), record("45.33.200.2", 2_400)]
+    assert plan(lone, min_pps=4020).denies == ()
+    # Two hot sources and two cold ones: exactly half are hot, which is enough.
+    half = [record("45.33.200.1", 180_000), record("45.33.200.2", 180_000)]
+    half += [record("45.33.200.3", 600), record("45.33.200.4", 600)]
+    assert [d.cidr for d in plan(half).denies] == ["45.33.200.0/24"]
+
+
+def test_exactly_one_percent_rejected_is_mentioned() -> None:
+    lines = [record("45.33.12.9", 594_000), record("45.33.12.9", 6_000, action="REJECT")]
+    (deny,) = plan(lines).denies
+    assert deny.reason.endswith("; 1% already rejected")
