@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from floodgate.core.model import DenyPlan, PlannedDeny, Verdict
 from floodgate.core.networks import DenyPolicy, Network
-from floodgate.core.summary import ADDRESS_BITS, ASSUMED_SPAN_S, Counter, Members, TrafficSummary
+from floodgate.core.summary import ADDRESS_BITS, ASSUMED_SPAN_S, Counter, Members, TrafficSummary, key_network
 
 DEPENDENCY_REFUSAL = "spoofable source the VPC depends on"
 SPOOFED_PREFIX_FACTOR = 2.0
@@ -65,13 +65,6 @@ class _Candidate:
         """Heaviest first; ties broken by address so that plans are deterministic."""
         net = self.network
         return (-self.packets, net.version, int(net.network_address), net.prefixlen)
-
-
-def _network(version: int, prefix_len: int, key: int) -> Network:
-    value = key << (ADDRESS_BITS[version] - prefix_len)
-    if version == 4:
-        return ipaddress.IPv4Network((value, prefix_len))
-    return ipaddress.IPv6Network((value, prefix_len))
 
 
 class _Detector:
@@ -139,7 +132,7 @@ class _Detector:
                 factor = SPOOFED_PREFIX_FACTOR if spoofed_only else 1.0
                 if not self.abusive(max(0, conditioned), conditioned_bytes, level.error, factor):
                     continue
-                network = _network(version, length, key)
+                network = key_network(version, length, key)
                 if policy.refusal(network) is not None:
                     continue
                 candidate = _Candidate(
@@ -191,7 +184,7 @@ class _Detector:
                     tally = self.members_of(version, length, key)
                     if len(inside) < 2 or counter is None or not self.dense(tally, self.config.dense_ratio):
                         continue
-                    network = _network(version, length, key)
+                    network = key_network(version, length, key)
                     if policy.refusal(network) is not None or self.dependency_inside(network) is not None:
                         continue
                     merged = _Candidate(

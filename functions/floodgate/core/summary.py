@@ -23,6 +23,7 @@ Memory is O(levels × capacity), whatever the number of distinct sources.
 from __future__ import annotations
 
 import heapq
+import ipaddress
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -226,3 +227,11 @@ class TrafficSummary:
                     entry[3] += spoofable
             if grouped:
                 level.merge(grouped)
+
+
+def key_network(version: int, prefix_len: int, key: int) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """The network a level's key stands for: the key is the prefix's leading `prefix_len` bits."""
+    value = key << (ADDRESS_BITS[version] - prefix_len)
+    if version == 4:
+        return ipaddress.IPv4Network((value, prefix_len))
+    return ipaddress.IPv6Network((value, prefix_len))

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from floodgate.core.model import ParseStats
-from floodgate.core.summary import ADDRESS_BITS, ASSUMED_SPAN_S, TrafficSummary
+from floodgate.core.summary import ADDRESS_BITS, ASSUMED_SPAN_S, TrafficSummary, key_network
 
 FORMAT_VERSION = 2
 # version, prefix length, key (16 bytes: IPv6 fits), packets, bytes, reject packets, spoofable packets
@@ -172,7 +172,7 @@ def reject_rates(summary: TrafficSummary, window_s: float) -> dict[str, float]:
     for (version, length), level in summary.levels.items():
         for key, counter in level.counters.items():
             if counter.reject_packets:
-                rates[str(_network(version, length, key))] = counter.reject_packets / window_s
+                rates[str(key_network(version, length, key))] = counter.reject_packets / window_s
     return rates
 
 
@@ -192,13 +192,6 @@ def reject_rate_of(summary: TrafficSummary, cidr: str, window_s: float) -> float
     level = summary.levels[(network.version, length)]
     packets = sum(c.reject_packets for key, c in level.counters.items() if key >> shift == wanted)
     return packets / window_s
-
-
-def _network(version: int, length: int, key: int) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    value = key << (ADDRESS_BITS[version] - length)
-    if version == 4:
-        return ipaddress.IPv4Network((value, length))
-    return ipaddress.IPv6Network((value, length))
 
 
 def _optional_int(value: Any) -> int | None:
