@@ -112,6 +112,18 @@ class Observability(Construct):
                 width=12,
             ),
         )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Effect of the denies: inbound pps, and denied sources' REJECT and ACCEPT pps",
+                left=[
+                    floodgate_metric(METRIC.INBOUND_PPS, "Maximum", "inbound"),
+                    floodgate_metric(METRIC.DENIED_REJECT_PPS, "Maximum", "denied, REJECTed"),
+                    floodgate_metric(METRIC.DENIED_ACCEPT_PPS, "Maximum", "denied, still ACCEPTed"),
+                ],
+                width=24,
+                left_y_axis=cloudwatch.YAxisProps(min=0, label="packets/s"),
+            )
+        )
         if early_alarm is not None:
             self.dashboard.add_widgets(
                 cloudwatch.AlarmWidget(title="Early warning", alarm=early_alarm, width=24)
