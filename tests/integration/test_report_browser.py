@@ -125,7 +125,7 @@ def test_report_renders_timeline_and_tables_in_chromium(incident: Deployment, tm
     ]
     assert len(dom.span_cidrs) == 14
     assert sorted(dom.marks) == ["EXTEND", "EXTEND", "REPAIR"]
-    assert dom.rows == {"sources": 4, "log": 27}
+    assert dom.rows == {"sources": 4, "log": 27, "effects": 7}
 
     screenshot = tmp_path / "report.png"
     browse(page, tmp_path / "profile", f"--screenshot={screenshot}")
