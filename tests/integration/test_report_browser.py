@@ -126,6 +126,8 @@ def test_report_renders_timeline_and_tables_in_chromium(incident: Deployment, tm
     assert len(dom.span_cidrs) == 14
     assert sorted(dom.marks) == ["EXTEND", "EXTEND", "REPAIR"]
     assert dom.rows == {"sources": 4, "log": 27, "effects": 7}
+    # One traffic panel per incident (T+0..T+55m, the manual deny, now): 5, 1 and 1 samples.
+    assert [dom.ids[f"traffic-{n}"]["data-points"] for n in (1, 2, 3)] == ["5", "1", "1"]
 
     screenshot = tmp_path / "report.png"
     browse(page, tmp_path / "profile", f"--screenshot={screenshot}")

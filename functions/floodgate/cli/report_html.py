@@ -429,7 +429,7 @@ def _pps_axis(scale: _Scale, top: float, y: Callable[[float], float]) -> str:
         level = y(top * share)
         parts.append(
             f'<line x1="{scale.x0}" y1="{level}" x2="{scale.x1}" y2="{level}" stroke="#eaecf0"/>'
-            f'<text x="{scale.x0 - 8}" y="{level + 4}" text-anchor="end">{rate(top * share, "pps")}</text>'
+            f'<text x="{scale.x0 - 8}" y="{level + 4}" text-anchor="end">{_axis_rate(top * share)}</text>'
         )
     for at in scale.ticks():
         parts.append(
@@ -437,6 +437,13 @@ def _pps_axis(scale: _Scale, top: float, y: Callable[[float], float]) -> str:
         )
     parts.append("</g>")
     return "".join(parts)
+
+
+def _axis_rate(value: float) -> str:
+    """200 kpps, 2.5 kpps, 0 pps: the axis's round values without trailing zeros."""
+    text = rate(value, "pps")
+    number, _, unit = text.partition(" ")
+    return f"{number.rstrip('0').rstrip('.') if '.' in number else number} {unit}"
 
 
 def _hold_band(hold: HoldSpan, scale: _Scale) -> str:
@@ -456,6 +463,8 @@ def _areas(points: tuple[TrafficPoint, ...], scale: _Scale, y: Callable[[float],
     """Stacked areas (REJECTed, then ACCEPTed from denied sources) and the inbound line."""
     if not points:
         return []
+    if len(points) == 1:  # one sample: a narrow column rather than an area without width
+        return _column(points[0], scale, y)
     xs = [scale(p.at) for p in points]
     rejected = [y(p.covered_reject_pps) for p in points]
     covered = [y(p.covered_reject_pps + p.covered_accept_pps) for p in points]
@@ -468,17 +477,32 @@ def _areas(points: tuple[TrafficPoint, ...], scale: _Scale, y: Callable[[float],
         f'<polyline class="inbound" points="{_path(xs, [y(p.inbound_pps) for p in points])}" fill="none" '
         f'stroke="{INBOUND_COLOUR}" stroke-width="2"/>',
     ]
-    for x, point in zip(xs, points, strict=True):
-        text = (
-            f"{clock(point.at)}: inbound {rate(point.inbound_pps, 'pps')}; from denied sources "
-            f"{rate(point.covered_reject_pps, 'pps')} REJECTed, {rate(point.covered_accept_pps, 'pps')} "
-            f"ACCEPTed ({point.covered_share:.0%} of inbound)"
-        )
-        parts.append(
-            f'<g class="sample"><title>{escape(text)}</title><circle cx="{x}" cy="{y(point.inbound_pps)}" '
-            f'r="3" fill="{INBOUND_COLOUR}"/></g>'
-        )
+    parts += [_sample_dot(point, x, y) for x, point in zip(xs, points, strict=True)]
     return parts
+
+
+def _column(point: TrafficPoint, scale: _Scale, y: Callable[[float], float]) -> list[str]:
+    x = scale(point.at) - 4
+    rejected, covered = y(point.covered_reject_pps), y(point.covered_reject_pps + point.covered_accept_pps)
+    return [
+        f'<rect class="rejected" x="{x}" y="{rejected}" width="8" '
+        f'height="{round(PLOT_BOTTOM - rejected, 1)}" fill="{REJECT_COLOUR}" fill-opacity="0.55"/>',
+        f'<rect class="accepted" x="{x}" y="{covered}" width="8" height="{round(rejected - covered, 1)}" '
+        f'fill="{ACCEPT_COLOUR}" fill-opacity="0.7"/>',
+        _sample_dot(point, scale(point.at), y),
+    ]
+
+
+def _sample_dot(point: TrafficPoint, x: float, y: Callable[[float], float]) -> str:
+    text = (
+        f"{clock(point.at)}: inbound {rate(point.inbound_pps, 'pps')}; from denied sources "
+        f"{rate(point.covered_reject_pps, 'pps')} REJECTed, {rate(point.covered_accept_pps, 'pps')} "
+        f"ACCEPTed ({point.covered_share:.0%} of inbound)"
+    )
+    return (
+        f'<g class="sample"><title>{escape(text)}</title><circle cx="{x}" cy="{y(point.inbound_pps)}" '
+        f'r="3" fill="{INBOUND_COLOUR}"/></g>'
+    )
 
 
 def _path(xs: list[float], ys: list[float]) -> str:
@@ -495,10 +519,13 @@ def _moment(moment: DenyMoment, scale: _Scale, y: Callable[[float], float]) -> s
             f"<title>{escape(text)}</title>"
             f'<line class="began" x1="{x}" y1="{PLOT_TOP}" x2="{x}" y2="{PLOT_BOTTOM}" '
             f'stroke="{REJECT_COLOUR}" stroke-width="1.5" stroke-dasharray="4 3"/>'
-            f'<circle cx="{x}" cy="{y(moment.accept_pps_before)}" r="5" fill="{ACCEPT_COLOUR}" stroke="#fff" '
-            'stroke-width="1.5"/>'
             f'<text x="{x + 4}" y="{PLOT_BOTTOM - 4}" fill="{REJECT_COLOUR}">+{len(moment.began)}</text>'
         )
+        if moment.accept_pps_before > 0:  # a manual deny has no evidence: no dot
+            parts.append(
+                f'<circle cx="{x}" cy="{y(moment.accept_pps_before)}" r="5" fill="{ACCEPT_COLOUR}" '
+                'stroke="#fff" stroke-width="1.5"/>'
+            )
         if moment.inbound_pps:
             parts.append(
                 f'<circle cx="{x}" cy="{y(moment.inbound_pps)}" r="4" fill="#fff" stroke="{INBOUND_COLOUR}" '

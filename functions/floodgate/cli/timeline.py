@@ -187,22 +187,27 @@ class DenyMoment:
 
 def deny_moments(events: Iterable[LogEvent]) -> list[DenyMoment]:
     """Beginnings and ends of denies, one per moment (a deny written in several NACLs at once counts once)."""
-    began: dict[float, dict[str, Evidence | None]] = {}
-    ended: dict[float, set[str]] = {}
+    began: dict[int, dict[str, Evidence | None]] = {}
+    ended: dict[int, set[str]] = {}
+    first_at: dict[int, float] = {}  # the second a moment falls in -> its earliest event
     for event in events:
+        second = int(event.at)
         if event.kind is EventKind.BLOCK:
-            began.setdefault(round(event.at), {}).setdefault(event.cidr, event.evidence)
+            began.setdefault(second, {}).setdefault(event.cidr, event.evidence)
         elif event.kind in ENDS:
-            ended.setdefault(round(event.at), set()).add(event.cidr)
+            ended.setdefault(second, set()).add(event.cidr)
+        else:
+            continue
+        first_at[second] = min(first_at.get(second, event.at), event.at)
     moments = []
-    for at in sorted(began.keys() | ended.keys()):
-        evidence = [e for e in began.get(at, {}).values() if e is not None]
+    for second in sorted(first_at):
+        evidence = [e for e in began.get(second, {}).values() if e is not None]
         inbound = [e.inbound_pps or e.pps / e.share for e in evidence if e.inbound_pps or e.share > 0]
         moments.append(
             DenyMoment(
-                at=at,
-                began=tuple(sorted(began.get(at, {}))),
-                ended=tuple(sorted(ended.get(at, set()))),
+                at=first_at[second],
+                began=tuple(sorted(began.get(second, {}))),
+                ended=tuple(sorted(ended.get(second, set()))),
                 accept_pps_before=sum(accept_pps(e) for e in evidence),
                 inbound_pps=max(inbound) if inbound else None,
             )
