@@ -14,6 +14,7 @@ import logging
 import random
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -343,11 +344,17 @@ def test_the_expirer_records_what_a_deny_stops_once_per_window(
     for event in deliveries(ORDINARY + FLOOD[:1], 10, action="REJECT"):
         deployment.detect(event)
     clock.at = START + 14 * MINUTE  # not the first run of a 5-minute window period: no sample
+    deployment.calls.clear()
     deployment.expire()
+    plain_run = Counter(deployment.calls)
     assert not [e for e in deployment.log() if e.kind is EventKind.EFFECT]
     capfd.readouterr()
     clock.at = START + 15 * MINUTE + 5
+    deployment.calls.clear()
     deployment.expire()
+    # What the sample costs: the window read, one query per minute bucket from 15:45 (16:15:05 less the
+    # window twice and the 20-minute late-delivery allowance) to 16:15, i.e. 31; and one batch write.
+    assert Counter(deployment.calls) - plain_run == {"Query": 31, "BatchWriteItem": 1}
     (sample,) = [e for e in deployment.log() if e.kind is EventKind.EFFECT]
     assert (sample.cidr, sample.nacl_id, sample.at) == (flooder, None, START + 15 * MINUTE + 5)
     # The window holds minute 10's records, 60 s of them (minute 0's arrived more than 5 minutes ago):
