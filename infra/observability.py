@@ -17,13 +17,20 @@ PERIOD = Duration.minutes(1)
 SERVICE_DIMENSIONS = {"service": SERVICE_NAME}
 
 
-def floodgate_metric(name: str, statistic: str = "Sum", label: str | None = None) -> cloudwatch.Metric:
+# The expirer samples the denies' effect once per detection window (5 minutes by default): a finer period
+# would draw those samples as isolated dots.
+EFFECT_PERIOD = Duration.minutes(5)
+
+
+def floodgate_metric(
+    name: str, statistic: str = "Sum", label: str | None = None, period: Duration = PERIOD
+) -> cloudwatch.Metric:
     return cloudwatch.Metric(
         namespace=METRIC_NAMESPACE,
         metric_name=name,
         dimensions_map=SERVICE_DIMENSIONS,
         statistic=statistic,
-        period=PERIOD,
+        period=period,
         label=label or name,
     )
 
@@ -111,6 +118,21 @@ class Observability(Construct):
                 left=[floodgate_metric(METRIC.WINDOW_WRITES), floodgate_metric(METRIC.REPAIRS)],
                 width=12,
             ),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Effect of the denies: inbound pps, and denied sources' REJECT and ACCEPT pps",
+                left=[
+                    floodgate_metric(METRIC.INBOUND_PPS, "Maximum", "inbound", EFFECT_PERIOD),
+                    floodgate_metric(METRIC.DENIED_REJECT_PPS, "Maximum", "denied, REJECTed", EFFECT_PERIOD),
+                    floodgate_metric(
+                        METRIC.DENIED_ACCEPT_PPS, "Maximum", "denied, still ACCEPTed", EFFECT_PERIOD
+                    ),
+                ],
+                width=24,
+                period=EFFECT_PERIOD,
+                left_y_axis=cloudwatch.YAxisProps(min=0, label="packets/s"),
+            )
         )
         if early_alarm is not None:
             self.dashboard.add_widgets(

@@ -21,6 +21,9 @@ class METRIC:
     REFUSALS = "Refusals"
     REPAIRS = "Repairs"
     DECISION_LATENCY_MS = "DecisionLatencyMs"
+    INBOUND_PPS = "InboundPps"  # the window's inbound packet rate (detector decisions, expirer samples)
+    DENIED_ACCEPT_PPS = "DeniedAcceptPps"  # from sources denied now, let through (should fall to 0)
+    DENIED_REJECT_PPS = "DeniedRejectPps"  # from sources denied now, stopped by the NACLs
 
 
 class OUTPUT:

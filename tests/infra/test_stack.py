@@ -640,6 +640,22 @@ def test_dashboard_graphs_the_handlers_metrics(base: Synth) -> None:
     assert "Floodgate" in body
 
 
+def test_dashboard_graphs_the_effect_of_the_denies(base: Synth) -> None:
+    _, dashboard = base.one("AWS::CloudWatch::Dashboard")
+    body = "".join(str(part) for part in dashboard["Properties"]["DashboardBody"]["Fn::Join"][1])
+    widget = next(
+        w for w in json.loads(body)["widgets"] if "Effect of the denies" in w["properties"]["title"]
+    )
+    lines = {metric[1]: metric[-1] for metric in widget["properties"]["metrics"]}
+    assert lines == {
+        "InboundPps": {"label": "inbound", "stat": "Maximum"},
+        "DeniedRejectPps": {"label": "denied, REJECTed", "stat": "Maximum"},
+        "DeniedAcceptPps": {"label": "denied, still ACCEPTed", "stat": "Maximum"},
+    }
+    assert widget["properties"]["period"] == 300  # one expirer sample per 5-minute window
+    assert all(metric[0] == "Floodgate" for metric in widget["properties"]["metrics"])
+
+
 # ---------------------------------------------------------------------------------------------- checks
 
 

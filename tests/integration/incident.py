@@ -26,7 +26,7 @@ from floodgate.adapters.retry import Retrier
 from floodgate.cli.main import main
 from floodgate.core.decision import EnforcementConfig
 from floodgate.core.model import PlannedDeny
-from floodgate.core.records import Origin
+from floodgate.core.records import EventKind, Evidence, LogEvent, Origin
 from floodgate.core.slots import Direction
 from floodgate.engine.enforcer import Enforcer
 from floodgate.observability import OUTPUT
@@ -96,6 +96,25 @@ class Deployment:
         ]
         self.enforcer.apply(plan, origin=Origin.alarm(ALARM))
 
+    def sample(self, inbound_pps: float, **rates: tuple[float, float]) -> None:
+        """The expirer's EFFECT events of one run, now: sample(inbound, **{cidr: (pps, reject pps)})."""
+        now = self.clock()
+        self.enforcer.ledger.append(
+            [
+                LogEvent(
+                    EventKind.EFFECT,
+                    now,
+                    cidr,
+                    f"{reject:,.0f} pps REJECT",
+                    "floodgate-expirer",
+                    evidence=Evidence(
+                        pps=pps, share=pps / inbound_pps, reject_pps=reject, inbound_pps=inbound_pps
+                    ),
+                )
+                for cidr, (pps, reject) in rates.items()
+            ]
+        )
+
 
 def stand_in(aws_client: AwsClientFactory, vpc: VpcFixture, tables: Tables) -> Deployment:
     """The stack, the detector function and an Enforcer with the same configuration, its clock 3 h ago."""
@@ -150,27 +169,46 @@ def play_incident(d: Deployment) -> Deployment:
     T+1h30m on-call denies 2001:db8:bad::/48 by hand, and lifts it again at T+2h (UNBLOCK)
     now-5m  the flood is back: .7 and 192.0.2.0/24, second offence, an hour each (BLOCK)
     now-2m  an entry went missing from the first NACL and reconcile puts it back (REPAIR)
+
+    Besides, the expirer's EFFECT samples (not counted among the 27 events: `log` and `report` list
+    actions) at T+5m, 15m, 25m, 35m, 45m, T+1h40m and now-1m: the denied sources go on, REJECTed, until
+    45.33.32.156 stops (last seen T+35m, gone by T+45m).
     """
-    d.detect(**{"203.0.113.7/32": 9000.0, "203.0.113.66/32": 6000.0})
+    seven, sixty_six, bots, big = "203.0.113.7/32", "203.0.113.66/32", "192.0.2.0/24", "45.33.32.156/32"
+    d.detect(**{seven: 9000.0, sixty_six: 6000.0})
+    d.clock.advance(300)
+    d.sample(45_000.0, **{seven: (9000.0, 8800.0), sixty_six: (6000.0, 6000.0)})
+    d.clock.advance(300)
+    d.detect(**{bots: 20000.0})
+    d.clock.advance(300)
+    d.sample(50_000.0, **{seven: (9500.0, 9500.0), sixty_six: (6000.0, 6000.0), bots: (20000.0, 19800.0)})
+    d.clock.advance(300)
+    d.detect(**{seven: 12000.0, big: 30000.0})
+    d.clock.advance(300)
+    d.sample(70_000.0, **{seven: (12000.0, 12000.0), bots: (18000.0, 18000.0), big: (30000.0, 30000.0)})
     d.clock.advance(600)
-    d.detect(**{"192.0.2.0/24": 20000.0})
-    d.clock.advance(600)
-    d.detect(**{"203.0.113.7/32": 12000.0, "45.33.32.156/32": 30000.0})
-    d.clock.advance(1200)
+    d.sample(52_000.0, **{seven: (12000.0, 12000.0), bots: (5000.0, 5000.0), big: (30000.0, 30000.0)})
+    d.clock.advance(300)
     d.enforcer.expire()
-    d.clock.advance(900)
+    d.clock.advance(300)
+    d.sample(9_000.0, **{seven: (3000.0, 3000.0), big: (0.0, 0.0)})
+    d.clock.advance(600)
     d.enforcer.expire()
     d.clock.advance(2100)
     d.enforcer.block("2001:db8:bad::/48", reason="scraper, ticket OPS-112", actor=ON_CALL, ttl_s=3600)
-    d.clock.advance(1800)
+    d.clock.advance(600)
+    d.sample(4_000.0, **{"2001:db8:bad::/48": (800.0, 800.0)})
+    d.clock.advance(1200)
     d.enforcer.unblock("2001:db8:bad::/48", reason="customer's crawler, allowed", actor=ON_CALL)
     d.clock.at = time.time() - 300
-    d.detect(**{"203.0.113.7/32": 15000.0, "192.0.2.0/24": 18000.0})
+    d.detect(**{seven: 15000.0, bots: 18000.0})
     nacl_id = d.vpc.nacl_ids[0]
-    rule = next(rule for rule, cidr in d.entries(nacl_id).items() if cidr == "203.0.113.7/32")
+    rule = next(rule for rule, cidr in d.entries(nacl_id).items() if cidr == seven)
     d.ec2.delete_network_acl_entry(NetworkAclId=nacl_id, RuleNumber=rule, Egress=False)
     d.clock.advance(180)
     d.enforcer.reconcile()
+    d.clock.advance(60)
+    d.sample(40_000.0, **{seven: (15000.0, 15000.0), bots: (18000.0, 17000.0)})
     return d
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,7 @@ def test_log_lists_newest_first_and_filters(incident: Deployment) -> None:
         "share": 0.2,
         "members": 1,
         "reject_pps": None,
+        "inbound_pps": None,
     }
 
 
@@ -157,6 +159,36 @@ def test_show_tells_the_story_of_one_source(incident: Deployment) -> None:
     assert {d["cidr"] for d in prefix["overlapping"]} == {"203.0.113.7/32"}
     stranger = incident.cli("show", "8.8.8.8").out
     assert stranger.strip() == "8.8.8.8/32: not denied now; nothing in the deny log"
+
+
+def test_show_tells_the_effect_of_each_deny(incident: Deployment) -> None:
+    story = incident.cli("show", "203.0.113.7", "--json").json()
+    first, back = story["effects"]
+    # T+0: denied at 9,000 pps, all ACCEPT; sampled at T+5m (8,800 REJECT), 15m, 25m, 35m (12,000), 45m
+    # (3,000 REJECT, 0 ACCEPT); both NACLs' bans expired at T+55m. Back at now-5m: 15,000, sampled once.
+    assert (first["accept_pps_before"], first["samples"], first["reject_pps_peak"]) == (9000.0, 5, 12000.0)
+    assert (first["reject_pps_latest"], first["accept_pps_latest"]) == (3000.0, 0.0)
+    assert first["ended_at"] is not None and first["still_sending"] and first["gone_by"] is None
+    assert (back["accept_pps_before"], back["samples"], back["reject_pps_peak"]) == (15000.0, 1, 15000.0)
+    assert back["ended_at"] is None and back["still_sending"]
+    assert all(e["event"] != "EFFECT" for e in story["events"])  # the history lists actions
+
+    stopped = incident.cli("show", "45.33.32.156", "--json").json()
+    (effect,) = stopped["effects"]
+    assert (effect["accept_pps_before"], effect["samples"], effect["reject_pps_peak"]) == (
+        30000.0,
+        3,
+        30000.0,
+    )
+    assert effect["gone_by"] is not None and not effect["still_sending"]
+    seen = datetime.fromisoformat(effect["last_seen"].replace("Z", "+00:00"))
+    gone = datetime.fromisoformat(effect["gone_by"].replace("Z", "+00:00"))
+    assert (gone - seen).total_seconds() == 600  # last seen at T+35m, gone by the sample at T+45m
+
+    text = incident.cli("show", "45.33.32.156").out
+    assert "effect of each deny (sampled by the expirer once per window" in text
+    row = next(line for line in text.splitlines() if line.startswith("45.33.32.156/32  "))
+    assert "30.00 kpps" in row and f"stopped: last seen {seen:%H:%M}, gone by {gone:%H:%M}" in row
 
 
 # -- block and unblock -------------------------------------------------------------------------------------
@@ -307,6 +339,36 @@ def test_report_writes_the_page_and_its_data(incident: Deployment, tmp_path: Pat
 
     text = incident.cli("report", "--since", "3h10m", "--html", str(page))
     assert text.out.strip() == f"wrote {page}: 27 events; timeline of 14 denies in 2 NACLs"
+
+
+def test_report_draws_the_traffic_of_each_incident(incident: Deployment, tmp_path: Path) -> None:
+    page = tmp_path / "incident.html"
+    data = incident.cli("report", "--since", "3h10m", "--html", str(page), "--json").json()
+    # Denies in force T+0..T+55m, T+1h30m..T+2h (the manual one), now-5m..now: three incidents.
+    first, manual, back = data["incidents"]
+    assert [len(i["traffic"]) for i in data["incidents"]] == [5, 1, 1]
+    at_25m = first["traffic"][2]  # .7, 192.0.2.0/24 and 45.33.32.156, all REJECTed, of 70,000 pps
+    assert (at_25m["inbound_pps"], at_25m["denied_accept_pps"], at_25m["denied_reject_pps"]) == (
+        70000.0,
+        0.0,
+        60000.0,
+    )
+    assert at_25m["denied_share"] == pytest.approx(60000 / 70000)
+    at_5m = first["traffic"][0]  # .7 at 9,000 of which 8,800 REJECT, .66 at 6,000 REJECT
+    assert (at_5m["denied_accept_pps"], at_5m["denied_reject_pps"]) == (200.0, 14800.0)
+    began = first["denies"][0]
+    assert (began["began"], began["accept_pps_before"], began["inbound_pps"]) == (
+        ["203.0.113.66/32", "203.0.113.7/32"],
+        15000.0,
+        45000.0,  # 9,000 pps at 20% of inbound
+    )
+    assert (back["traffic"][0]["denied_accept_pps"], back["traffic"][0]["denied_reject_pps"]) == (
+        1000.0,
+        32000.0,
+    )
+    assert manual["holds"] == [] and len(data["effects"]) == 7
+    html = page.read_text(encoding="utf-8")
+    assert html.count('<svg class="traffic"') == 3 and '<table id="effects">' in html
 
 
 def test_report_of_a_quiet_window(deployment: Deployment, tmp_path: Path) -> None:

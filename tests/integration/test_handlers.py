@@ -14,6 +14,7 @@ import logging
 import random
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -327,6 +328,52 @@ def test_a_flood_that_goes_on_while_denied_has_its_ban_extended_on_evidence(depl
     assert "seen as REJECT" in extend.reason and extend.evidence and extend.evidence.reject_pps
 
 
+def test_the_expirer_records_what_a_deny_stops_once_per_window(
+    deployment: Deployment, capfd: pytest.CaptureFixture[str]
+) -> None:
+    clock = deployment.clock
+    clock.at = START + MINUTE + 20
+    for event in deliveries(ORDINARY + FLOOD[:1], 0):
+        deployment.detect(event)
+    deployment.detect(load("alarm-action-alarm"))
+    flooder = f"{FLOODERS[0]}/32"
+    (block, _) = [e for e in deployment.log() if e.kind is EventKind.BLOCK]
+    assert block.evidence is not None and block.evidence.reject_pps is None  # all ACCEPT before
+    # Minute 10: the flooder goes on at 12,000 pps, now REJECTed, with the 400 ordinary sources at 8 pps.
+    clock.at = START + 11 * MINUTE + 20
+    for event in deliveries(ORDINARY + FLOOD[:1], 10, action="REJECT"):
+        deployment.detect(event)
+    clock.at = START + 14 * MINUTE  # not the first run of a 5-minute window period: no sample
+    deployment.calls.clear()
+    deployment.expire()
+    plain_run = Counter(deployment.calls)
+    assert not [e for e in deployment.log() if e.kind is EventKind.EFFECT]
+    capfd.readouterr()
+    clock.at = START + 15 * MINUTE + 5
+    deployment.calls.clear()
+    deployment.expire()
+    # What the sample costs: the window read, one query per minute bucket from 15:45 (16:15:05 less the
+    # window twice and the 20-minute late-delivery allowance) to 16:15, i.e. 31; and one batch write.
+    assert Counter(deployment.calls) - plain_run == {"Query": 31, "BatchWriteItem": 1}
+    (sample,) = [e for e in deployment.log() if e.kind is EventKind.EFFECT]
+    assert (sample.cidr, sample.nacl_id, sample.at) == (flooder, None, START + 15 * MINUTE + 5)
+    # The window holds minute 10's records, 60 s of them (minute 0's arrived more than 5 minutes ago):
+    # the flooder's packets, all REJECT, over 60 s; and everyone's. Counted from the records themselves.
+    records = [line.split() for line in flow_lines(ORDINARY + FLOOD[:1], intervals=1, seed=10)]
+    flooder_pps = sum(int(r[8]) for r in records if r[3] == FLOODERS[0]) / 60
+    inbound_pps = sum(int(r[8]) for r in records) / 60
+    assert 0.8 * 12_000 <= flooder_pps <= 1.2 * 12_000
+    assert sample.evidence is not None
+    assert sample.evidence.pps == pytest.approx(flooder_pps)
+    assert sample.evidence.reject_pps == pytest.approx(flooder_pps)
+    assert sample.evidence.inbound_pps == pytest.approx(inbound_pps)
+    metrics = emf_metrics(capfd.readouterr().out)
+    assert metrics[METRIC.DENIED_REJECT_PPS] == pytest.approx(flooder_pps)
+    assert metrics[METRIC.DENIED_ACCEPT_PPS] == 0
+    assert metrics[METRIC.INBOUND_PPS] == pytest.approx(inbound_pps)
+    assert not deployment.notifications()[1:]  # samples are not notified (the BLOCK notice may be there)
+
+
 def test_while_armed_a_batch_decides_at_most_once_per_pace(deployment: Deployment) -> None:
     clock = deployment.clock
     clock.at = START + MINUTE + 20
@@ -523,6 +570,7 @@ def test_settings_are_read_from_the_environment_once_and_a_bad_one_is_named(
 def test_an_expirer_run_with_nothing_to_do_costs_a_handful_of_calls(deployment: Deployment) -> None:
     deployment.clock.at = START
     deployment.detect(load("manual-block"))
+    deployment.clock.at = START + MINUTE  # not the first run of a window period: no effect sample due
     deployment.calls.clear()
     answer = deployment.expire()
     assert answer == {"due": [], "tally": {}, "drift": [], "active": {n: 1 for n in deployment.vpc.nacl_ids}}

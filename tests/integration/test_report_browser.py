@@ -13,11 +13,14 @@ import re
 import shutil
 import struct
 import subprocess
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
+from floodgate.core.records import EventKind, LogEvent
+from floodgate.services.capacity_hold import HELD
 from tests.integration.conftest import AwsClientFactory, Tables, VpcFixture
 from tests.integration.incident import Deployment, play_incident, stand_in
 
@@ -125,7 +128,9 @@ def test_report_renders_timeline_and_tables_in_chromium(incident: Deployment, tm
     ]
     assert len(dom.span_cidrs) == 14
     assert sorted(dom.marks) == ["EXTEND", "EXTEND", "REPAIR"]
-    assert dom.rows == {"sources": 4, "log": 27}
+    assert dom.rows == {"sources": 4, "log": 27, "effects": 7}
+    # One traffic panel per incident (T+0..T+55m, the manual deny, now): 5, 1 and 1 samples.
+    assert [dom.ids[f"traffic-{n}"]["data-points"] for n in (1, 2, 3)] == ["5", "1", "1"]
 
     screenshot = tmp_path / "report.png"
     browse(page, tmp_path / "profile", f"--screenshot={screenshot}")
@@ -136,3 +141,30 @@ def test_report_renders_timeline_and_tables_in_chromium(incident: Deployment, tm
     keep = os.environ.get("REPORT_SCREENSHOT")
     if keep:
         shutil.copyfile(screenshot, keep)
+
+
+def test_report_shades_a_capacity_hold_in_its_incident(
+    aws_client: AwsClientFactory, vpc: VpcFixture, tables: Tables, tmp_path: Path
+) -> None:
+    chromium()
+    d = stand_in(aws_client, vpc, tables)
+    d.clock.at = time.time() - 1800
+    hold = f"{HELD}2 instance(s) for at most 10m (scaling on alarms suspended): Threshold Crossed"
+    d.enforcer.ledger.append([LogEvent(EventKind.HOLD, d.clock(), "asg:web", hold, "floodgate-detector")])
+    d.clock.advance(60)
+    d.detect(**{"203.0.113.7/32": 9000.0})
+    d.clock.advance(300)
+    d.sample(30_000.0, **{"203.0.113.7/32": (9000.0, 9000.0)})
+    d.clock.advance(60)
+    released = LogEvent(EventKind.RELEASE, d.clock(), "asg:web", "after 7m: OK", "floodgate-detector")
+    d.enforcer.ledger.append([released])
+    page = tmp_path / "hold.html"
+    assert d.cli("report", "--since", "1h", "--html", str(page)).code == 0
+
+    dom = Elements()
+    dom.feed(browse(page, tmp_path / "profile", "--dump-dom"))
+    panel = dom.ids["traffic-1"]  # one incident: the hold and the deny overlap
+    assert "traffic-2" not in dom.ids
+    assert (panel["data-points"], panel["data-holds"]) == ("1", "1")
+    assert dom.rows["effects"] == 1
+    assert "capacity held: web" in page.read_text(encoding="utf-8")

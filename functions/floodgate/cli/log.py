@@ -18,6 +18,9 @@ from floodgate.services.records_json import event_json
 from floodgate.settings import NACL_ID
 
 DEFAULT_LIMIT = 50
+# EFFECT events are the expirer's measurements, one per denied source per window: `show` and `report` read
+# them; the log lists what was done, unless they are asked for by name.
+ACTIONS = tuple(kind for kind in EventKind if kind is not EventKind.EFFECT)
 
 
 def _event_kinds(text: str) -> tuple[EventKind, ...]:
@@ -58,7 +61,7 @@ def register(commands: Any) -> None:
         type=_event_kinds,
         default=(),
         metavar="KINDS",
-        help=f"only these, comma-separated: {', '.join(EventKind)}",
+        help=f"only these, comma-separated: {', '.join(EventKind)} (default: all but EFFECT)",
     )
     parser.add_argument("--nacl", type=_nacl_id, metavar="ACL_ID", help="only this NACL")
     parser.add_argument(
@@ -80,7 +83,7 @@ def run_log(args: argparse.Namespace) -> int:
         since=since,
         until=until,
         cidr=args.cidr,
-        kinds=args.event,
+        kinds=args.event or ACTIONS,
         nacl_id=args.nacl,
         limit=None if limit is None else limit + 1,  # one more than shown tells whether there are more
         now=now,

@@ -12,7 +12,8 @@ from floodgate.cli.aws import CLI_ACTOR, Deployment, add_deployment_arguments, a
 from floodgate.cli.errors import CliError
 from floodgate.cli.options import add_window_arguments, window
 from floodgate.cli.report_html import render
-from floodgate.cli.timeline import Lane, Report, Source
+from floodgate.cli.show import effect_json
+from floodgate.cli.timeline import Incident, Lane, Report, Source
 from floodgate.cli.views import counted
 from floodgate.services.records_json import event_json, iso
 
@@ -21,8 +22,10 @@ def register(commands: Any) -> None:
     parser = commands.add_parser(
         "report",
         help="write the post-incident report (self-contained HTML)",
-        description="One HTML page for the post-incident review: a timeline of denies per NACL (when each "
-        "started, was extended, evicted, expired), the top sources with their rates, and the deny log. "
+        description="One HTML page for the post-incident review: per incident, inbound traffic over time "
+        "with the share the denies covered (REJECTed or not) and when denies and capacity holds began and "
+        "ended; a timeline of denies per NACL (when each started, was extended, evicted, expired); the "
+        "effect of each deny; the top sources with their rates; and the deny log. "
         "No external assets: it opens offline.",
     )
     add_window_arguments(parser, since="24h")
@@ -68,6 +71,39 @@ def report_json(report: Report) -> dict[str, Any]:
         "lanes": [_lane_json(lane) for lane in report.lanes],
         "top_sources": [_source_json(source) for source in report.sources],
         "events": [event_json(event) for event in report.events],
+        "effects": [effect_json(effect) for effect in report.effects],
+        "incidents": [_incident_json(incident) for incident in report.incidents],
+    }
+
+
+def _incident_json(incident: Incident) -> dict[str, Any]:
+    return {
+        "start": iso(incident.start),
+        "end": iso(incident.end),
+        "traffic": [
+            {
+                "at": iso(p.at),
+                "inbound_pps": p.inbound_pps,
+                "denied_accept_pps": p.covered_accept_pps,
+                "denied_reject_pps": p.covered_reject_pps,
+                "denied_share": p.covered_share,
+            }
+            for p in incident.points
+        ],
+        "denies": [
+            {
+                "at": iso(m.at),
+                "began": list(m.began),
+                "ended": list(m.ended),
+                "accept_pps_before": m.accept_pps_before,
+                "inbound_pps": m.inbound_pps,
+            }
+            for m in incident.moments
+        ],
+        "holds": [
+            {"group": h.group, "start": iso(h.start), "end": iso(h.end), "open_end": h.open_end}
+            for h in incident.holds
+        ],
     }
 
 

@@ -8,10 +8,12 @@ from html import escape
 from typing import Final
 
 from floodgate.cli.render import rate
-from floodgate.cli.timeline import Lane, Report, Source, Span
+from floodgate.cli.show import source_text
+from floodgate.cli.timeline import DenyMoment, HoldSpan, Incident, Lane, Report, Source, Span
 from floodgate.cli.times import clock
 from floodgate.cli.views import counted, event_name, evidence_rate, rule_text, short_actor
 from floodgate.core.durations import format_duration
+from floodgate.core.effect import DenyEffect, TrafficPoint
 from floodgate.core.records import EventKind, LogEvent, OriginKind
 
 # Timeline geometry, in SVG user units (1 unit = 1 CSS pixel at the page's width).
@@ -72,6 +74,8 @@ tbody tr:nth-child(even) td { background: #fcfcfd; }
 .REFUSED { background: #fce7f6; color: #c11574; } .DRYRUN { background: #fff; color: #344054;
   border: 1px dashed #98a2b3; }
 .empty { color: var(--muted); font-style: italic; margin: 8px 0 0; }
+h3 { font-size: 13.5px; font-weight: 600; margin: 14px 0 6px; }
+.incident + .incident { border-top: 1px solid var(--line); margin-top: 10px; }
 footer { color: var(--muted); font-size: 12px; margin-top: 20px; }
 @media print { body { background: #fff; } section, .card { break-inside: avoid; } }
 """
@@ -92,7 +96,9 @@ def render(report: Report) -> str:
             "</head>",
             "<body><main>",
             _header(report),
+            _traffic_section(report),
             _timeline_section(report),
+            _effects_section(report.effects, _time_format(report)),
             _sources_section(report.sources, _time_format(report)),
             _log_section(report.events, _time_format(report)),
             f"<footer>Made by floodgate report at {escape(clock(report.generated))}. All times UTC.</footer>",
@@ -325,6 +331,294 @@ def _legend() -> str:
         (swatch(bar("#98a2b3") + _arrow(20, 7, 1, "#fff")), "continues past the window"),
     ]
     return '<ul class="legend">' + "".join(f"<li>{icon}{escape(text)}</li>" for icon, text in items) + "</ul>"
+
+
+# -- traffic per incident -----------------------------------------------------------------------------------
+
+TRAFFIC_H: Final = 230
+PLOT_TOP: Final = 26
+PLOT_BOTTOM: Final = 200
+PLOT_LEFT: Final = 80
+REJECT_COLOUR: Final = "#d92d20"
+ACCEPT_COLOUR: Final = "#f79009"
+INBOUND_COLOUR: Final = "#101828"
+HOLD_COLOUR: Final = "#ebe9fe"
+EDGE_S: Final = 300.0  # the panel shows this much before and after the incident
+
+
+def _traffic_section(report: Report) -> str:
+    hint = (
+        "Per incident: inbound packets per second (black line), the part of it from denied sources that "
+        "the NACLs REJECTed (red) and that still got through (orange), as the expirer sampled it once per "
+        "window; the dots at a deny's start are the detector's evidence, the ACCEPT rate it denied. Red "
+        "lines: denies began; grey: denies ended; shaded: capacity held. Flow logs arrive minutes late: "
+        "each sample shows the window before it."
+    )
+    if not report.incidents:
+        return _section(
+            "traffic", "Traffic and the effect of the denies", hint, _empty("No incident in this window.")
+        )
+    panels = [
+        _incident_panel(report, number, incident) for number, incident in enumerate(report.incidents, 1)
+    ]
+    return _section(
+        "traffic", "Traffic and the effect of the denies", hint, "".join(panels) + _traffic_legend()
+    )
+
+
+def _incident_panel(report: Report, number: int, incident: Incident) -> str:
+    since = max(report.since, incident.start - EDGE_S)
+    until = min(report.until, incident.end + EDGE_S)
+    if until <= since:
+        until = since + 60
+    scale = _Scale(since, until, PLOT_LEFT, WIDTH - PAD_RIGHT)
+    peak = max(
+        [incident.peak_inbound_pps]
+        + [p.covered_accept_pps + p.covered_reject_pps for p in incident.points]
+        + [m.accept_pps_before for m in incident.moments]
+    )
+    top = _nice_ceiling(peak)
+
+    def y(pps: float) -> float:
+        return round(PLOT_BOTTOM - (PLOT_BOTTOM - PLOT_TOP) * min(pps, top) / top, 1)
+
+    parts = [
+        f'<svg class="traffic" id="traffic-{number}" role="img" viewBox="0 0 {WIDTH} {TRAFFIC_H}" '
+        f'width="{WIDTH}" height="{TRAFFIC_H}" data-points="{len(incident.points)}" '
+        f'data-holds="{len(incident.holds)}">',
+        f"<title>Incident {number}: traffic from {escape(clock(since))} to {escape(clock(until))}</title>",
+    ]
+    parts += [_hold_band(hold, scale) for hold in incident.holds]
+    parts.append(_pps_axis(scale, top, y))
+    parts += _areas(incident.points, scale, y)
+    parts += [_moment(moment, scale, y) for moment in incident.moments]
+    parts.append("</svg>")
+    return f'<div class="incident"><h3>{escape(_incident_title(number, incident))}</h3>{"".join(parts)}</div>'
+
+
+def _incident_title(number: int, incident: Incident) -> str:
+    title = f"Incident {number}: {clock(incident.start)[:16]} to {clock(incident.end)[11:16]}"
+    title += f" ({format_duration(incident.end - incident.start)})"
+    if incident.peak_inbound_pps:
+        title += f", inbound peak {rate(incident.peak_inbound_pps, 'pps')}"
+    if incident.points:
+        best = max(incident.points, key=lambda p: p.covered_share)
+        title += f", denies covered up to {best.covered_share:.0%} of it"
+        last = incident.points[-1]
+        title += (
+            f"; last sample {rate(last.covered_reject_pps, 'pps')} REJECTed, "
+            f"{rate(last.covered_accept_pps, 'pps')} ACCEPTed from denied sources"
+        )
+    return title
+
+
+def _nice_ceiling(value: float) -> float:
+    """1, 2 or 5 times a power of ten, at least `value` (and at least 10)."""
+    step = 10.0
+    while step < value:
+        for factor in (2, 2.5, 2):
+            step *= factor
+            if step >= value:
+                break
+    return step
+
+
+def _pps_axis(scale: _Scale, top: float, y: Callable[[float], float]) -> str:
+    parts = ['<g class="axis">']
+    for share in (0.0, 0.25, 0.5, 0.75, 1.0):
+        level = y(top * share)
+        parts.append(
+            f'<line x1="{scale.x0}" y1="{level}" x2="{scale.x1}" y2="{level}" stroke="#eaecf0"/>'
+            f'<text x="{scale.x0 - 8}" y="{level + 4}" text-anchor="end">{_axis_rate(top * share)}</text>'
+        )
+    for at in scale.ticks():
+        parts.append(
+            f'<text x="{scale(at)}" y="{PLOT_BOTTOM + 18}" text-anchor="middle">{scale.label(at)}</text>'
+        )
+    parts.append("</g>")
+    return "".join(parts)
+
+
+def _axis_rate(value: float) -> str:
+    """200 kpps, 2.5 kpps, 0 pps: the axis's round values without trailing zeros."""
+    text = rate(value, "pps")
+    number, _, unit = text.partition(" ")
+    return f"{number.rstrip('0').rstrip('.') if '.' in number else number} {unit}"
+
+
+def _hold_band(hold: HoldSpan, scale: _Scale) -> str:
+    x0, x1 = scale(hold.start), scale(hold.end)
+    held = "still held at the end of the window" if hold.open_end else f"released {clock(hold.end)}"
+    text = f"capacity of {hold.group} held from {clock(hold.start)}; {held}"
+    return (
+        f'<g class="hold"><title>{escape(text)}</title>'
+        f'<rect x="{x0}" y="{PLOT_TOP}" width="{max(x1 - x0, 2.0)}" height="{PLOT_BOTTOM - PLOT_TOP}" '
+        f'fill="{HOLD_COLOUR}"/>'
+        f'<text x="{x0 + 4}" y="{PLOT_TOP + 12}" fill="#5925dc">capacity held: {escape(hold.group)}'
+        "</text></g>"
+    )
+
+
+def _areas(points: tuple[TrafficPoint, ...], scale: _Scale, y: Callable[[float], float]) -> list[str]:
+    """Stacked areas (REJECTed, then ACCEPTed from denied sources) and the inbound line."""
+    if not points:
+        return []
+    if len(points) == 1:  # one sample: a narrow column rather than an area without width
+        return _column(points[0], scale, y)
+    xs = [scale(p.at) for p in points]
+    rejected = [y(p.covered_reject_pps) for p in points]
+    covered = [y(p.covered_reject_pps + p.covered_accept_pps) for p in points]
+    base = f"{xs[-1]},{PLOT_BOTTOM} {xs[0]},{PLOT_BOTTOM}"
+    parts = [
+        f'<polygon class="rejected" points="{_path(xs, rejected)} {base}" fill="{REJECT_COLOUR}" '
+        'fill-opacity="0.55"/>',
+        f'<polygon class="accepted" points="{_path(xs, covered)} {_path(xs[::-1], rejected[::-1])}" '
+        f'fill="{ACCEPT_COLOUR}" fill-opacity="0.7"/>',
+        f'<polyline class="inbound" points="{_path(xs, [y(p.inbound_pps) for p in points])}" fill="none" '
+        f'stroke="{INBOUND_COLOUR}" stroke-width="2"/>',
+    ]
+    parts += [_sample_dot(point, x, y) for x, point in zip(xs, points, strict=True)]
+    return parts
+
+
+def _column(point: TrafficPoint, scale: _Scale, y: Callable[[float], float]) -> list[str]:
+    x = scale(point.at) - 4
+    rejected, covered = y(point.covered_reject_pps), y(point.covered_reject_pps + point.covered_accept_pps)
+    return [
+        f'<rect class="rejected" x="{x}" y="{rejected}" width="8" '
+        f'height="{round(PLOT_BOTTOM - rejected, 1)}" fill="{REJECT_COLOUR}" fill-opacity="0.55"/>',
+        f'<rect class="accepted" x="{x}" y="{covered}" width="8" height="{round(rejected - covered, 1)}" '
+        f'fill="{ACCEPT_COLOUR}" fill-opacity="0.7"/>',
+        _sample_dot(point, scale(point.at), y),
+    ]
+
+
+def _sample_dot(point: TrafficPoint, x: float, y: Callable[[float], float]) -> str:
+    text = (
+        f"{clock(point.at)}: inbound {rate(point.inbound_pps, 'pps')}; from denied sources "
+        f"{rate(point.covered_reject_pps, 'pps')} REJECTed, {rate(point.covered_accept_pps, 'pps')} "
+        f"ACCEPTed ({point.covered_share:.0%} of inbound)"
+    )
+    return (
+        f'<g class="sample"><title>{escape(text)}</title><circle cx="{x}" cy="{y(point.inbound_pps)}" '
+        f'r="3" fill="{INBOUND_COLOUR}"/></g>'
+    )
+
+
+def _path(xs: list[float], ys: list[float]) -> str:
+    return " ".join(f"{x},{y}" for x, y in zip(xs, ys, strict=True))
+
+
+def _moment(moment: DenyMoment, scale: _Scale, y: Callable[[float], float]) -> str:
+    x = scale(moment.at)
+    parts = ['<g class="moment">']
+    if moment.began:
+        text = f"{clock(moment.at)}: denied {', '.join(moment.began)}"
+        text += f" ({rate(moment.accept_pps_before, 'pps')} ACCEPTed before)"
+        parts.append(
+            f"<title>{escape(text)}</title>"
+            f'<line class="began" x1="{x}" y1="{PLOT_TOP}" x2="{x}" y2="{PLOT_BOTTOM}" '
+            f'stroke="{REJECT_COLOUR}" stroke-width="1.5" stroke-dasharray="4 3"/>'
+            f'<text x="{x + 4}" y="{PLOT_BOTTOM - 4}" fill="{REJECT_COLOUR}">+{len(moment.began)}</text>'
+        )
+        if moment.accept_pps_before > 0:  # a manual deny has no evidence: no dot
+            parts.append(
+                f'<circle cx="{x}" cy="{y(moment.accept_pps_before)}" r="5" fill="{ACCEPT_COLOUR}" '
+                'stroke="#fff" stroke-width="1.5"/>'
+            )
+        if moment.inbound_pps:
+            parts.append(
+                f'<circle cx="{x}" cy="{y(moment.inbound_pps)}" r="4" fill="#fff" stroke="{INBOUND_COLOUR}" '
+                'stroke-width="2"/>'
+            )
+    if moment.ended:
+        text = f"{clock(moment.at)}: deny ended for {', '.join(moment.ended)}"
+        parts.append(
+            f"<title>{escape(text)}</title>"
+            f'<line class="ended" x1="{x}" y1="{PLOT_TOP}" x2="{x}" y2="{PLOT_BOTTOM}" stroke="#667085" '
+            'stroke-width="1.5" stroke-dasharray="2 3"/>'
+            f'<text x="{x + 4}" y="{PLOT_TOP + 26}" fill="#667085">-{len(moment.ended)}</text>'
+        )
+    parts.append("</g>")
+    return "".join(parts)
+
+
+def _traffic_legend() -> str:
+    def swatch(body: str) -> str:
+        return f'<svg width="22" height="14" viewBox="0 0 22 14">{body}</svg>'
+
+    items = [
+        (
+            swatch(f'<line x1="1" y1="7" x2="21" y2="7" stroke="{INBOUND_COLOUR}" stroke-width="2"/>'),
+            "inbound",
+        ),
+        (
+            swatch(f'<rect x="1" y="2" width="20" height="10" fill="{REJECT_COLOUR}" fill-opacity="0.55"/>'),
+            "denied, REJECTed by the NACLs",
+        ),
+        (
+            swatch(f'<rect x="1" y="2" width="20" height="10" fill="{ACCEPT_COLOUR}" fill-opacity="0.7"/>'),
+            "denied source, still ACCEPTed",
+        ),
+        (swatch(f'<circle cx="11" cy="7" r="5" fill="{ACCEPT_COLOUR}"/>'), "ACCEPT rate when denied"),
+        (
+            swatch(
+                f'<line x1="11" y1="0" x2="11" y2="14" stroke="{REJECT_COLOUR}" stroke-width="1.5" '
+                'stroke-dasharray="4 3"/>'
+            ),
+            "denies began",
+        ),
+        (
+            swatch(
+                '<line x1="11" y1="0" x2="11" y2="14" stroke="#667085" stroke-width="1.5" '
+                'stroke-dasharray="2 3"/>'
+            ),
+            "denies ended",
+        ),
+        (swatch(f'<rect x="1" y="1" width="20" height="12" fill="{HOLD_COLOUR}"/>'), "capacity held"),
+    ]
+    return '<ul class="legend">' + "".join(f"<li>{icon}{escape(text)}</li>" for icon, text in items) + "</ul>"
+
+
+def _effects_section(effects: tuple[DenyEffect, ...], when: Callable[[float], str]) -> str:
+    title, hint = (
+        "Effect of each deny",
+        "ACCEPT rate before (the detector's evidence at the deny), REJECT rate after (the expirer's "
+        "samples): a deny that works turns ACCEPT into REJECT while the flood goes on; a source that "
+        "stopped shows none.",
+    )
+    if not effects:
+        return _section("effects", title, hint, _empty("No deny began in this window."))
+    head = _head(
+        ("Source", ""),
+        ("Denied", ""),
+        ("ACCEPT before", "num"),
+        ("REJECT after (peak)", "num"),
+        ("Latest REJECT", "num"),
+        ("Latest ACCEPT", "num"),
+        ("Samples", "num"),
+        ("Source now", ""),
+        ("Deny ended", ""),
+    )
+
+    def optional(value: float | None) -> str:
+        return "" if value is None else rate(value, "pps")
+
+    rows = [
+        "<tr>"
+        f'<td class="mono">{escape(e.cidr)}</td>'
+        f'<td class="when">{when(e.denied_at)}</td>'
+        f'<td class="num">{rate(e.accept_pps_before, "pps")}</td>'
+        f'<td class="num">{optional(e.reject_pps_peak)}</td>'
+        f'<td class="num">{optional(e.reject_pps_latest)}</td>'
+        f'<td class="num">{optional(e.accept_pps_latest)}</td>'
+        f'<td class="num">{e.samples}</td>'
+        f"<td>{escape(source_text(e))}</td>"
+        f'<td class="when">{"in force" if e.ended_at is None else when(e.ended_at)}</td>'
+        "</tr>"
+        for e in effects
+    ]
+    return _section("effects", title, hint, _table("effects", head, rows))
 
 
 # -- tables -------------------------------------------------------------------------------------------------

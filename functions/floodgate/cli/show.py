@@ -1,4 +1,5 @@
-"""`floodgate show CIDR`: the whole story of one address or prefix, from the deny log and the ledger."""
+"""`floodgate show CIDR`: the whole story of one address or prefix, from the deny log and the ledger, with
+the effect of each deny (`core.effect`): its ACCEPT rate before, its REJECT rate after, whether it stopped."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from floodgate.cli.aws import CLI_ACTOR, Deployment, add_deployment_arguments, aws_command
 from floodgate.cli.options import cidr_argument
-from floodgate.cli.render import table
+from floodgate.cli.render import rate, table
 from floodgate.cli.times import clock
 from floodgate.cli.views import (
     DENY_HEADERS,
@@ -21,11 +22,21 @@ from floodgate.cli.views import (
     rule_text,
     short_actor,
 )
+from floodgate.core.effect import DenyEffect, deny_effects
 from floodgate.core.networks import parse_network
-from floodgate.core.records import DenyRecord, LogEvent, OffenceRecord
+from floodgate.core.records import DenyRecord, EventKind, LogEvent, OffenceRecord
 from floodgate.services.records_json import deny_json, event_json, iso
 
 HISTORY_HEADERS = ("TIME (UTC)", "EVENT", "CIDR", "NACL", "RULE", "BY", "EVIDENCE", "REASON")
+EFFECT_HEADERS = (
+    "CIDR",
+    "DENIED (UTC)",
+    "ACCEPT BEFORE",
+    "REJECT AFTER (PEAK)",
+    "LATEST: REJECT / ACCEPT",
+    "SOURCE",
+    "DENY ENDED",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +47,12 @@ class Story:
     overlapping: list[DenyRecord]  # denies of narrower prefixes inside it
     offence: OffenceRecord | None
     history: list[LogEvent]  # oldest first: this CIDR's events and those of every prefix covering it
+    effects: list[DenyEffect]  # each deny of it or of a covering prefix, from the history's samples
+
+    @property
+    def actions(self) -> list[LogEvent]:
+        """The history without the expirer's EFFECT samples: what was done."""
+        return [e for e in self.history if e.kind is not EventKind.EFFECT]
 
 
 def register(commands: Any) -> None:
@@ -65,13 +82,15 @@ def run_show(args: argparse.Namespace) -> int:
     widest = settings.max_prefix_v4 if network.version == 4 else settings.max_prefix_v6
     prefixes = [str(network.supernet(new_prefix=length)) for length in range(widest, network.prefixlen)]
     history = [e for cidr in (*prefixes, args.cidr) for e in deployment.ledger.history(cidr, now=now)]
+    history.sort(key=lambda e: e.at)
     story = Story(
         cidr=args.cidr,
         now=now,
         denied=sorted(covering, key=lambda d: (d.cidr != args.cidr, d.nacl_id)),
         overlapping=[d for d in denies if d not in covering],
         offence=deployment.ledger.offences([args.cidr]).get(args.cidr),
-        history=sorted(history, key=lambda e: e.at),
+        history=history,
+        effects=deny_effects(history),
     )
     print(json.dumps(story_json(story)) if args.json else story_text(story))
     return 0
@@ -91,7 +110,27 @@ def story_json(story: Story) -> dict[str, Any]:
             "ban_until": iso(offence.ban_until),
             "remember_until": iso(offence.remember_until),
         },
-        "events": [event_json(e) for e in story.history],
+        "events": [event_json(e) for e in story.actions],
+        "effects": [effect_json(effect) for effect in story.effects],
+    }
+
+
+def effect_json(effect: DenyEffect) -> dict[str, Any]:
+    def when(at: float | None) -> str | None:
+        return None if at is None else iso(at)
+
+    return {
+        "cidr": effect.cidr,
+        "denied_at": iso(effect.denied_at),
+        "ended_at": when(effect.ended_at),
+        "accept_pps_before": effect.accept_pps_before,
+        "samples": effect.samples,
+        "reject_pps_peak": effect.reject_pps_peak,
+        "reject_pps_latest": effect.reject_pps_latest,
+        "accept_pps_latest": effect.accept_pps_latest,
+        "last_seen": when(effect.last_seen),
+        "gone_by": when(effect.gone_by),
+        "still_sending": effect.still_sending,
     }
 
 
@@ -103,13 +142,51 @@ def story_text(story: Story) -> str:
     if story.overlapping:
         rows = [(d.nacl_id, *deny_row(d, story.now)) for d in story.overlapping]
         out += ["", "narrower denies inside it:", table(("NACL", *DENY_HEADERS), rows, right=(2, 4))]
-    if story.history:
+    if story.effects:
+        out += [
+            "",
+            "effect of each deny (sampled by the expirer once per window; flow logs arrive minutes late):",
+            table(EFFECT_HEADERS, [_effect_row(e) for e in story.effects], right=(2, 3, 4)),
+        ]
+    if story.actions:
         out += [
             "",
             "history (with covering prefixes), oldest first:",
-            table(HISTORY_HEADERS, [_history_row(e) for e in story.history]),
+            table(HISTORY_HEADERS, [_history_row(e) for e in story.actions]),
         ]
     return "\n".join(out)
+
+
+def source_text(effect: DenyEffect) -> str:
+    """What the samples say of the source: still sending, stopped, or not known yet."""
+    if effect.still_sending:
+        return f"still sending (last seen {_hm(effect.last_seen)})"
+    if effect.gone_by is not None:
+        return f"stopped: last seen {_hm(effect.last_seen)}, gone by {_hm(effect.gone_by)}"
+    if effect.samples:
+        return "not seen since the deny"
+    return "no sample yet"
+
+
+def _effect_row(effect: DenyEffect) -> tuple[str, ...]:
+    latest = (
+        f"{rate(effect.reject_pps_latest or 0.0, 'pps')} / {rate(effect.accept_pps_latest or 0.0, 'pps')}"
+        if effect.samples
+        else ""
+    )
+    return (
+        effect.cidr,
+        clock(effect.denied_at),
+        rate(effect.accept_pps_before, "pps"),
+        "" if effect.reject_pps_peak is None else rate(effect.reject_pps_peak, "pps"),
+        latest,
+        source_text(effect),
+        "in force" if effect.ended_at is None else clock(effect.ended_at),
+    )
+
+
+def _hm(at: float | None) -> str:
+    return "" if at is None else clock(at)[11:16]
 
 
 def _headline(story: Story) -> str:
@@ -123,7 +200,7 @@ def _headline(story: Story) -> str:
         state = f"denied now in {counted(nacls, 'NACL')}"
     if story.offence is not None and story.offence.remember_until > story.now:
         state += f"; offence {story.offence.count}, remembered until {clock(story.offence.remember_until)}"
-    if not story.history:
+    if not story.actions:
         state += "; nothing in the deny log"
     return f"{story.cidr}: {state}"
 

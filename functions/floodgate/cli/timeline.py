@@ -1,9 +1,14 @@
 """What the incident report shows, computed from the deny log: one lane per deny (NACL, direction, CIDR) with
-the spans it was in force, and the top sources by rate. Pure: no I/O.
+the spans it was in force, the top sources by rate, and per incident the traffic over time with the effect
+of each deny (`core.effect`). Pure: no I/O.
 
 A span opens at BLOCK and closes at EXPIRE, EVICT or UNBLOCK; EXTEND and REPAIR mark it on the way. A span
 whose BLOCK lies before the window starts at the window's edge (`started_before`); one still open at the end
 of the window runs to that edge (`open_end`). Denies in force that left no event in the window get a lane too.
+
+An incident is a stretch of time in which denies or capacity holds were in force, those less than
+`INCIDENT_GAP_S` apart counting as one. Its traffic is the expirer's EFFECT samples within it; the deny log's
+table and counts leave those samples out (they are measurements, not actions).
 """
 
 from __future__ import annotations
@@ -11,8 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from floodgate.core.effect import DenyEffect, TrafficPoint, accept_pps, deny_effects, traffic_series
 from floodgate.core.records import DenyRecord, EventKind, Evidence, LogEvent, Origin
 from floodgate.core.slots import Direction
+from floodgate.services.capacity_hold import GROUP_PREFIX, HELD
 
 ENDS = frozenset({EventKind.EXPIRE, EventKind.EVICT, EventKind.UNBLOCK})
 MARKS = frozenset({EventKind.EXTEND, EventKind.REPAIR})
@@ -20,6 +27,7 @@ CHARTED = ENDS | MARKS | {EventKind.BLOCK}
 RATED = frozenset({EventKind.BLOCK, EventKind.EXTEND, EventKind.REFUSED})
 
 LaneKey = tuple[str, Direction, str]  # NACL, direction, CIDR
+INCIDENT_GAP_S = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +148,117 @@ def top_sources(events: Iterable[LogEvent], limit: int = 15) -> list[Source]:
 
 
 @dataclass(frozen=True, slots=True)
+class HoldSpan:
+    """An Auto Scaling group held at its capacity, from its HOLD to its RELEASE (or the window's end)."""
+
+    group: str
+    start: float
+    end: float
+    open_end: bool
+
+
+def hold_spans(events: Iterable[LogEvent], *, since: float, until: float) -> list[HoldSpan]:
+    """The window's capacity holds: a HOLD that held its group opens one, the group's RELEASE closes it (a
+    RELEASE without its HOLD in the window closes one held since before the window)."""
+    opened: dict[str, float] = {}
+    spans: list[HoldSpan] = []
+    for event in events:
+        if not event.cidr.startswith(GROUP_PREFIX):
+            continue
+        group = event.cidr[len(GROUP_PREFIX) :]
+        if event.kind is EventKind.HOLD and event.reason.startswith(HELD):
+            opened.setdefault(group, event.at)
+        elif event.kind is EventKind.RELEASE:
+            spans.append(HoldSpan(group, opened.pop(group, since), event.at, False))
+    spans += [HoldSpan(group, start, until, True) for group, start in opened.items()]
+    return sorted(spans, key=lambda h: (h.start, h.group))
+
+
+@dataclass(frozen=True, slots=True)
+class DenyMoment:
+    """Denies that began (BLOCK) or ended at one moment."""
+
+    at: float
+    began: tuple[str, ...]  # CIDRs
+    ended: tuple[str, ...]
+    accept_pps_before: float  # the ACCEPT rate of those that began, from the BLOCK evidence
+    inbound_pps: float | None  # the inbound rate at the BLOCK, from the evidence (rate / share)
+
+
+def deny_moments(events: Iterable[LogEvent]) -> list[DenyMoment]:
+    """Beginnings and ends of denies, one per moment (a deny written in several NACLs at once counts once)."""
+    began: dict[int, dict[str, Evidence | None]] = {}
+    ended: dict[int, set[str]] = {}
+    first_at: dict[int, float] = {}  # the second a moment falls in -> its earliest event
+    for event in events:
+        second = int(event.at)
+        if event.kind is EventKind.BLOCK:
+            began.setdefault(second, {}).setdefault(event.cidr, event.evidence)
+        elif event.kind in ENDS:
+            ended.setdefault(second, set()).add(event.cidr)
+        else:
+            continue
+        first_at[second] = min(first_at.get(second, event.at), event.at)
+    moments = []
+    for second in sorted(first_at):
+        evidence = [e for e in began.get(second, {}).values() if e is not None]
+        inbound = [e.inbound_pps or e.pps / e.share for e in evidence if e.inbound_pps or e.share > 0]
+        moments.append(
+            DenyMoment(
+                at=first_at[second],
+                began=tuple(sorted(began.get(second, {}))),
+                ended=tuple(sorted(ended.get(second, set()))),
+                accept_pps_before=sum(accept_pps(e) for e in evidence),
+                inbound_pps=max(inbound) if inbound else None,
+            )
+        )
+    return moments
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """One stretch of denies and holds, with the traffic sampled in it."""
+
+    start: float
+    end: float
+    points: tuple[TrafficPoint, ...]
+    moments: tuple[DenyMoment, ...]
+    holds: tuple[HoldSpan, ...]
+
+    @property
+    def peak_inbound_pps(self) -> float:
+        rates = [p.inbound_pps for p in self.points] + [m.inbound_pps or 0.0 for m in self.moments]
+        return max(rates, default=0.0)
+
+
+def incidents(
+    lanes: Sequence[Lane], holds: Sequence[HoldSpan], samples: Sequence[LogEvent], events: Sequence[LogEvent]
+) -> list[Incident]:
+    """The stretches of time with a deny or a hold in force, joined when less than INCIDENT_GAP_S apart."""
+    stretches = sorted(
+        [(span.start, span.end) for lane in lanes for span in lane.spans] + [(h.start, h.end) for h in holds]
+    )
+    merged: list[list[float]] = []
+    for start, end in stretches:
+        if merged and start <= merged[-1][1] + INCIDENT_GAP_S:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    points = traffic_series(samples)
+    moments = deny_moments(events)
+    return [
+        Incident(
+            start,
+            end,
+            tuple(p for p in points if start <= p.at <= end),
+            tuple(m for m in moments if start <= m.at <= end),
+            tuple(h for h in holds if h.start <= end and h.end >= start),
+        )
+        for start, end in merged
+    ]
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     """Everything the post-incident page shows."""
 
@@ -147,10 +266,12 @@ class Report:
     since: float
     until: float
     generated: float
-    events: tuple[LogEvent, ...]  # oldest first
+    events: tuple[LogEvent, ...]  # oldest first, without the EFFECT samples
     lanes: tuple[Lane, ...]
     sources: tuple[Source, ...]
     in_force: int  # denies in force when the report was made
+    effects: tuple[DenyEffect, ...] = ()  # each deny that began in the window, with its samples
+    incidents: tuple[Incident, ...] = ()
 
     @classmethod
     def build(
@@ -163,15 +284,21 @@ class Report:
         until: float,
         generated: float,
     ) -> Report:
+        actions = [e for e in events if e.kind is not EventKind.EFFECT]
+        samples = [e for e in events if e.kind is EventKind.EFFECT]
+        found = lanes(actions, active, since=since, until=until)
+        holds = hold_spans(actions, since=since, until=until)
         return cls(
             stack=stack,
             since=since,
             until=until,
             generated=generated,
-            events=tuple(events),
-            lanes=tuple(lanes(events, active, since=since, until=until)),
-            sources=tuple(top_sources(events)),
+            events=tuple(actions),
+            lanes=tuple(found),
+            sources=tuple(top_sources(actions)),
             in_force=len(active),
+            effects=tuple(deny_effects(events)),
+            incidents=tuple(incidents(found, holds, samples, actions)),
         )
 
     @property

@@ -44,6 +44,7 @@ class EventKind(StrEnum):
     DRYRUN = "DRYRUN"  # what would have happened; `would` says which event
     HOLD = "HOLD"  # an Auto Scaling group held at its capacity (`cidr` is asg:<group>)
     RELEASE = "RELEASE"  # a capacity hold ended
+    EFFECT = "EFFECT"  # the traffic of a denied source as the window shows it now (`core.effect`)
 
 
 class OriginKind(StrEnum):
@@ -89,6 +90,7 @@ class Evidence:
     share: float = 0.0
     members: int = 0
     reject_pps: float | None = None  # rate seen as REJECT records, i.e. while already denied
+    inbound_pps: float | None = None  # the whole window's inbound rate, where the event records it
 
 
 @dataclass(frozen=True, slots=True)

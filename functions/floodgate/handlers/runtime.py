@@ -52,10 +52,18 @@ class ColdStart(Generic[T]):
         self._service = service
 
 
+_UNITS = {
+    METRIC.DECISION_LATENCY_MS: MetricUnit.Milliseconds,
+    METRIC.INBOUND_PPS: MetricUnit.CountPerSecond,
+    METRIC.DENIED_ACCEPT_PPS: MetricUnit.CountPerSecond,
+    METRIC.DENIED_REJECT_PPS: MetricUnit.CountPerSecond,
+}
+
+
 def record(report: Report) -> dict[str, Any]:
     """Emit the report's metrics (EMF, flushed by `log_metrics`) and return its JSON answer."""
     for name, value in report.metric_values().items():
-        unit = MetricUnit.Milliseconds if name == METRIC.DECISION_LATENCY_MS else MetricUnit.Count
+        unit = _UNITS.get(name, MetricUnit.Count)
         metrics.add_metric(name=name, unit=unit, value=value)
     return report.as_dict()
 

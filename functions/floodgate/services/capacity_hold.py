@@ -31,6 +31,7 @@ from floodgate.core.records import EventKind, LogEvent, Origin
 
 _log = logging.getLogger(__name__)
 GROUP_PREFIX = "asg:"  # how a group is named in the deny log's `cidr` field
+HELD = "held at "  # how the reason of a HOLD that did hold its group begins (others say why not)
 
 
 class CapacityHold:
@@ -84,7 +85,7 @@ class CapacityHold:
                 continue  # a concurrent run placed it
             self.scaling.suspend(group)
             why = (
-                f"held at {state.desired} instance(s) for at most {format_duration(self.max_s)} "
+                f"{HELD}{state.desired} instance(s) for at most {format_duration(self.max_s)} "
                 f"(scaling on alarms suspended): {reason}"
             )
             events.append(self._event(EventKind.HOLD, group, why, owner))

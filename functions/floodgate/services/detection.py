@@ -88,7 +88,11 @@ class DecisionReport:
     latency_ms: float  # from the event's arrival to the denies being written
 
     def metric_values(self) -> dict[str, float]:
-        return {**event_metrics(self.events), METRIC.DECISION_LATENCY_MS: self.latency_ms}
+        return {
+            **event_metrics(self.events),
+            METRIC.DECISION_LATENCY_MS: self.latency_ms,
+            METRIC.INBOUND_PPS: self.plan.total_pps,
+        }
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -2,9 +2,12 @@
 floods, seen as REJECT in the window), then put any drift between ledger and NACLs right.
 
 A run with nothing due reads the held denies and the NACLs (the drift check) and writes nothing: a handful
-of calls per NACL, counted in tests/integration/test_handlers.py. Two runs at once are safe: every change
-happens under the NACL's lease in the enforcement engine, and the second run decides again from what the
-first one left.
+of calls per NACL, counted in tests/integration/test_handlers.py. Once per window (the first run in each
+`window_s` period) while a deny is in force, it also reads the window and records the effect of each inbound
+deny: one EFFECT event per denied source in the deny log (`core.effect`), and the covered rates as metrics.
+
+Two runs at once are safe: every change happens under the NACL's lease in the enforcement engine, and the
+second run decides again from what the first one left.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from floodgate.adapters.ledger import Ledger
 from floodgate.adapters.notify import Notifier
 from floodgate.adapters.window import TrafficWindow
 from floodgate.core.decision import Drift, DriftKind
+from floodgate.core.effect import TrafficPoint, effect_events, traffic_point
 from floodgate.core.records import DenyRecord, LogEvent
+from floodgate.core.slots import Direction
 from floodgate.core.window import rate_window_s, reject_rate_of
 from floodgate.engine.enforcer import Enforcer
 from floodgate.observability import METRIC
@@ -30,6 +35,7 @@ from floodgate.settings import Settings
 
 _log = logging.getLogger(__name__)
 EVIDENCE_AHEAD_S = 60.0  # how far past `now` a run gathers evidence for bans about to end
+SCHEDULE_S = 60  # the expirer's schedule: the first run of each window period samples the denies' effect
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +44,15 @@ class ExpiryReport:
     events: tuple[LogEvent, ...]  # EXPIRE, EXTEND and REPAIR events written
     drift: tuple[Drift, ...]  # what the drift check found (foreign entries are reported, never touched)
     active: Mapping[str, int]  # denies in force per NACL after the run
+    effect: TrafficPoint | None = None  # the covered traffic, when this run sampled it
 
     def metric_values(self) -> dict[str, float]:
-        return {**event_metrics(self.events), METRIC.DENIES_ACTIVE: float(sum(self.active.values()))}
+        values = {**event_metrics(self.events), METRIC.DENIES_ACTIVE: float(sum(self.active.values()))}
+        if self.effect is not None:
+            values[METRIC.INBOUND_PPS] = self.effect.inbound_pps
+            values[METRIC.DENIED_ACCEPT_PPS] = self.effect.covered_accept_pps
+            values[METRIC.DENIED_REJECT_PPS] = self.effect.covered_reject_pps
+        return values
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -113,7 +125,28 @@ class ExpiryService:
         active = {nacl_id: sum(1 for d in records if not d.expired(now)) for nacl_id, records in held.items()}
         if self.holds is not None:  # capacity holds past their maximum, or whose owner is gone
             events += self.holds.expire()
-        return ExpiryReport(due, tuple(events), check.drift, active)
+        return ExpiryReport(due, tuple(events), check.drift, active, self._sample_effect(held, now))
+
+    def _sample_effect(self, held: Mapping[str, list[DenyRecord]], now: float) -> TrafficPoint | None:
+        """Once per window period, the traffic of every source denied inbound now, as EFFECT events: a
+        log-only write of one item per source, never notified. A lost run only leaves a gap."""
+        if now % self.settings.window_s >= SCHEDULE_S:
+            return None
+        cidrs = {
+            d.cidr
+            for records in held.values()
+            for d in records
+            if d.direction is Direction.INGRESS and not d.expired(now)
+        }
+        if not cidrs:
+            return None
+        summary = self.window.read(now=now)
+        if not summary.total_packets:
+            return None  # no flow logs in the window: no evidence either way, and 0 pps would say "gone"
+        span = rate_window_s(summary, self.settings.window_s)
+        samples = effect_events(summary, cidrs, span_s=span, at=now, actor=self.enforcer.actor)
+        self.ledger.append(samples)
+        return traffic_point(now, samples)
 
     def _reject_rates(self, cidrs: tuple[str, ...], now: float) -> dict[str, float]:
         """The evidence for extending a ban: the source's REJECT rate in the window (a denied source keeps
