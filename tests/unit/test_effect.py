@@ -22,7 +22,7 @@ T0 = 1_764_000_000.0
 
 def summary_of(counters: dict[str, Counter], total_packets: int) -> TrafficSummary:
     """A summary holding these /32 and /24 counters, with `total_packets` inbound in all."""
-    summary = TrafficSummary(capacity=64, member_floor_pps=1.0)
+    summary = TrafficSummary(capacity=64)
     for cidr, counter in counters.items():
         network = ipaddress.ip_network(cidr)
         key = int(network.network_address) >> (32 - network.prefixlen)
@@ -34,10 +34,10 @@ def summary_of(counters: dict[str, Counter], total_packets: int) -> TrafficSumma
 def test_source_evidence_reads_the_exact_level_or_the_finer_one_inside() -> None:
     summary = summary_of(
         {
-            "203.0.113.7/32": Counter(600_000, 360_000_000, 540_000, 1, 1),
-            "203.0.113.9/32": Counter(60_000, 36_000_000, 0, 1, 1),
-            "198.51.100.1/32": Counter(6_000, 3_600_000, 0, 1, 0),
-            "203.0.113.0/24": Counter(660_000, 396_000_000, 540_000, 2, 2),
+            "203.0.113.7/32": Counter(600_000, 360_000_000, 540_000, 0),
+            "203.0.113.9/32": Counter(60_000, 36_000_000, 0, 0),
+            "198.51.100.1/32": Counter(6_000, 3_600_000, 0, 0),
+            "203.0.113.0/24": Counter(660_000, 396_000_000, 540_000, 0),
         },
         total_packets=1_200_000,
     )
@@ -53,7 +53,7 @@ def test_source_evidence_reads_the_exact_level_or_the_finer_one_inside() -> None
 
 
 def test_effect_events_are_one_per_source_at_one_time() -> None:
-    summary = summary_of({"203.0.113.7/32": Counter(600, 360_000, 600, 1, 1)}, total_packets=1200)
+    summary = summary_of({"203.0.113.7/32": Counter(600, 360_000, 600, 0)}, total_packets=1200)
     events = effect_events(summary, ["203.0.113.7/32", "192.0.2.1/32"], span_s=60.0, at=T0, actor="expirer")
     assert [(e.kind, e.cidr, e.at, e.nacl_id) for e in events] == [
         (EventKind.EFFECT, "192.0.2.1/32", T0, None),

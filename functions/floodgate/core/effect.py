@@ -41,11 +41,17 @@ def source_evidence(summary: TrafficSummary, cidr: str, span_s: float) -> Eviden
         c for key, c in summary.levels[(network.version, length)].counters.items() if key >> shift == wanted
     ]
     packets = sum(c.packets for c in inside)
+    # Members are the sources seen inside: the keys of the finest level (the sources themselves) under it.
+    finest = max(finer)
+    member_shift = finest - network.prefixlen
+    members = sum(
+        1 for key in summary.levels[(network.version, finest)].counters if key >> member_shift == wanted
+    )
     return Evidence(
         pps=packets / span_s,
         bps=8 * sum(c.bytes for c in inside) / span_s,
         share=packets / summary.total_packets if summary.total_packets else 0.0,
-        members=sum(c.members for c in inside),
+        members=members,
         reject_pps=sum(c.reject_packets for c in inside) / span_s,
         inbound_pps=inbound,
     )
