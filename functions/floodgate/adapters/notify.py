@@ -30,6 +30,8 @@ NOTIFIED: dict[EventKind, str] = {
     EventKind.EVICT: "evicted",
     EventKind.HOLD: "capacity held",
     EventKind.RELEASE: "capacity released",
+    EventKind.FOREIGN: "foreign entry found",
+    EventKind.QUARANTINE: "quarantined",
 }
 MAX_LINES = 25  # beyond this the message says how many more; the deny log has them all
 _SUBJECT_LIMIT = 100  # SNS: at most 100 printable ASCII characters

@@ -102,7 +102,7 @@ class ExpiryService:
             soon = {d.cidr for records in held.values() for d in records if d.expired(now + EVIDENCE_AHEAD_S)}
             events += self.enforcer.expire(reject_pps=self._reject_rates(tuple(sorted(soon)), now)).events
         check = self.enforcer.reconcile(dry_run=True)
-        if any(d.kind is not DriftKind.FOREIGN for d in check.drift):
+        if check.would_change or any(d.kind is not DriftKind.FOREIGN for d in check.drift):
             events += self.enforcer.reconcile().events
         for drift in check.drift:
             _log.warning("drift: %s", _drift_text(drift))
