@@ -3,10 +3,9 @@ preflight, quota, manual actions and the deny log."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
-
-import re
 
 import pytest
 from botocore.exceptions import ClientError

@@ -31,7 +31,7 @@ from enum import StrEnum
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from floodgate.adapters.ledger import Lease, Ledger, LedgerConflict, LedgerError
+from floodgate.adapters.ledger import Lease, LeaseLost, Ledger, LedgerConflict, LedgerError
 from floodgate.adapters.nacl import (
     EntryAlreadyExists,
     EntryLimitExceeded,
@@ -40,7 +40,7 @@ from floodgate.adapters.nacl import (
     NaclError,
     NaclGateway,
 )
-from floodgate.adapters.retry import is_transient
+from floodgate.adapters.retry import error_code, is_transient
 from floodgate.core.decision import (
     Decision,
     DeleteEntry,
@@ -283,6 +283,9 @@ class Enforcer:
                     drift=tuple(decision.drift),
                     problems=tuple(problems_of(self.config, snapshot)),
                     lease=self.ledger.lease_of(nacl_id, now),
+                    pending=tuple(
+                        r.cidr for r in records if not r.expired(now) and not _entry_in(snapshot, r)
+                    ),
                 )
             )
         return Status(at=now, dry_run=self.config.dry_run, nacls=tuple(nacls))
@@ -342,7 +345,7 @@ class Enforcer:
             outcome.events += decision.events
             outcome.drift += decision.drift
             try:
-                outcome.events += self._execute(nacl_id, decision.changes, lease, outcome)
+                outcome.events += self._execute(nacl_id, decision, lease, outcome)
             except EntryAlreadyExists as exc:
                 # Another writer got to a rule number first (after a lease lapsed, or a person added an
                 # entry mid-run): the ledger is already right, so read the NACL again and carry on from there.
@@ -353,16 +356,23 @@ class Enforcer:
             f"{nacl_id}: the ledger or the NACL kept changing during {_MAX_ROUNDS} attempts; run reconcile"
         )
 
-    def _execute(
-        self, nacl_id: str, changes: Sequence[EntryChange], lease: Lease, outcome: _Findings
-    ) -> list[LogEvent]:
+    def _execute(self, nacl_id: str, decision: Decision, lease: Lease, outcome: _Findings) -> list[LogEvent]:
         """Make the entry changes in order. Returns the events of entries AWS would not take (REFUSED over
         quota, QUARANTINE when invalid). A change EC2 refuses for another lasting reason is reported as
         FAILED drift and the next change goes on; the NACL then counts as failed."""
         written: list[LogEvent] = []
         failed: list[str] = []
-        for change in changes:
-            self.leases.check(lease)
+        changes = decision.changes
+        # Events of what happened to the entries come after the decision's own (a microsecond apart each).
+        after = decision.now + 1e-3
+        for index, change in enumerate(changes):
+            try:
+                self.leases.check(lease)
+            except LeaseLost:
+                written += self._pending(
+                    changes[index:], "the lease ran short before its entry was written", after
+                )
+                raise
             keep_going = self.leases.margin_left(lease)
             try:
                 if isinstance(change, DeleteEntry):
@@ -371,13 +381,19 @@ class Enforcer:
                 try:
                     self._put_entry(nacl_id, change, keep_going)
                 except EntryLimitExceeded as exc:
-                    written.append(self._withdraw(change.record, str(exc), lease))
+                    written.append(self._withdraw(change.record, str(exc), lease, after))
                 except EntryRejected as exc:
-                    written.append(self._quarantine(change.record, str(exc), lease))
+                    written.append(self._quarantine(change.record, str(exc), lease, after))
             except ClientError as exc:
-                if is_transient(exc):
-                    raise  # retried as long as the lease allowed: the next run takes it up again
-                failed.append(self._failed(nacl_id, change, str(exc), outcome))
+                if not is_transient(exc):
+                    failed.append(self._failed(nacl_id, change, str(exc), outcome))
+                    continue
+                # Retried as long as the lease allowed: the deny stays in the ledger, pending, and the next
+                # run (the expirer's drift check) writes its entry.
+                why = f"EC2 kept failing ({error_code(exc) or type(exc).__name__}) within the lease's margin"
+                written += self._pending([change], why, after)
+                status = "pending" if isinstance(change, PutEntry) else "not done, the next run retries"
+                failed.append(self._failed(nacl_id, change, f"{status}: {why}", outcome))
         if failed:
             outcome.failures[nacl_id] = "; ".join(failed)[:500]
         return written
@@ -416,6 +432,31 @@ class Enforcer:
             nacl_id, rule=change.rule, cidr=change.cidr, direction=change.direction, keep_going=keep_going
         )
 
+    def _pending(self, changes: Sequence[EntryChange], why: str, after: float) -> list[LogEvent]:
+        """PENDING events for the entries of `changes` that were not written: their denies stay in the
+        ledger, shown as pending until a later run writes them (a REPAIR)."""
+        events = [
+            LogEvent(
+                EventKind.PENDING,
+                max(self._now(), after),
+                change.cidr,
+                f"entry not written yet ({why}); the next run retries",
+                self.actor,
+                nacl_id=change.record.nacl_id,
+                direction=change.direction,
+                rule=change.rule,
+                origin=change.record.origin,
+                evidence=change.record.evidence,
+                expires=change.record.expires,
+                offences=change.record.offences,
+            )
+            for change in changes
+            if isinstance(change, PutEntry)
+        ]
+        if events:
+            self.ledger.append(events)  # log lines only: no ledger change, so no lease needed
+        return events
+
     def _failed(self, nacl_id: str, change: EntryChange, why: str, outcome: _Findings) -> str:
         verb = "delete" if isinstance(change, DeleteEntry) else "put"
         text = f"{verb} {change.direction} rule {change.rule} ({change.cidr}): {why}"
@@ -425,13 +466,13 @@ class Enforcer:
         )
         return text
 
-    def _quarantine(self, record: DenyRecord, why: str, lease: Lease) -> LogEvent:
+    def _quarantine(self, record: DenyRecord, why: str, lease: Lease, after: float) -> LogEvent:
         """EC2 refused the entry as invalid: retrying cannot help, so the deny leaves the ledger for good
         rather than fail every run for its whole ban."""
         _log.error("%s: %s; quarantined", record.cidr, why)
         event = LogEvent(
             EventKind.QUARANTINE,
-            self._now(),
+            max(self._now(), after),
             record.cidr,
             f"EC2 refused the entry as invalid ({why}): deny dropped, not retried",
             self.actor,
@@ -444,12 +485,12 @@ class Enforcer:
         self.ledger.commit([[DropDeny(record), AppendEvent(event)]], lease=lease, now=self._now())
         return event
 
-    def _withdraw(self, record: DenyRecord, why: str, lease: Lease) -> LogEvent:
+    def _withdraw(self, record: DenyRecord, why: str, lease: Lease, after: float) -> LogEvent:
         """AWS refused an entry (its quota is lower than ours): take the deny back out of the ledger."""
         _log.error("%s; raise the NACL rules quota or lower the budget", why)
         event = LogEvent(
             EventKind.REFUSED,
-            self._now(),
+            max(self._now(), after),
             record.cidr,
             f"AWS refused the entry ({why}): the account's rules-per-NACL quota is below "
             f"{self.config.nacl_quota}; raise it or lower the budget",
@@ -515,6 +556,11 @@ class Enforcer:
             failures=tuple(sorted(outcome.failures.items())),
             would_change=tuple(sorted(outcome.would_change)),
         )
+
+
+def _entry_in(snapshot: NaclSnapshot, record: DenyRecord) -> bool:
+    entry = snapshot.entry(record.direction, record.rule)
+    return entry is not None and entry.is_deny_of(record.cidr)
 
 
 def _as_dry_run(event: LogEvent) -> LogEvent:

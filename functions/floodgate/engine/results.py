@@ -83,6 +83,7 @@ class NaclStatus:
     drift: tuple[Drift, ...]
     problems: tuple[str, ...]
     lease: Lease | None
+    pending: tuple[str, ...] = ()  # CIDRs of ledger denies whose entry is not written yet (retried by a run)
 
 
 @dataclass(frozen=True, slots=True)

@@ -330,6 +330,7 @@ def _status_body(status: Status, armings: tuple[Armed, ...] | None, settings: Se
                 "denies": [deny_json(d, status.at) for d in nacl.denies],
                 "drift": [drift_json(d) for d in nacl.drift],
                 "problems": list(nacl.problems),
+                "pending": list(nacl.pending),
             }
             for nacl in status.nacls
         ],
