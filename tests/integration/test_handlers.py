@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
-from botocore.exceptions import ClientError
 
 from emulator.traffic import (
     ENIS,
