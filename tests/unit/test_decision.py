@@ -567,3 +567,29 @@ def test_a_lapsed_deny_whose_entry_is_gone_needs_no_mark() -> None:
     decision = run(CASES["a lapsed deny whose entry is already gone is dropped as expired"])
     ((drop, _event),) = decision.groups
     assert isinstance(drop, DropDeny)
+
+
+@pytest.mark.parametrize(
+    ("name", "evidence"),
+    [
+        (
+            "expire: the ban is over and no evidence says otherwise",
+            Evidence(reject_pps=None, threshold_pps=5000.0),
+        ),
+        (
+            "expire: a REJECT rate below the threshold does not keep the deny",
+            Evidence(reject_pps=4999.0, threshold_pps=5000.0),
+        ),
+    ],
+)
+def test_an_expire_row_carries_the_evidence_it_was_judged_on_not_the_blocks_old_rate(
+    name: str, evidence: Evidence
+) -> None:
+    (expired,) = run(CASES[name]).events
+    assert expired.evidence == evidence  # the held deny was blocked at 9,000 pps: not shown as current
+
+
+def test_an_extension_on_evidence_carries_the_rate_and_threshold_it_was_judged_on() -> None:
+    (extended,) = run(CASES["extend: the ban is over but the source still sends above the threshold"]).events
+    assert extended.evidence is not None
+    assert (extended.evidence.reject_pps, extended.evidence.threshold_pps) == (6000.0, 5000.0)

@@ -193,7 +193,8 @@ def test_json_answers_keep_their_keys_and_order() -> None:
         '{"at": "2023-11-14T22:13:20.500000Z", "event": "BLOCK", "would": null, "cidr": "203.0.113.0/24", '
         '"nacl_id": "acl-1", "direction": "ingress", "rule": 101, "origin": "automatic", '
         '"actor": "floodgate", "reason": "flood", '
-        '"evidence": {"pps": 9000.0, "bps": 0.0, "share": 0.0, "members": 0, "reject_pps": 12.5}, '
+        '"evidence": {"pps": 9000.0, "bps": 0.0, "share": 0.0, "members": 0, "reject_pps": 12.5, '
+        '"threshold_pps": null}, '
         '"expires": "2023-11-14T22:23:20.500000Z", "offences": 1, "event_id": "e1"}'
     )
     assert json.dumps(deny_json(DENY, now=1700000100.0)) == (
@@ -201,7 +202,8 @@ def test_json_answers_keep_their_keys_and_order() -> None:
         '"created": "2023-11-14T22:13:20.250000Z", "expires": "2023-11-14T22:23:20.250000Z", '
         '"expires_in_s": 500.25, '
         '"offences": 2, "origin": "alarm:HighIn", "reason": "flood", '
-        '"evidence": {"pps": 9000.0, "bps": 15000000.0, "share": 0.25, "members": 3, "reject_pps": null}}'
+        '"evidence": {"pps": 9000.0, "bps": 15000000.0, "share": 0.25, "members": 3, "reject_pps": null, '
+        '"threshold_pps": null}}'
     )
     drift = Drift(DriftKind.ORPHAN, "acl-1", Direction.INGRESS, 100, "198.51.100.7/32", "no ledger record")
     assert drift_json(drift) == {

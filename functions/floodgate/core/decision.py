@@ -336,12 +336,14 @@ class _Deciding:
                     threshold_pps=self.config.evidence_threshold_pps,
                     extend_on_evidence=self.config.extend_on_evidence,
                 )
+                seen = self.request.reject_pps.get(record.cidr)
+                threshold = self.config.evidence_threshold_pps if self.config.extend_on_evidence else None
                 if decision.outcome is BanOutcome.EXPIRE:
-                    self._drop(record, EventKind.EXPIRE, decision.reason)
+                    # The row shows what the ban was judged on now, not the rate it was blocked at.
+                    judged = Evidence(reject_pps=seen, threshold_pps=threshold)
+                    self._drop(record, EventKind.EXPIRE, decision.reason, evidence=judged)
                     continue
-                evidence = dataclasses.replace(
-                    record.evidence, reject_pps=self.request.reject_pps.get(record.cidr)
-                )
+                evidence = dataclasses.replace(record.evidence, reject_pps=seen, threshold_pps=threshold)
                 held.append(self._extend(record, decision.expires, decision.reason, evidence=evidence))
                 continue
             if record.expired(self.now) and not self._in_nacl(record):
@@ -409,10 +411,12 @@ class _Deciding:
             )
         return extended
 
-    def _drop(self, record: DenyRecord, kind: EventKind, reason: str) -> None:
+    def _drop(
+        self, record: DenyRecord, kind: EventKind, reason: str, *, evidence: Evidence | None = None
+    ) -> None:
         key = (record.direction, record.rule)
         self.final[key] = None
-        self._event(kind, record, reason, key)
+        self._event(kind, record, reason, key, evidence=evidence)
 
     def _end_ban(self, cidr: str) -> None:
         """A lifted ban ends now; the offence count stays remembered."""
@@ -667,7 +671,15 @@ class _Deciding:
     def _set_offence(self, record: OffenceRecord) -> None:
         self.offences_final[record.cidr] = dataclasses.replace(record, write_id=self.new_id())
 
-    def _event(self, kind: EventKind, record: DenyRecord, reason: str, key: RuleKey) -> None:
+    def _event(
+        self,
+        kind: EventKind,
+        record: DenyRecord,
+        reason: str,
+        key: RuleKey,
+        *,
+        evidence: Evidence | None = None,
+    ) -> None:
         event = LogEvent(
             kind,
             self._at(),
@@ -678,7 +690,7 @@ class _Deciding:
             direction=record.direction,
             rule=record.rule,
             origin=record.origin,
-            evidence=record.evidence,
+            evidence=record.evidence if evidence is None else evidence,
             expires=record.expires,
             offences=record.offences,
         )

@@ -94,6 +94,7 @@ class Evidence:
     share: float = 0.0
     members: int = 0
     reject_pps: float | None = None  # rate seen as REJECT records, i.e. while already denied
+    threshold_pps: float | None = None  # the REJECT rate that extends an ending ban, when that was judged
 
 
 @dataclass(frozen=True, slots=True)
