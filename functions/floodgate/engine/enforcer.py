@@ -362,6 +362,8 @@ class Enforcer:
         FAILED drift and the next change goes on; the NACL then counts as failed."""
         written: list[LogEvent] = []
         failed: list[str] = []
+        deleted: list[DropMark] = []
+        looked: NaclSnapshot | None = None  # the NACL as seen after the puts, just before the deletes
         changes = decision.changes
         # Events of what happened to the entries come after the decision's own (a microsecond apart each).
         after = decision.now + 1e-3
@@ -376,7 +378,8 @@ class Enforcer:
             keep_going = self.leases.margin_left(lease)
             try:
                 if isinstance(change, DeleteEntry):
-                    self._delete_entry(nacl_id, change, lease)
+                    looked = looked or self.gateway.describe([nacl_id])[nacl_id]
+                    deleted.append(self._delete_entry(nacl_id, change, lease, looked))
                     continue
                 try:
                     self._put_entry(nacl_id, change, keep_going)
@@ -394,14 +397,19 @@ class Enforcer:
                 written += self._pending([change], why, after)
                 status = "pending" if isinstance(change, PutEntry) else "not done, the next run retries"
                 failed.append(self._failed(nacl_id, change, f"{status}: {why}", outcome))
+        if deleted:  # the entries are gone: their OWNED marks have served (a later decision drops any left)
+            self.ledger.commit([deleted], lease=lease, now=self._now())
         if failed:
             outcome.failures[nacl_id] = "; ".join(failed)[:500]
         return written
 
-    def _delete_entry(self, nacl_id: str, change: DeleteEntry, lease: Lease) -> None:
-        """Delete the entry only if it is still the one the decision expects (looked at within the lease's
-        margin): a worker whose lease lapsed meanwhile must not delete what a newer worker put there."""
-        entry = self.gateway.describe([nacl_id])[nacl_id].entry(change.direction, change.rule)
+    def _delete_entry(
+        self, nacl_id: str, change: DeleteEntry, lease: Lease, looked: NaclSnapshot
+    ) -> DropMark:
+        """Delete the entry only if it is still the one the decision expects, as `looked` (read under this
+        lease, with the lease checked again right before the call): a worker whose lease lapsed must not
+        delete what a newer worker put there. Returns the drop of the entry's OWNED mark."""
+        entry = looked.entry(change.direction, change.rule)
         if entry is not None and not entry.is_deny_of(change.cidr):
             raise EntryAlreadyExists(nacl_id, change.rule, change.direction, entry)  # read again
         self.leases.check(lease)
@@ -412,8 +420,7 @@ class Enforcer:
                 direction=change.direction,
                 keep_going=self.leases.margin_left(lease),
             )
-        mark = EntryMark(MarkKind.OWNED, nacl_id, change.direction, change.rule, change.cidr)
-        self.ledger.commit([[DropMark(mark)]], lease=lease, now=self._now())
+        return DropMark(EntryMark(MarkKind.OWNED, nacl_id, change.direction, change.rule, change.cidr))
 
     def _put_entry(self, nacl_id: str, change: PutEntry, keep_going: Callable[[], bool]) -> None:
         if change.replace:
