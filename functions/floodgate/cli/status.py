@@ -151,7 +151,7 @@ def _nacl_text(nacl: NaclStatus, now: float) -> list[str]:
     if nacl.denies:
         out += ["", _indent(table(DENY_HEADERS, [deny_row(d, now) for d in nacl.denies], right=(1, 3)))]
     if nacl.drift:
-        out += ["", "  drift between ledger and NACL (floodgate reconcile repairs it):"]
+        out += ["", "  drift between ledger and NACL (floodgate reconcile repairs it; foreign entries stay):"]
         out.append(_indent(table(DRIFT_HEADERS, [drift_row(d) for d in nacl.drift])))
     if nacl.pending:
         out.append(

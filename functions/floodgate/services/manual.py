@@ -289,6 +289,10 @@ def _done(action: str, result: EnforcementResult, message: str) -> ManualRespons
         "message": message,
         "events": [event_json(e) for e in result.events],
     }
+    if result.failures:  # NACLs this action failed on; the others went ahead
+        body["failed"] = dict(result.failures)
+    if result.problems:  # NACLs left out as unfit, with the fix
+        body["problems"] = list(result.problems)
     return ManualResponse(body, result.events)
 
 
