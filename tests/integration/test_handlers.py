@@ -546,6 +546,25 @@ def test_the_expirer_repairs_drift_and_reports_foreign_entries(deployment: Deplo
     assert "203.0.113.7/32" in deployment.deny_entries()[nacl]
 
 
+def test_the_expirer_logs_and_notifies_a_foreign_entry_once_and_never_deletes_it(
+    deployment: Deployment,
+) -> None:
+    deployment.clock.at = START
+    deployment.detect(load("manual-block"))
+    nacl = deployment.vpc.nacl_ids[0]
+    deployment.ec2.create_network_acl_entry(
+        NetworkAclId=nacl, RuleNumber=105, Protocol="-1", RuleAction="deny", Egress=False,
+        CidrBlock="192.0.2.44/32",
+    )  # fmt: skip
+    assert deployment.expire()["tally"] == {"FOREIGN": 1}
+    assert any("192.0.2.44/32" in message for message in deployment.notifications())
+    deployment.clock.advance(MINUTE)
+    answer = deployment.expire()
+    assert answer["tally"] == {} and answer["failed"] == {}  # reported once, not every minute
+    assert "192.0.2.44/32" in deployment.deny_entries()[nacl]
+    assert [e.kind for e in deployment.log()].count(EventKind.FOREIGN) == 1
+
+
 def test_two_expirer_runs_at_once_leave_a_consistent_result(deployment: Deployment) -> None:
     deployment.clock.at = START
     deployment.detect(load("manual-block"))
