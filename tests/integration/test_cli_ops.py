@@ -106,6 +106,7 @@ def test_log_lists_newest_first_and_filters(incident: Deployment) -> None:
         "share": 0.2,
         "members": 1,
         "reject_pps": None,
+        "threshold_pps": None,  # a renewal on fresh evidence: no REJECT threshold was judged
     }
 
 
