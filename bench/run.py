@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-SCRIPTS = ("bench_detection.py", "bench_enforcement.py", "bench_handlers.py", "bench_window.py")
+SCRIPTS = (
+    "bench_detection.py",
+    "bench_enforcement.py",
+    "bench_handlers.py",
+    "bench_window.py",
+    "bench_chaos.py",
+)
 
 if __name__ == "__main__":
     failed = []

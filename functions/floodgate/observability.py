@@ -20,6 +20,9 @@ class METRIC:
     UNBLOCKS = "Unblocks"
     REFUSALS = "Refusals"
     REPAIRS = "Repairs"
+    QUARANTINES = "Quarantines"  # entries EC2 refused as invalid: their denies dropped
+    FOREIGN_ENTRIES = "ForeignEntries"  # foreign entries found in the owned rules (each counted once)
+    NACL_FAILURES = "NaclFailures"  # NACLs whose convergence failed in one invocation (the others went on)
     DECISION_LATENCY_MS = "DecisionLatencyMs"
     INBOUND_PPS = "InboundPps"  # the window's inbound packet rate (detector decisions, expirer samples)
     DENIED_ACCEPT_PPS = "DeniedAcceptPps"  # from sources denied now, let through (should fall to 0)

@@ -108,6 +108,7 @@ def test_log_lists_newest_first_and_filters(incident: Deployment) -> None:
         "members": 1,
         "reject_pps": None,
         "inbound_pps": None,
+        "threshold_pps": None,  # a renewal on fresh evidence: no REJECT threshold was judged
     }
 
 
@@ -291,16 +292,20 @@ def test_reconcile_shows_then_repairs_injected_drift(incident: Deployment) -> No
     assert dry["dry_run"] is True and dry["events"] == []
     assert {(d["kind"], d["nacl_id"], d["rule"], d["cidr"]) for d in dry["drift"]} == {
         ("missing", nacl_id, rule_of_7, "203.0.113.7/32"),
-        ("orphan", nacl_id, free, "8.8.8.8/32"),
+        ("foreign", nacl_id, free, "8.8.8.8/32"),  # added by hand: no ledger record, not Floodgate's
     }
     assert incident.entries(nacl_id) == drifted
-    assert "dry run: 2 to repair in 2 NACLs, nothing changed" in incident.cli("reconcile", "--dry-run").out
+    assert "dry run: 1 to repair in 2 NACLs, nothing changed" in incident.cli("reconcile", "--dry-run").out
 
     repaired = incident.cli("reconcile", "--json").json()
-    assert [e["event"] for e in repaired["events"]] == ["REPAIR", "REPAIR"]
+    assert sorted(e["event"] for e in repaired["events"]) == ["FOREIGN", "REPAIR"]
     assert {e["actor"] for e in repaired["events"]} == {MOTO_CALLER}  # who ran it, as AWS sees them
-    assert incident.entries(nacl_id) == before
-    assert incident.cli("reconcile").out.strip() == "ledger and NACLs agree (2 NACLs)"
+    assert incident.entries(nacl_id) == {**before, free: "8.8.8.8/32"}  # the hand-made deny is kept
+    again = incident.cli("reconcile", "--json").json()
+    assert again["events"] == []  # repaired, and the foreign entry was logged once
+    out = incident.cli("reconcile").out
+    assert "ledger and NACLs agree (2 NACLs)" in out
+    assert "1 foreign entry in the owned rules: never touched" in out
 
 
 def test_reconcile_never_touches_foreign_entries(incident: Deployment) -> None:

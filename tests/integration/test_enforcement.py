@@ -3,6 +3,7 @@ preflight, quota, manual actions and the deny log."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -209,11 +210,11 @@ def test_dry_run_logs_the_same_decisions_and_touches_nothing(
 def test_reconcile_repairs_each_kind_of_drift_and_only_reports_foreign_entries(
     enforcer: EnforcerKit, vpc: VpcFixture
 ) -> None:
-    nacl_id = vpc.nacl_ids[0]
+    nacl_id, other_id = vpc.nacl_ids[:2]
     enforcer.enforcer.apply([flood("203.0.113.1/32", 9000), flood("203.0.113.2/32", 8000)])
     assert owned(enforcer, nacl_id) == {100: "203.0.113.1/32", 101: "203.0.113.2/32"}
     enforcer.ec2.delete_network_acl_entry(NetworkAclId=nacl_id, RuleNumber=100, Egress=False)  # missing
-    enforcer.ec2.replace_network_acl_entry(  # mismatch
+    enforcer.ec2.replace_network_acl_entry(  # replaced by hand: the entry is someone else's now
         NetworkAclId=nacl_id,
         RuleNumber=101,
         Protocol="-1",
@@ -221,29 +222,41 @@ def test_reconcile_repairs_each_kind_of_drift_and_only_reports_foreign_entries(
         Egress=False,
         CidrBlock="192.0.2.9/32",
     )
-    raw_entry(enforcer, nacl_id, 104, "192.0.2.66/32")  # orphan: our shape, no ledger record
-    raw_entry(enforcer, nacl_id, 105, "192.0.2.0/24", action="allow")  # foreign: not our shape
+    raw_entry(enforcer, nacl_id, 104, "192.0.2.66/32")  # our shape, but no ledger record: foreign
+    raw_entry(enforcer, nacl_id, 105, "192.0.2.0/24", action="allow")  # foreign, and not our shape
 
     inspection = enforcer.enforcer.reconcile(dry_run=True)
     assert inspection.events == ()
     assert {(d.kind, d.rule) for d in inspection.drift} == {
         (DriftKind.MISSING, 100),
-        (DriftKind.MISMATCH, 101),
-        (DriftKind.ORPHAN, 104),
+        (DriftKind.FOREIGN, 101),
+        (DriftKind.MISSING, 101),  # the ledger's deny is not in force: its rule is taken
+        (DriftKind.FOREIGN, 104),
         (DriftKind.FOREIGN, 105),
     }
     assert any("rule 105 allow" in problem for problem in inspection.problems)
 
     repaired = enforcer.enforcer.reconcile()
-    assert [e.kind for e in repaired.events] == [EventKind.REPAIR] * 3
+    assert sorted((str(e.kind), e.rule) for e in repaired.events) == [
+        ("FOREIGN", 101),
+        ("FOREIGN", 104),
+        ("FOREIGN", 105),
+        ("REPAIR", 100),
+    ]
     assert owned(enforcer, nacl_id) == {
         100: "203.0.113.1/32",
-        101: "203.0.113.2/32",
-        105: "192.0.2.0/24",  # foreign entry left exactly as it was
+        101: "192.0.2.9/32",  # foreign entries left exactly as they were
+        104: "192.0.2.66/32",
+        105: "192.0.2.0/24",
     }
-    assert enforcer.enforcer.reconcile().events == ()  # nothing left to repair
-    with pytest.raises(PreflightError, match=r"rule 105 allow .* sits inside Floodgate's ingress IPv4"):
-        enforcer.enforcer.apply([flood("203.0.113.3/32", 9000)])
+    assert enforcer.enforcer.reconcile().events == ()  # nothing to repair, foreign entries logged once
+    # The allow inside the block defeats denies in that NACL only: the other NACLs keep working.
+    result = enforcer.enforcer.apply([flood("203.0.113.3/32", 9000)])
+    assert any(
+        "rule 105 allow" in problem and "ruleStart / FLOODGATE_RULE_START" in problem
+        for problem in result.problems
+    )
+    assert {e.nacl_id for e in result.of_kind(EventKind.BLOCK)} == {other_id}
 
 
 def test_reconcile_recreates_only_valid_denies(enforcer: EnforcerKit, vpc: VpcFixture, clock: Clock) -> None:
@@ -276,17 +289,27 @@ def test_preflight_refuses_unfit_nacls_naming_the_nacl_and_the_fix(
     nacl_id = vpc.nacl_ids[1]
     for rule, cidr, action in entries:
         raw_entry(enforcer, nacl_id, rule, cidr, action=action)
+    # An unfit NACL is left out, never holding up the others.
+    result = enforcer.enforcer.apply([flood("203.0.113.7/32", 9000)])
+    assert any(nacl_id in problem and re.search(message, problem) for problem in result.problems)
+    assert enforcer.ledger.denies(nacl_id) == []
+    assert {e.nacl_id for e in result.of_kind(EventKind.BLOCK)} == set(vpc.nacl_ids) - {nacl_id}
+    # Refused only when no target NACL is fit.
+    enforcer.enforcer.unblock("203.0.113.7/32", reason="test", actor="ann")
+    for other in set(vpc.nacl_ids) - {nacl_id}:
+        for rule, cidr, action in entries:
+            raw_entry(enforcer, other, rule, cidr, action=action)
     with pytest.raises(PreflightError, match=message) as refusal:
-        enforcer.enforcer.apply([flood("203.0.113.7/32", 9000)])
+        enforcer.enforcer.apply([flood("203.0.113.8/32", 9000)])
     assert nacl_id in str(refusal.value)
-    assert enforcer.calls == []
     assert all(enforcer.ledger.denies(n) == [] for n in vpc.nacl_ids)
 
 
 def test_every_nacl_of_a_vpc_can_be_the_target(make_enforcer: MakeEnforcer, vpc: VpcFixture) -> None:
     kit = make_enforcer(nacl_ids=(), vpc_id=vpc.vpc_id)
-    with pytest.raises(PreflightError, match=f"{vpc.default_nacl_id}: ingress rule 100 allow .* sits inside"):
-        kit.enforcer.apply([flood("203.0.113.7/32", 9000)])  # the default NACL allows everything at 100
+    left_out = kit.enforcer.apply([flood("203.0.113.9/32", 9000)])  # the default NACL allows all at 100
+    assert any(f"{vpc.default_nacl_id}: ingress rule 100 allow" in problem for problem in left_out.problems)
+    assert vpc.default_nacl_id not in {e.nacl_id for e in left_out.of_kind(EventKind.BLOCK)}
     for egress in (False, True):
         kit.ec2.delete_network_acl_entry(NetworkAclId=vpc.default_nacl_id, RuleNumber=100, Egress=egress)
     result = kit.enforcer.apply([flood("203.0.113.7/32", 9000)])
@@ -434,7 +457,7 @@ def test_status_shows_pools_denies_and_drift(enforcer: EnforcerKit, vpc: VpcFixt
     ipv4 = first.pools[0]
     assert (ipv4.held, ipv4.entries, ipv4.budget, ipv4.rules_used, ipv4.quota) == (1, 2, 10, 4, 20)
     assert [d.cidr for d in first.denies] == ["203.0.113.1/32"]
-    assert [(d.kind, d.rule) for d in first.drift] == [(DriftKind.ORPHAN, 109)]
+    assert [(d.kind, d.rule) for d in first.drift] == [(DriftKind.FOREIGN, 109)]  # hand-made: not ours
     assert first.problems == () and first.lease is None
 
 

@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
-from botocore.exceptions import ClientError
 
 from emulator.traffic import (
     ENIS,
@@ -575,9 +574,16 @@ def test_an_expirer_run_with_nothing_to_do_costs_a_handful_of_calls(deployment: 
     deployment.clock.at = START + MINUTE  # not the first run of a window period: no effect sample due
     deployment.calls.clear()
     answer = deployment.expire()
-    assert answer == {"due": [], "tally": {}, "drift": [], "active": {n: 1 for n in deployment.vpc.nacl_ids}}
-    # Per NACL: the ledger query for due denies, and the drift check's describe and ledger query.
-    assert sorted(deployment.calls) == sorted(["Query"] * 2 + ["DescribeNetworkAcls"] * 3 + ["Query"] * 2)
+    assert answer == {
+        "due": [],
+        "tally": {},
+        "drift": [],
+        "active": {n: 1 for n in deployment.vpc.nacl_ids},
+        "failed": {},
+    }
+    # Per NACL: the ledger query for due denies, and the drift check's describe and ledger queries (denies,
+    # entry marks).
+    assert sorted(deployment.calls) == sorted(["Query"] * 2 + ["DescribeNetworkAcls"] * 3 + ["Query"] * 4)
 
 
 def test_the_expirer_repairs_drift_and_reports_foreign_entries(deployment: Deployment) -> None:
@@ -588,6 +594,25 @@ def test_the_expirer_repairs_drift_and_reports_foreign_entries(deployment: Deplo
     answer = deployment.expire()
     assert answer["tally"] == {"REPAIR": 1}
     assert "203.0.113.7/32" in deployment.deny_entries()[nacl]
+
+
+def test_the_expirer_logs_and_notifies_a_foreign_entry_once_and_never_deletes_it(
+    deployment: Deployment,
+) -> None:
+    deployment.clock.at = START
+    deployment.detect(load("manual-block"))
+    nacl = deployment.vpc.nacl_ids[0]
+    deployment.ec2.create_network_acl_entry(
+        NetworkAclId=nacl, RuleNumber=105, Protocol="-1", RuleAction="deny", Egress=False,
+        CidrBlock="192.0.2.44/32",
+    )  # fmt: skip
+    assert deployment.expire()["tally"] == {"FOREIGN": 1}
+    assert any("192.0.2.44/32" in message for message in deployment.notifications())
+    deployment.clock.advance(MINUTE)
+    answer = deployment.expire()
+    assert answer["tally"] == {} and answer["failed"] == {}  # reported once, not every minute
+    assert "192.0.2.44/32" in deployment.deny_entries()[nacl]
+    assert [e.kind for e in deployment.log()].count(EventKind.FOREIGN) == 1
 
 
 def test_two_expirer_runs_at_once_leave_a_consistent_result(deployment: Deployment) -> None:
@@ -639,17 +664,21 @@ def test_throttled_calls_are_retried_inside_the_invocation(deployment: Deploymen
     assert deployment.deny_entries() == {nacl: expected for nacl in deployment.vpc.nacl_ids}
 
 
-def test_a_failure_that_is_not_transient_fails_the_invocation_for_lambda_to_retry(
+def test_a_failure_that_is_not_transient_is_reported_for_its_nacl_and_the_others_carry_on(
     deployment: Deployment,
 ) -> None:
     deployment.clock.at = START + MINUTE + 20
     for event in deliveries(ORDINARY + FLOOD, 0):
         deployment.detect(event)
     fail_first(deployment.service_clients["ec2"], "CreateNetworkAclEntry", "UnauthorizedOperation")
-    with pytest.raises(ClientError, match="UnauthorizedOperation"):
-        deployment.detect(load("alarm-action-alarm"))
-    # Lambda's retry of the same event finishes the job: the ledger was written first, the NACL catches up.
     answer = deployment.detect(load("alarm-action-alarm"))
-    assert answer["armed"]["alarm"] == "Floodgate-early-warning"
     expected = {*(f"{a}/32" for a in FLOODERS), BOTNET}
+    entries = deployment.deny_entries()
+    (failed,) = answer["decision"]["failed"]  # the invocation says which NACL failed, and why
+    assert "UnauthorizedOperation" in answer["decision"]["failed"][failed]
+    assert len(entries[failed]) == len(expected) - 1  # only the refused entry is missing
+    assert all(entries[nacl] == expected for nacl in deployment.vpc.nacl_ids if nacl != failed)
+    # The ledger was written first: the expirer's next run puts the missing entry in.
+    repaired = deployment.expire()
+    assert repaired["tally"] == {"REPAIR": 1} and repaired["failed"] == {}
     assert deployment.deny_entries() == {nacl: expected for nacl in deployment.vpc.nacl_ids}

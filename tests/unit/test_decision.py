@@ -31,11 +31,15 @@ from floodgate.core.records import (
     AppendEvent,
     DenyRecord,
     DropDeny,
+    DropMark,
+    EntryMark,
     EventKind,
     Evidence,
+    MarkKind,
     OffenceRecord,
     Origin,
     PutDeny,
+    PutMark,
 )
 from floodgate.core.slots import PINNED, Direction
 
@@ -56,8 +60,19 @@ CONFIG = EnforcementConfig(
 )
 
 
-def deny_entry(rule: int, cidr: str, *, action: str = "deny") -> NaclEntry:
-    return NaclEntry(rule=rule, direction=IN, action=action, protocol="-1", cidr=cidr)
+def deny_entry(rule: int, cidr: str, *, action: str = "deny", protocol: str = "-1") -> NaclEntry:
+    ports = None if protocol == "-1" else (22, 22)
+    return NaclEntry(rule=rule, direction=IN, action=action, protocol=protocol, cidr=cidr, ports=ports)
+
+
+def owned(rule: int, cidr: str) -> EntryMark:
+    """The ledger's mark of an entry Floodgate wrote whose deny has left (or moved)."""
+    return EntryMark(MarkKind.OWNED, "acl-1", IN, rule, cidr)
+
+
+def reported(rule: int, cidr: str) -> EntryMark:
+    """The ledger's mark of a foreign entry already logged."""
+    return EntryMark(MarkKind.FOREIGN, "acl-1", IN, rule, cidr)
 
 
 def held(
@@ -108,6 +123,7 @@ class Case:
     entries: tuple[NaclEntry, ...] = ()
     records: tuple[DenyRecord, ...] = ()
     offences: tuple[OffenceRecord, ...] = ()
+    marks: tuple[EntryMark, ...] = ()
     request: Request = field(default_factory=lambda: Request("floodgate"))
     # (kind, cidr, rule, expires, offences) per log event, in order
     events: tuple[tuple[EventKind, str, int | None, float | None, int | None], ...] = ()
@@ -237,11 +253,40 @@ CASES = {
         changes=(("delete", 100, X),),
         offences_written=((X, 1, NOW - 300, NOW),),
     ),
-    "drift, orphan: an entry in the owned range without a ledger record is removed": Case(
+    "drift, orphan: Floodgate's entry whose deny left the ledger (marked OWNED) is removed": Case(
         entries=(deny_entry(101, Y),),
+        marks=(owned(101, Y),),
         events=((EventKind.REPAIR, Y, 101, None, None),),
         changes=(("delete", 101, Y),),
         drift=((DriftKind.ORPHAN, 101, Y),),
+    ),
+    "ownership: a deny-all entry with no ledger record and no mark is foreign, logged once, kept": Case(
+        entries=(deny_entry(101, Y),),
+        events=((EventKind.FOREIGN, Y, 101, None, None),),
+        drift=((DriftKind.FOREIGN, 101, Y),),
+    ),
+    "ownership: a foreign entry already reported is not logged again": Case(
+        entries=(deny_entry(101, Y),),
+        marks=(reported(101, Y),),
+        drift=((DriftKind.FOREIGN, 101, Y),),
+    ),
+    "ownership: a hand-made TCP/22 deny takes its rule; a new deny goes to the next free one": Case(
+        entries=(deny_entry(100, Z, protocol="6"),),
+        marks=(reported(100, Z),),
+        request=Request("floodgate", wanted=wants(flood(X))),
+        events=((EventKind.BLOCK, X, 101, NOW + 600, 1),),
+        changes=(("create", 101, X),),
+        drift=((DriftKind.FOREIGN, 100, Z),),
+        offences_written=((X, 1, NOW, NOW + 600),),
+    ),
+    "ownership: an unmarked entry on a ledger deny's rule is foreign: never replaced": Case(
+        entries=(deny_entry(100, Y),),
+        records=(held(100, X),),
+        marks=(reported(100, Y),),
+        drift=((DriftKind.FOREIGN, 100, Y), (DriftKind.MISSING, 100, X)),
+    ),
+    "ownership: an entry marked OWNED that is gone from the NACL is forgotten, nothing else": Case(
+        marks=(owned(101, Y),),
     ),
     "drift, missing: a valid ledger deny without its entry is re-created": Case(
         records=(held(100, X),),
@@ -249,26 +294,29 @@ CASES = {
         changes=(("create", 100, X),),
         drift=((DriftKind.MISSING, 100, X),),
     ),
-    "drift, mismatch: the entry at a ledger deny's rule denies something else and is replaced": Case(
+    "drift, mismatch: Floodgate's old entry at a ledger deny's rule is replaced": Case(
         entries=(deny_entry(100, Y),),
         records=(held(100, X),),
+        marks=(owned(100, Y),),
         events=((EventKind.REPAIR, X, 100, None, None),),
         changes=(("replace", 100, X),),
         drift=((DriftKind.MISMATCH, 100, X),),
     ),
     "drift, foreign: an entry not of Floodgate's shape in the owned range is reported, never touched": Case(
         entries=(deny_entry(101, Y, action="allow"),),
+        events=((EventKind.FOREIGN, Y, 101, None, None),),
         drift=((DriftKind.FOREIGN, 101, Y),),
     ),
     "drift, foreign on a ledger deny's rule: the deny is reported missing, the entry left alone": Case(
         entries=(deny_entry(100, Y, action="allow"),),
         records=(held(100, X),),
+        marks=(reported(100, Y),),
         drift=((DriftKind.FOREIGN, 100, Y), (DriftKind.MISSING, 100, X)),
     ),
     "a foreign entry takes a slot: a new deny goes to the next free rule": Case(
         entries=(deny_entry(100, Y, action="allow"),),
         request=Request("floodgate", wanted=wants(flood(X))),
-        events=((EventKind.BLOCK, X, 101, NOW + 600, 1),),
+        events=((EventKind.FOREIGN, Y, 100, None, None), (EventKind.BLOCK, X, 101, NOW + 600, 1)),
         changes=(("create", 101, X),),
         drift=((DriftKind.FOREIGN, 100, Y),),
         offences_written=((X, 1, NOW, NOW + 600),),
@@ -330,7 +378,9 @@ def counter() -> Callable[[], str]:
 def run(case: Case) -> Decision:
     snapshot = NaclSnapshot("acl-1", "vpc-1", False, case.entries)
     offences = {o.cidr: o for o in case.offences}
-    return decide(CONFIG, snapshot, case.records, offences, case.request, now=NOW, new_id=counter())
+    return decide(
+        CONFIG, snapshot, case.records, offences, case.request, now=NOW, new_id=counter(), marks=case.marks
+    )
 
 
 def change_summary(decision: Decision) -> tuple[tuple[str, int, str], ...]:
@@ -360,8 +410,9 @@ def test_an_evicted_deny_and_the_new_one_are_written_rule_by_rule_with_their_log
     decision = run(
         CASES["evict: a full pool gives the oldest of its lowest-valued denies up for a stronger source"]
     )
-    (drop_x, evicted), (put_z, blocked) = decision.groups
+    (drop_x, still_ours, evicted), (put_z, blocked) = decision.groups
     assert drop_x == DropDeny(held(100, X, created=NOW - 200))
+    assert still_ours == PutMark(owned(100, X))  # its entry stays until the delete: still Floodgate's
     assert isinstance(evicted, AppendEvent) and evicted.event.kind is EventKind.EVICT
     assert isinstance(put_z, PutDeny) and put_z.replaces is None
     assert (put_z.record.rule, put_z.record.cidr, put_z.record.created, put_z.record.expires) == (
@@ -394,7 +445,10 @@ def test_a_foreign_entry_on_a_ledger_rule_is_explained() -> None:
     decision = run(
         CASES["drift, foreign on a ledger deny's rule: the deny is reported missing, the entry left alone"]
     )
-    assert decision.drift[0].detail == f"ingress rule 100 allow all {Y}"
+    assert decision.drift[0].detail == (
+        f"ingress rule 100 allow all {Y} was not written by Floodgate (no ledger record): never touched, "
+        "rule 100 skipped; move it out of 100-102 or set ruleStart / FLOODGATE_RULE_START to a free block"
+    )
     assert decision.drift[1].detail == (
         f"rule 100 is taken by a foreign entry (ingress rule 100 allow all {Y}): "
         f"the ledger's deny of {X} is not in force"
@@ -477,3 +531,65 @@ def test_the_owned_block_may_end_just_below_the_default_rule() -> None:
         (6, 32763, 32765),
     ]
     assert config.rule_end == 32765
+
+
+def test_a_foreign_entry_is_logged_with_a_mark_that_remembers_it() -> None:
+    decision = run(
+        CASES["ownership: a deny-all entry with no ledger record and no mark is foreign, logged once, kept"]
+    )
+    ((mark, logged),) = decision.groups
+    assert mark == PutMark(reported(101, Y))
+    assert isinstance(logged, AppendEvent) and logged.event.kind is EventKind.FOREIGN
+    assert decision.changes == ()
+
+
+def test_a_foreign_entry_that_left_is_forgotten_so_it_is_reported_again_if_it_returns() -> None:
+    snapshot = NaclSnapshot("acl-1", "vpc-1", False, ())
+    decision = decide(CONFIG, snapshot, [], {}, Request("floodgate"), now=NOW, marks=[reported(101, Y)])
+    assert decision.groups == ((DropMark(reported(101, Y)),),)
+    assert decision.events == () and decision.changes == ()
+
+
+def test_an_owned_mark_of_an_entry_already_gone_is_dropped() -> None:
+    decision = run(
+        CASES["ownership: an entry marked OWNED that is gone from the NACL is forgotten, nothing else"]
+    )
+    assert decision.groups == ((DropMark(owned(101, Y)),),)
+
+
+def test_an_unblock_marks_the_entry_it_leaves_behind_as_floodgates_until_it_is_deleted() -> None:
+    decision = run(CASES["unblock: the deny and its entry go, the ban ends now"])
+    ((drop, mark, _event),) = decision.groups
+    assert drop == DropDeny(held(100, X)) and mark == PutMark(owned(100, X))
+
+
+def test_a_lapsed_deny_whose_entry_is_gone_needs_no_mark() -> None:
+    decision = run(CASES["a lapsed deny whose entry is already gone is dropped as expired"])
+    ((drop, _event),) = decision.groups
+    assert isinstance(drop, DropDeny)
+
+
+@pytest.mark.parametrize(
+    ("name", "evidence"),
+    [
+        (
+            "expire: the ban is over and no evidence says otherwise",
+            Evidence(reject_pps=None, threshold_pps=5000.0),
+        ),
+        (
+            "expire: a REJECT rate below the threshold does not keep the deny",
+            Evidence(reject_pps=4999.0, threshold_pps=5000.0),
+        ),
+    ],
+)
+def test_an_expire_row_carries_the_evidence_it_was_judged_on_not_the_blocks_old_rate(
+    name: str, evidence: Evidence
+) -> None:
+    (expired,) = run(CASES[name]).events
+    assert expired.evidence == evidence  # the held deny was blocked at 9,000 pps: not shown as current
+
+
+def test_an_extension_on_evidence_carries_the_rate_and_threshold_it_was_judged_on() -> None:
+    (extended,) = run(CASES["extend: the ban is over but the source still sends above the threshold"]).events
+    assert extended.evidence is not None
+    assert (extended.evidence.reject_pps, extended.evidence.threshold_pps) == (6000.0, 5000.0)

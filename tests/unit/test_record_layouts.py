@@ -194,7 +194,7 @@ def test_json_answers_keep_their_keys_and_order() -> None:
         '"nacl_id": "acl-1", "direction": "ingress", "rule": 101, "origin": "automatic", '
         '"actor": "floodgate", "reason": "flood", '
         '"evidence": {"pps": 9000.0, "bps": 0.0, "share": 0.0, "members": 0, "reject_pps": 12.5, '
-        '"inbound_pps": null}, '
+        '"inbound_pps": null, "threshold_pps": null}, '
         '"expires": "2023-11-14T22:23:20.500000Z", "offences": 1, "event_id": "e1"}'
     )
     assert json.dumps(deny_json(DENY, now=1700000100.0)) == (
@@ -203,7 +203,7 @@ def test_json_answers_keep_their_keys_and_order() -> None:
         '"expires_in_s": 500.25, '
         '"offences": 2, "origin": "alarm:HighIn", "reason": "flood", '
         '"evidence": {"pps": 9000.0, "bps": 15000000.0, "share": 0.25, "members": 3, "reject_pps": null, '
-        '"inbound_pps": null}}'
+        '"inbound_pps": null, "threshold_pps": null}}'
     )
     drift = Drift(DriftKind.ORPHAN, "acl-1", Direction.INGRESS, 100, "198.51.100.7/32", "no ledger record")
     assert drift_json(drift) == {

@@ -5,6 +5,8 @@ STATE table (key `pk` / `sk`):
   OFFENCE#<cidr>    / OFFENCE                       what is remembered about one source (escalation)
   LOCK#<nacl-id>    / LOCK                          the lease of the one worker changing that NACL
   JOURNAL#<nacl-id> / <time>#<id>                   log events committed with a change, until delivered
+  MARK#<nacl-id>    / <kind>#<direction>#<rule:05d>#<cidr>   an entry known to be Floodgate's (OWNED) or
+                                                    already reported as not (FOREIGN)
 LOG table:
   LOG#<YYYY-MM-DD>  / <YYYY-MM-DDTHH:MM:SS.ffffff>Z#<id>   one event; `cidr` feeds the by-cidr index
 
@@ -35,11 +37,15 @@ from floodgate.core.records import (
     AppendEvent,
     DenyRecord,
     DropDeny,
+    DropMark,
+    EntryMark,
     EventKind,
     LedgerWrite,
     LogEvent,
+    MarkKind,
     OffenceRecord,
     PutDeny,
+    PutMark,
     PutOffence,
     from_plain,
     plain_values,
@@ -64,6 +70,7 @@ DENY_PREFIX = "DENY#"
 OFFENCE_PREFIX = "OFFENCE#"
 LOCK_PREFIX = "LOCK#"
 JOURNAL_PREFIX = "JOURNAL#"
+MARK_PREFIX = "MARK#"
 LOG_PREFIX = "LOG#"
 DENY_TTL_GRACE_S = 86400  # a deny item outlives its ban by a day, so a stalled expirer still finds it
 MAX_TRANSACTION_ITEMS = 100  # DynamoDB's limit per TransactWriteItems
@@ -172,6 +179,16 @@ class Ledger:
             ConsistentRead=True,
         )
         return sorted((_deny_from(item) for item in items), key=lambda d: (d.direction, d.rule))
+
+    def marks(self, nacl_id: str) -> frozenset[EntryMark]:
+        """The entry marks of the NACL (see `EntryMark`)."""
+        items = self._query(
+            TableName=self.state_table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": attribute(MARK_PREFIX + nacl_id)},
+            ConsistentRead=True,
+        )
+        return frozenset(_mark_from(nacl_id, item) for item in items)
 
     def offences(self, cidrs: Sequence[str]) -> dict[str, OffenceRecord]:
         """Offence records of the given sources, by CIDR; absent when there is none."""
@@ -406,6 +423,10 @@ class Ledger:
                         "ExpressionAttributeValues": {":version": attribute(record.write_id)},
                     }
                 }
+            case PutMark(mark):
+                return {"Put": {"TableName": self.state_table, "Item": _mark_item(mark)}}
+            case DropMark(mark):
+                return {"Delete": {"TableName": self.state_table, "Key": _mark_key(mark)}}
         raise TypeError(f"not a ledger change: {write!r}")
 
     def _event_item(self, event: LogEvent) -> dict[str, Any]:
@@ -440,6 +461,20 @@ def _deny_item(record: DenyRecord) -> dict[str, Any]:
 
 def _deny_from(item: Mapping[str, Any]) -> DenyRecord:
     return from_plain(DenyRecord, dynamo.plain(item))
+
+
+def _mark_key(mark: EntryMark) -> dict[str, Any]:
+    sort_key = f"{mark.kind}#{_deny_sort_key(mark.direction, mark.rule)}#{mark.cidr}"
+    return _key(MARK_PREFIX + mark.nacl_id, sort_key)
+
+
+def _mark_item(mark: EntryMark) -> dict[str, Any]:
+    return {**_mark_key(mark), "cidr": attribute(mark.cidr)}
+
+
+def _mark_from(nacl_id: str, item: Mapping[str, Any]) -> EntryMark:
+    kind, direction, rule, cidr = str(item[SORT_KEY]["S"]).split("#", 3)
+    return EntryMark(MarkKind(kind), nacl_id, Direction(direction), int(rule), cidr)
 
 
 def _offence_item(record: OffenceRecord) -> dict[str, Any]:

@@ -8,7 +8,7 @@ distinct exceptions below, after transient ones (throttling, 5xx) were retried w
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,20 @@ _UNKNOWN_NACL_CODES = frozenset({"InvalidNetworkAclID.NotFound", "InvalidRouteTa
 _ENTRY_NOT_FOUND = "InvalidNetworkAclEntry.NotFound"
 _ENTRY_EXISTS = "NetworkAclEntryAlreadyExists"
 _ENTRY_LIMIT = "NetworkAclEntryLimitExceeded"
+# EC2's answers to an entry it will never take as written: retrying the same entry cannot help.
+_ENTRY_INVALID_CODES = frozenset(
+    {
+        "InvalidParameterValue",
+        "InvalidParameter",
+        "InvalidParameterCombination",
+        "InvalidNetworkAclEntry",
+        "InvalidNetworkAclEntry.Malformed",
+        "InvalidIPAddress.Malformed",
+        "InvalidIpv6CidrBlock",
+        "InvalidCidrBlock",
+        "MissingParameter",
+    }
+)
 
 
 class NaclError(Exception):
@@ -49,6 +63,10 @@ class EntryAlreadyExists(NaclError):
 
 class EntryLimitExceeded(NaclError):
     """AWS refused the entry: the account's rules-per-NACL quota is lower than Floodgate was told."""
+
+
+class EntryRejected(NaclError):
+    """EC2 refused the entry as invalid (a non-transient 4xx): the same entry will never go in."""
 
 
 class EntryNotFound(NaclError, LookupError):
@@ -103,13 +121,26 @@ class NaclGateway:
             raise UnknownNacl(f"unknown network ACL: {', '.join(missing)}")
         return {nacl_id: found[nacl_id] for nacl_id in wanted}
 
-    def create_deny(self, nacl_id: str, *, rule: int, cidr: str, direction: Direction) -> None:
+    def create_deny(
+        self,
+        nacl_id: str,
+        *,
+        rule: int,
+        cidr: str,
+        direction: Direction,
+        keep_going: Callable[[], bool] | None = None,
+    ) -> None:
         """Create the deny entry. Succeeds quietly when exactly this entry is already there (a retried call
-        whose first response was lost, or another worker doing the same)."""
+        whose first response was lost, or another worker doing the same). `keep_going` bounds the retries
+        (`Retrier.call`)."""
         params = _entry_params(nacl_id, rule, cidr, direction)
         network = str(ipaddress.ip_network(cidr))
         try:
-            self._retry.call("CreateNetworkAclEntry", lambda: self._ec2.create_network_acl_entry(**params))
+            self._retry.call(
+                "CreateNetworkAclEntry",
+                lambda: self._ec2.create_network_acl_entry(**params),
+                keep_going=keep_going,
+            )
         except ClientError as exc:
             code = error_code(exc)
             if code == _ENTRY_EXISTS:
@@ -121,10 +152,21 @@ class NaclGateway:
                 raise EntryLimitExceeded(f"{nacl_id}: {_message(exc)}") from None
             if code in _UNKNOWN_NACL_CODES:
                 raise UnknownNacl(f"{nacl_id}: {_message(exc)}") from None
+            if code in _ENTRY_INVALID_CODES:
+                raise EntryRejected(f"{nacl_id}: {code}: {_message(exc)}") from None
             raise
 
-    def replace_deny(self, nacl_id: str, *, rule: int, cidr: str, direction: Direction) -> None:
-        """Turn the entry at `rule` into a deny of `cidr`, in one call. Raises EntryNotFound if it is gone."""
+    def replace_deny(
+        self,
+        nacl_id: str,
+        *,
+        rule: int,
+        cidr: str,
+        direction: Direction,
+        keep_going: Callable[[], bool] | None = None,
+    ) -> None:
+        """Turn the entry at `rule` into a deny of `cidr`, in one call. Raises EntryNotFound if it is gone,
+        EntryRejected if EC2 refuses the entry as invalid."""
         params = _entry_params(nacl_id, rule, cidr, direction)
 
         def attempt() -> None:
@@ -133,11 +175,15 @@ class NaclGateway:
             except Exception as exc:
                 if error_code(exc) == _ENTRY_NOT_FOUND or self._missing_after(exc, nacl_id, direction, rule):
                     raise EntryNotFound(f"{nacl_id}: no {direction} rule {rule} to replace") from None
+                if isinstance(exc, ClientError) and error_code(exc) in _ENTRY_INVALID_CODES:
+                    raise EntryRejected(f"{nacl_id}: {error_code(exc)}: {_message(exc)}") from None
                 raise
 
-        self._retry.call("ReplaceNetworkAclEntry", attempt)
+        self._retry.call("ReplaceNetworkAclEntry", attempt, keep_going=keep_going)
 
-    def delete_entry(self, nacl_id: str, *, rule: int, direction: Direction) -> bool:
+    def delete_entry(
+        self, nacl_id: str, *, rule: int, direction: Direction, keep_going: Callable[[], bool] | None = None
+    ) -> bool:
         """Delete the entry at `rule`. False when it was already gone."""
 
         def attempt() -> bool:
@@ -151,7 +197,7 @@ class NaclGateway:
                 raise
             return True
 
-        return self._retry.call("DeleteNetworkAclEntry", attempt)
+        return self._retry.call("DeleteNetworkAclEntry", attempt, keep_going=keep_going)
 
     def _missing_after(self, exc: BaseException, nacl_id: str, direction: Direction, rule: int) -> bool:
         """After a 5xx on replace or delete: is the entry simply not there?

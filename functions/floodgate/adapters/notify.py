@@ -30,6 +30,8 @@ NOTIFIED: dict[EventKind, str] = {
     EventKind.EVICT: "evicted",
     EventKind.HOLD: "capacity held",
     EventKind.RELEASE: "capacity released",
+    EventKind.FOREIGN: "foreign entry found",
+    EventKind.QUARANTINE: "quarantined",
 }
 # Refusals are announced only when asked (`publish_refusals`): those of a source the VPC depends on.
 _LABELS = {**NOTIFIED, EventKind.REFUSED: "refused"}

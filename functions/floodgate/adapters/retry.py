@@ -39,9 +39,20 @@ SERVER_ERROR_CODES = frozenset(
 )
 
 
+CONNECT_TIMEOUT_S = 2
+READ_TIMEOUT_S = (
+    3  # with the connect timeout, within the engine's lease margin: a call started in time ends in time
+)
+
+
 def client_config() -> Config:
-    """botocore config for the adapters' default clients: standard retry mode, one attempt (see above)."""
-    return Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5, read_timeout=15)
+    """botocore config for the adapters' default clients: standard retry mode, one attempt (see above), and
+    timeouts short enough that one attempt started within a lease's safe margin ends before the lease."""
+    return Config(
+        retries={"mode": "standard", "total_max_attempts": 1},
+        connect_timeout=CONNECT_TIMEOUT_S,
+        read_timeout=READ_TIMEOUT_S,
+    )
 
 
 def default_client(service: str, client: Any = None) -> Any:
@@ -112,7 +123,10 @@ class Retrier:
         operation: Callable[[], T],
         *,
         transient: Callable[[BaseException], bool] = is_transient,
+        keep_going: Callable[[], bool] | None = None,
     ) -> T:
+        """`keep_going`, when given, is asked before each retry (after its pause): when it says no, the last
+        failure is raised (a NACL write must not start past its lease's margin)."""
         for attempt in range(self.backoff.attempts - 1):
             try:
                 return operation()
@@ -120,6 +134,9 @@ class Retrier:
                 if not transient(exc):
                     raise
                 self.pause(attempt, f"{what} failed ({_summary(exc)})")
+                if keep_going is not None and not keep_going():
+                    _log.warning("%s: no time left for another try", what)
+                    raise
         return operation()
 
     def call_if(self, what: str, operation: Callable[[], T]) -> T | None:

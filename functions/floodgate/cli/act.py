@@ -73,9 +73,10 @@ def register(commands: Any) -> None:
     reconcile = commands.add_parser(
         "reconcile",
         help="repair drift between the ledger and the NACLs",
-        description="Compare each NACL's owned rules with the ledger and put the NACL right: remove entries "
-        "the ledger does not know, re-create denies missing from the NACL. Entries Floodgate did not write "
-        "are reported, never touched.",
+        description="Compare each NACL's owned rules with the ledger and put the NACL right: remove the "
+        "entries Floodgate wrote whose deny has left the ledger, re-create denies missing from the NACL. "
+        "Entries Floodgate did not write (no ledger record, whatever they look like) are reported and "
+        "logged once as FOREIGN, never deleted or replaced; their rule numbers are skipped.",
     )
     reconcile.add_argument(
         "--dry-run",
@@ -152,7 +153,7 @@ def run_reconcile(args: argparse.Namespace) -> int:
     deployment = Deployment.from_args(args)
     result = deployment.enforcer(deployment.caller).reconcile(dry_run=args.dry_run)
     print(json.dumps(result_json(result)) if args.json else reconcile_text(result))
-    return DRIFT_FOUND if args.dry_run and result.drift else 0
+    return DRIFT_FOUND if (args.dry_run and result.drift) or result.failures else 0
 
 
 def result_json(result: EnforcementResult) -> dict[str, Any]:
@@ -163,6 +164,7 @@ def result_json(result: EnforcementResult) -> dict[str, Any]:
         "events": [event_json(e) for e in result.events],
         "drift": [drift_json(d) for d in result.drift],
         "problems": list(result.problems),
+        "failed": dict(result.failures),
     }
 
 
@@ -184,7 +186,8 @@ def reconcile_text(result: EnforcementResult) -> str:
     if foreign:
         out.append(
             f"{counted(foreign, 'foreign entry', 'foreign entries')} in the owned rules: never touched; "
-            "move them out of the range"
+            "move them out of the range or set ruleStart / FLOODGATE_RULE_START to a free block"
         )
     out += [f"problem: {problem}" for problem in result.problems]
+    out += [f"failed: {nacl_id}: {why}" for nacl_id, why in result.failures]
     return "\n".join(out)

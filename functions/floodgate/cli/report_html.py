@@ -30,7 +30,12 @@ ORIGIN_COLOURS: Final = {
     OriginKind.ALARM: "#f79009",
     OriginKind.MANUAL: "#7a5af8",
 }
-END_COLOURS: Final = {EventKind.EXPIRE: "#667085", EventKind.EVICT: "#d92d20", EventKind.UNBLOCK: "#12b76a"}
+END_COLOURS: Final = {
+    EventKind.EXPIRE: "#667085",
+    EventKind.EVICT: "#d92d20",
+    EventKind.UNBLOCK: "#12b76a",
+    EventKind.QUARANTINE: "#f79009",
+}
 
 CSS: Final = """
 :root { --ink: #101828; --muted: #667085; --line: #eaecf0; --bg: #f6f7f9; }
@@ -183,7 +188,8 @@ class _Scale:
 
 
 def _lane_label(lane: Lane) -> str:
-    return lane.cidr if lane.direction == "ingress" else f"{lane.cidr} ({lane.direction})"
+    label = lane.cidr if lane.direction == "ingress" else f"{lane.cidr} ({lane.direction})"
+    return f"{label} (foreign)" if lane.foreign else label
 
 
 def _timeline_svg(report: Report) -> str:
@@ -227,8 +233,11 @@ def _axis(scale: _Scale, height: int) -> str:
 
 def _group(nacl_id: str, lanes: list[Lane], y: float) -> str:
     """The header row of one NACL's lanes."""
-    denies = sum(len(lane.spans) for lane in lanes)
-    summary = f"{counted(len(lanes), 'source')}, {counted(denies, 'deny', 'denies')}"
+    ours = [lane for lane in lanes if not lane.foreign]
+    denies = sum(len(lane.spans) for lane in ours)
+    summary = f"{counted(len(ours), 'source')}, {counted(denies, 'deny', 'denies')}"
+    if len(ours) < len(lanes):
+        summary += f", {counted(len(lanes) - len(ours), 'foreign entry', 'foreign entries')}"
     return (
         f'<g class="group"><rect x="0" y="{y + 4}" width="{WIDTH}" height="{GROUP_H - 6}" rx="4" '
         'fill="#f2f4f7"/>'
@@ -254,6 +263,8 @@ def _lane(lane: Lane, y: float, scale: _Scale, label_w: float, *, shaded: bool) 
 
 
 def _span(lane: Lane, span: Span, middle: float, scale: _Scale) -> str:
+    if lane.foreign:
+        return _foreign_span(lane, span, middle, scale)
     colour = ORIGIN_COLOURS[span.origin.kind] if span.origin else "#98a2b3"
     x0 = scale(span.start)
     width = max(scale(span.end) - x0, 3.0)
@@ -275,6 +286,19 @@ def _span(lane: Lane, span: Span, middle: float, scale: _Scale) -> str:
             f'<g class="mark {mark.kind}"><title>{text}</title>{_mark(mark.kind, scale(mark.at), middle)}</g>'
         )
     return "".join(parts)
+
+
+def _foreign_span(lane: Lane, span: Span, middle: float, scale: _Scale) -> str:
+    """A foreign entry: an outline from when it was found, never a deny bar."""
+    x0 = scale(span.start)
+    width = max(scale(span.end) - x0, 3.0)
+    found = clock(span.start)
+    text = f"{lane.cidr} in {lane.nacl_id}: foreign entry found {found}, not Floodgate's ({span.reason})"
+    return (
+        f'<g class="span foreign" data-cidr="{escape(lane.cidr)}"><title>{escape(text)}</title>'
+        f'<rect x="{x0}" y="{middle - BAR_H / 2}" width="{width}" height="{BAR_H}" rx="3" fill="none" '
+        'stroke="#98a2b3" stroke-dasharray="4 3"/></g>'
+    )
 
 
 def _mark(kind: EventKind, x: float, middle: float) -> str:
@@ -329,6 +353,13 @@ def _legend() -> str:
         (swatch(_end_mark(EventKind.EVICT, 11, 7)), "evicted"),
         (swatch(_end_mark(EventKind.UNBLOCK, 11, 7)), "unblocked"),
         (swatch(bar("#98a2b3") + _arrow(20, 7, 1, "#fff")), "continues past the window"),
+        (
+            swatch(
+                '<rect x="1" y="2" width="20" height="10" rx="3" fill="none" stroke="#98a2b3" '
+                'stroke-dasharray="4 3"/>'
+            ),
+            "foreign entry (not Floodgate's)",
+        ),
     ]
     return '<ul class="legend">' + "".join(f"<li>{icon}{escape(text)}</li>" for icon, text in items) + "</ul>"
 

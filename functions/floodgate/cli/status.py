@@ -102,13 +102,14 @@ def _nacl_json(nacl: NaclStatus, now: float) -> dict[str, Any]:
         "denies": [deny_json(d, now) for d in nacl.denies],
         "drift": [drift_json(d) for d in nacl.drift],
         "problems": list(nacl.problems),
+        "pending": list(nacl.pending),
         "lease": None if nacl.lease is None else {"actor": nacl.lease.actor, "until": iso(nacl.lease.until)},
     }
 
 
 def status_text(overview: Overview) -> str:
     status = overview.status
-    denies = sum(len(n.denies) for n in status.nacls)
+    denies = sum(len(n.denies) - len(n.pending) for n in status.nacls)
     mode = "DRY RUN, nothing is enforced; " if status.dry_run else ""
     out = [
         f"stack {overview.stack} at {clock(status.at)}: {mode}"
@@ -150,8 +151,13 @@ def _nacl_text(nacl: NaclStatus, now: float) -> list[str]:
     if nacl.denies:
         out += ["", _indent(table(DENY_HEADERS, [deny_row(d, now) for d in nacl.denies], right=(1, 3)))]
     if nacl.drift:
-        out += ["", "  drift between ledger and NACL (floodgate reconcile repairs it):"]
+        out += ["", "  drift between ledger and NACL (floodgate reconcile repairs it; foreign entries stay):"]
         out.append(_indent(table(DRIFT_HEADERS, [drift_row(d) for d in nacl.drift])))
+    if nacl.pending:
+        out.append(
+            f"  pending, not in force yet (entry not written; the next expirer run writes it): "
+            f"{', '.join(nacl.pending)}"
+        )
     out += [f"  problem: {problem}" for problem in nacl.problems]
     return out
 

@@ -2,9 +2,11 @@
 the spans it was in force, the top sources by rate, and per incident the traffic over time with the effect
 of each deny (`core.effect`). Pure: no I/O.
 
-A span opens at BLOCK and closes at EXPIRE, EVICT or UNBLOCK; EXTEND and REPAIR mark it on the way. A span
-whose BLOCK lies before the window starts at the window's edge (`started_before`); one still open at the end
-of the window runs to that edge (`open_end`). Denies in force that left no event in the window get a lane too.
+A span opens at BLOCK and closes at EXPIRE, EVICT, UNBLOCK or QUARANTINE; EXTEND and REPAIR mark it on the
+way. A span whose BLOCK lies before the window starts at the window's edge (`started_before`); one still open
+at the end of the window runs to that edge (`open_end`). Denies in force that left no event in the window get
+a lane too. A REPAIR alone opens nothing (it may be the removal of a left-over entry), and a FOREIGN event
+draws a lane of its own, marked `foreign`: an entry Floodgate found and did not write, not a deny of its.
 
 An incident is a stretch of time in which denies or capacity holds were in force, those less than
 `INCIDENT_GAP_S` apart counting as one. Its traffic is the expirer's EFFECT samples within it; the deny log's
@@ -21,9 +23,9 @@ from floodgate.core.records import DenyRecord, EventKind, Evidence, LogEvent, Or
 from floodgate.core.slots import Direction
 from floodgate.services.capacity_hold import GROUP_PREFIX, HELD
 
-ENDS = frozenset({EventKind.EXPIRE, EventKind.EVICT, EventKind.UNBLOCK})
+ENDS = frozenset({EventKind.EXPIRE, EventKind.EVICT, EventKind.UNBLOCK, EventKind.QUARANTINE})
 MARKS = frozenset({EventKind.EXTEND, EventKind.REPAIR})
-CHARTED = ENDS | MARKS | {EventKind.BLOCK}
+CHARTED = ENDS | MARKS | {EventKind.BLOCK, EventKind.FOREIGN}
 RATED = frozenset({EventKind.BLOCK, EventKind.EXTEND, EventKind.REFUSED})
 
 LaneKey = tuple[str, Direction, str]  # NACL, direction, CIDR
@@ -65,6 +67,7 @@ class Lane:
     direction: Direction
     cidr: str
     spans: tuple[Span, ...]
+    foreign: bool = False  # an entry Floodgate found in its rules and did not write: not one of its denies
 
 
 @dataclass(slots=True)
@@ -102,11 +105,18 @@ def lanes(
     """The window's deny lanes, grouped by NACL; `events` oldest first, `active` the denies in force now."""
     spans: dict[LaneKey, list[Span]] = {}
     open_spans: dict[LaneKey, Span] = {}
+    foreign: dict[LaneKey, list[Span]] = {}
     for event in events:
         if event.nacl_id is None or event.kind not in CHARTED:
             continue
         key = (event.nacl_id, event.direction or Direction.INGRESS, event.cidr)
+        if event.kind is EventKind.FOREIGN:
+            found = Span(event.at, until, False, None, event.rule, event.reason)
+            foreign.setdefault(key, []).append(found)
+            continue
         span = open_spans.get(key)
+        if span is None and event.kind is EventKind.REPAIR:
+            continue  # a repair with no deny known here: not evidence of a deny in force
         if span is None:
             span = open_spans[key] = _opened_by(event, since, until)
             spans.setdefault(key, []).append(span)
@@ -122,8 +132,12 @@ def lanes(
                 max(deny.created, since), until, deny.created < since, deny.origin, deny.rule, deny.reason
             )
             spans.setdefault(key, []).append(span)
-    by_nacl_then_start = sorted(spans.items(), key=lambda item: (*item[0][:2], item[1][0].start, item[0][2]))
-    return [Lane(*key, tuple(found)) for key, found in by_nacl_then_start]
+    charted = [(key, found, False) for key, found in spans.items()]
+    charted += [(key, found, True) for key, found in foreign.items()]
+    by_nacl_then_start = sorted(
+        charted, key=lambda item: (*item[0][:2], item[2], item[1][0].start, item[0][2])
+    )
+    return [Lane(*key, tuple(found), foreign=is_foreign) for key, found, is_foreign in by_nacl_then_start]
 
 
 def _opened_by(event: LogEvent, since: float, until: float) -> Span:
@@ -305,7 +319,7 @@ class Report:
     def denied_sources(self) -> int:
         """Sources denied at some time in the window: those the timeline draws, whether their deny began in
         the window or before it, so the page's counts and its timeline agree."""
-        return len({lane.cidr for lane in self.lanes})
+        return len({lane.cidr for lane in self.lanes if not lane.foreign})
 
     def count(self, kind: EventKind) -> int:
         return sum(1 for event in self.events if event.kind is kind)

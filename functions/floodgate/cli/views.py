@@ -62,7 +62,12 @@ def evidence_text(evidence: Evidence | None) -> str:
     if evidence.members > 1:
         parts.append(f"{evidence.members} sources")
     if evidence.reject_pps is not None:
-        parts.append(f"{rate(evidence.reject_pps, 'pps')} seen as REJECT")
+        judged = (
+            "" if evidence.threshold_pps is None else f" (threshold {rate(evidence.threshold_pps, 'pps')})"
+        )
+        parts.append(f"{rate(evidence.reject_pps, 'pps')} seen as REJECT{judged}")
+    elif evidence.threshold_pps is not None:
+        parts.append(f"no REJECT rate seen (threshold {rate(evidence.threshold_pps, 'pps')})")
     return ", ".join(parts)
 
 

@@ -7,8 +7,13 @@ drift found. It reads nothing and writes nothing; `engine` does the I/O around i
 
 In order: what happens to each held deny's ban (unblock, renew, expire or extend, drop a lapsed deny whose
 entry is gone), then each pool's slots (`core.slots` places entries, evicts, refuses), then the entry changes
-no ledger change explains, which are repairs of drift. Entries in the owned range that are not Floodgate's
-shape are foreign: reported, never touched.
+no ledger change explains, which are repairs of drift.
+
+Ownership: the ledger is written before the NACL, so an entry in the owned range is Floodgate's only when the
+ledger holds its deny, or an OWNED mark for it (written with the change that drops or moves its deny, and
+dropped once the entry is gone). Every other entry there is foreign, whatever it looks like: reported (a
+FOREIGN event the first time, remembered by a FOREIGN mark), its rule number skipped, never deleted or
+replaced; the rest of the pool keeps working.
 """
 
 from __future__ import annotations
@@ -22,20 +27,24 @@ from typing import TYPE_CHECKING
 
 from floodgate.core.bans import BanOutcome, BanPolicy, OffenceHistory
 from floodgate.core.durations import format_duration
-from floodgate.core.nacl import NaclSnapshot
+from floodgate.core.nacl import NaclEntry, NaclSnapshot
 from floodgate.core.networks import DenyPolicy
 from floodgate.core.records import (
     AppendEvent,
     DenyRecord,
     DropDeny,
+    DropMark,
+    EntryMark,
     EventKind,
     Evidence,
     LedgerWrite,
     LogEvent,
+    MarkKind,
     OffenceRecord,
     Origin,
     OriginKind,
     PutDeny,
+    PutMark,
     PutOffence,
 )
 from floodgate.core.slots import (
@@ -127,10 +136,11 @@ class EnforcementConfig:
 
 
 class DriftKind(StrEnum):
-    ORPHAN = "orphan"  # an entry in the owned range with no ledger record
+    ORPHAN = "orphan"  # Floodgate's entry whose deny left the ledger (a worker stopped before deleting it)
     MISSING = "missing"  # a valid ledger deny with no entry
     MISMATCH = "mismatch"  # the entry at a ledger deny's rule denies something else
     FOREIGN = "foreign"  # an entry in the owned range that Floodgate did not write (never touched)
+    FAILED = "failed"  # an entry change EC2 refused or that could not be made in time (see the detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +231,7 @@ class Decision:
 
     @property
     def changes_anything(self) -> bool:
-        return bool(self.events or self.changes)
+        return bool(self.groups or self.changes)
 
 
 def decide(
@@ -233,15 +243,17 @@ def decide(
     *,
     now: float,
     new_id: Callable[[], str] | None = None,
+    marks: Collection[EntryMark] = (),
 ) -> Decision:
     """Decide one NACL (see the module's docstring). `records` are the ledger's denies of `snapshot`'s NACL,
-    `offences` the offence records of `request.offence_cidrs(records, now)` that exist; `new_id` makes the
-    version ids of changed records (default: random)."""
+    `offences` the offence records of `request.offence_cidrs(records, now)` that exist, `marks` the ledger's
+    entry marks of the NACL; `new_id` makes the version ids of changed records (default: random)."""
     return _Deciding(
         config,
         snapshot,
         records=records,
         offences=offences,
+        marks=marks,
         request=request,
         now=now,
         new_id=new_id or _random_id,
@@ -259,6 +271,7 @@ class _Deciding:
         *,
         records: Collection[DenyRecord],
         offences: Mapping[str, OffenceRecord],
+        marks: Collection[EntryMark],
         request: Request,
         now: float,
         new_id: Callable[[], str],
@@ -271,6 +284,8 @@ class _Deciding:
         self.now = now
         self.new_id = new_id
         self.original: dict[RuleKey, DenyRecord] = {(r.direction, r.rule): r for r in records}
+        self.marks = frozenset(m for m in marks if m.nacl_id == snapshot.nacl_id)
+        self.mark_writes: dict[RuleKey, list[LedgerWrite]] = {}
         self.final: dict[RuleKey, DenyRecord | None] = {}  # changed rule keys: new record, or None if dropped
         self.offences_read = dict(offences)
         self.offences_final: dict[str, OffenceRecord] = {}
@@ -321,12 +336,14 @@ class _Deciding:
                     threshold_pps=self.config.evidence_threshold_pps,
                     extend_on_evidence=self.config.extend_on_evidence,
                 )
+                seen = self.request.reject_pps.get(record.cidr)
+                threshold = self.config.evidence_threshold_pps if self.config.extend_on_evidence else None
                 if decision.outcome is BanOutcome.EXPIRE:
-                    self._drop(record, EventKind.EXPIRE, decision.reason)
+                    # The row shows what the ban was judged on now, not the rate it was blocked at.
+                    judged = Evidence(reject_pps=seen, threshold_pps=threshold)
+                    self._drop(record, EventKind.EXPIRE, decision.reason, evidence=judged)
                     continue
-                evidence = dataclasses.replace(
-                    record.evidence, reject_pps=self.request.reject_pps.get(record.cidr)
-                )
+                evidence = dataclasses.replace(record.evidence, reject_pps=seen, threshold_pps=threshold)
                 held.append(self._extend(record, decision.expires, decision.reason, evidence=evidence))
                 continue
             if record.expired(self.now) and not self._in_nacl(record):
@@ -394,10 +411,12 @@ class _Deciding:
             )
         return extended
 
-    def _drop(self, record: DenyRecord, kind: EventKind, reason: str) -> None:
+    def _drop(
+        self, record: DenyRecord, kind: EventKind, reason: str, *, evidence: Evidence | None = None
+    ) -> None:
         key = (record.direction, record.rule)
         self.final[key] = None
-        self._event(kind, record, reason, key)
+        self._event(kind, record, reason, key, evidence=evidence)
 
     def _end_ban(self, cidr: str) -> None:
         """A lifted ban ends now; the offence count stays remembered."""
@@ -412,18 +431,9 @@ class _Deciding:
 
     def _decide_pool(self, pool: Pool, held_records: list[DenyRecord]) -> None:
         inside = self.snapshot.in_rules(pool.direction, pool.rules)
-        foreign = {rule for rule, entry in inside.items() if not entry.is_deny_all_from(pool.family)}
-        for rule in sorted(foreign):
-            self.drift.append(
-                Drift(
-                    DriftKind.FOREIGN,
-                    self.nacl_id,
-                    pool.direction,
-                    rule,
-                    inside[rule].cidr,
-                    inside[rule].describe(),
-                )
-            )
+        foreign = {rule for rule, entry in inside.items() if not self._owned(pool, rule, entry)}
+        self._note_foreign(pool, {rule: inside[rule] for rule in foreign})
+        self._forget_gone_owned(pool, inside)
         rules = [rule for rule in pool.rules if rule not in foreign]
         for record in held_records:
             if record.direction is pool.direction and record.family == pool.family and record.rule in foreign:
@@ -471,6 +481,46 @@ class _Deciding:
                 evidence=want.evidence,
             )
         self._label_ops(pool, plan, inside={rule: e.cidr for rule, e in inside.items()})
+
+    def _owned(self, pool: Pool, rule: int, entry: NaclEntry) -> bool:
+        """Whether Floodgate wrote this entry: its shape, and its deny in the ledger or an OWNED mark."""
+        if not entry.is_deny_all_from(pool.family):
+            return False
+        record = self.original.get((pool.direction, rule))
+        if record is not None and entry.is_deny_of(record.cidr):
+            return True
+        return EntryMark(MarkKind.OWNED, self.nacl_id, pool.direction, rule, entry.cidr) in self.marks
+
+    def _note_foreign(self, pool: Pool, foreign: Mapping[int, NaclEntry]) -> None:
+        """Report each foreign entry as drift; log (and remember) the ones not reported before, and forget
+        the ones that left, so an entry added again is reported again."""
+        for rule, entry in sorted(foreign.items()):
+            detail = (
+                f"{entry.describe()} was not written by Floodgate (no ledger record): never touched, "
+                f"rule {rule} skipped; move it out of {pool.first_rule}-{pool.last_rule} or set ruleStart / "
+                "FLOODGATE_RULE_START to a free block"
+            )
+            self.drift.append(
+                Drift(DriftKind.FOREIGN, self.nacl_id, pool.direction, rule, entry.cidr, detail)
+            )
+            mark = EntryMark(MarkKind.FOREIGN, self.nacl_id, pool.direction, rule, entry.cidr)
+            if mark not in self.marks:
+                self.mark_writes.setdefault((pool.direction, rule), []).append(PutMark(mark))
+                self._event_for(EventKind.FOREIGN, entry.cidr, detail, direction=pool.direction, rule=rule)
+        for mark in sorted(self.marks, key=lambda m: (m.rule, m.cidr)):
+            if mark.kind is not MarkKind.FOREIGN or mark.direction is not pool.direction:
+                continue
+            if mark.rule in pool.rules and (mark.rule not in foreign or foreign[mark.rule].cidr != mark.cidr):
+                self.mark_writes.setdefault((pool.direction, mark.rule), []).append(DropMark(mark))
+
+    def _forget_gone_owned(self, pool: Pool, inside: Mapping[int, NaclEntry]) -> None:
+        """OWNED marks of entries no longer in the NACL have served their purpose."""
+        for mark in sorted(self.marks, key=lambda m: (m.rule, m.cidr)):
+            if mark.kind is not MarkKind.OWNED or mark.direction is not pool.direction:
+                continue
+            entry = inside.get(mark.rule)
+            if mark.rule in pool.rules and (entry is None or not entry.is_deny_of(mark.cidr)):
+                self.mark_writes.setdefault((pool.direction, mark.rule), []).append(DropMark(mark))
 
     def _value(self, record: DenyRecord) -> float:
         if record.origin.kind is OriginKind.MANUAL:
@@ -573,7 +623,11 @@ class _Deciding:
                 original = self.original.get(key)
                 if original is None or original.cidr != slot.cidr or key not in self.final:
                     self._repair(
-                        DriftKind.ORPHAN, pool, slot, f"entry {slot.cidr} has no ledger record: remove it"
+                        DriftKind.ORPHAN,
+                        pool,
+                        slot,
+                        f"Floodgate's entry {slot.cidr} outlived its deny (a worker stopped before deleting "
+                        "it): remove it",
                     )
                 self.changes.append(DeleteEntry(pool.direction, slot.rule, slot.cidr))
                 continue
@@ -617,7 +671,15 @@ class _Deciding:
     def _set_offence(self, record: OffenceRecord) -> None:
         self.offences_final[record.cidr] = dataclasses.replace(record, write_id=self.new_id())
 
-    def _event(self, kind: EventKind, record: DenyRecord, reason: str, key: RuleKey) -> None:
+    def _event(
+        self,
+        kind: EventKind,
+        record: DenyRecord,
+        reason: str,
+        key: RuleKey,
+        *,
+        evidence: Evidence | None = None,
+    ) -> None:
         event = LogEvent(
             kind,
             self._at(),
@@ -628,7 +690,7 @@ class _Deciding:
             direction=record.direction,
             rule=record.rule,
             origin=record.origin,
-            evidence=record.evidence,
+            evidence=record.evidence if evidence is None else evidence,
             expires=record.expires,
             offences=record.offences,
         )
@@ -673,10 +735,22 @@ class _Deciding:
         by_key: dict[RuleKey, list[LedgerWrite]] = {}
         for key, record in self.final.items():
             # `final` holds only changes: a dropped deny (None) was held, a new record replaces what was.
-            change = (
-                DropDeny(self.original[key]) if record is None else PutDeny(record, self.original.get(key))
-            )
+            original = self.original.get(key)
+            change = DropDeny(self.original[key]) if record is None else PutDeny(record, original)
             by_key.setdefault(key, []).append(change)
+            if (
+                original is not None
+                and (record is None or record.cidr != original.cidr)
+                and self._in_nacl(original)
+            ):
+                # Its entry stays until the NACL change that follows: mark it ours till then.
+                mark = EntryMark(
+                    MarkKind.OWNED, self.nacl_id, original.direction, original.rule, original.cidr
+                )
+                if mark not in self.marks:
+                    by_key[key].append(PutMark(mark))
+        for key, writes in self.mark_writes.items():
+            by_key.setdefault(key, []).extend(writes)
         loose: list[list[LedgerWrite]] = []
         for event in self.events:
             event_key = self.event_keys.get(event.event_id)

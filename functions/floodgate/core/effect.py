@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from floodgate.core.records import EventKind, Evidence, LogEvent
 from floodgate.core.summary import ADDRESS_BITS, TrafficSummary
 
-ENDS = frozenset({EventKind.EXPIRE, EventKind.EVICT, EventKind.UNBLOCK})
+ENDS = frozenset({EventKind.EXPIRE, EventKind.EVICT, EventKind.UNBLOCK, EventKind.QUARANTINE})
 
 
 def source_evidence(summary: TrafficSummary, cidr: str, span_s: float) -> Evidence:

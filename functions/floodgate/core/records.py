@@ -45,6 +45,11 @@ class EventKind(StrEnum):
     HOLD = "HOLD"  # an Auto Scaling group held at its capacity (`cidr` is asg:<group>)
     RELEASE = "RELEASE"  # a capacity hold ended
     EFFECT = "EFFECT"  # the traffic of a denied source as the window shows it now (`core.effect`)
+    FOREIGN = (
+        "FOREIGN"  # an entry Floodgate did not write sits in its owned rules: reported once, never touched
+    )
+    QUARANTINE = "QUARANTINE"  # EC2 refused a deny's entry as invalid: the deny was dropped, never retried
+    PENDING = "PENDING"  # a deny's entry could not be written yet (EC2 throttling, lease margin): retried
 
 
 class OriginKind(StrEnum):
@@ -91,6 +96,7 @@ class Evidence:
     members: int = 0
     reject_pps: float | None = None  # rate seen as REJECT records, i.e. while already denied
     inbound_pps: float | None = None  # the whole window's inbound rate, where the event records it
+    threshold_pps: float | None = None  # the REJECT rate that extends an ending ban, when that was judged
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +186,38 @@ class AppendEvent:
     event: LogEvent
 
 
-LedgerWrite = PutDeny | DropDeny | AppendEvent
+class MarkKind(StrEnum):
+    OWNED = "OWNED"  # an entry Floodgate wrote or is about to write: its own to delete or replace
+    FOREIGN = "FOREIGN"  # an entry Floodgate did not write, already reported (so it is logged once)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryMark:
+    """What the ledger remembers about one NACL entry (rule and CIDR) besides the denies it holds.
+
+    The ledger is written before the NACL, so an entry in the owned rules is Floodgate's only when the ledger
+    holds its deny or an OWNED mark; a mark outlives its deny until the entry is gone, so a worker dying
+    between dropping a deny and deleting its entry leaves an entry that is still known to be its own.
+    """
+
+    kind: MarkKind
+    nacl_id: str
+    direction: Direction
+    rule: int
+    cidr: str
+
+
+@dataclass(frozen=True, slots=True)
+class PutMark:
+    mark: EntryMark
+
+
+@dataclass(frozen=True, slots=True)
+class DropMark:
+    mark: EntryMark
+
+
+LedgerWrite = PutDeny | DropDeny | AppendEvent | PutMark | DropMark
 
 
 # -- plain values: the one mapping behind the DynamoDB items and the JSON answers ------------------------

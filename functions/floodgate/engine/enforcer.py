@@ -8,9 +8,16 @@ lease, in three steps:
 3. change the NACL entries, new ones before leaving ones (make-before-break).
 
 The ledger is written before the NACL, always. A worker that dies between 2 and 3 leaves a ledger that says
-what the NACL should hold, and the next run puts the NACL right (REPAIR): an entry in the owned range without
-a ledger record is removed, a ledger deny missing from the NACL is re-created while still valid. Entries
-outside the owned range, and entries inside it that are not Floodgate's shape, are never touched.
+what the NACL should hold, and the next run puts the NACL right (REPAIR): an entry whose deny left the
+ledger (it carries an OWNED mark until it is gone) is removed, a ledger deny missing from the NACL is
+re-created while still valid. Entries Floodgate did not write are never deleted or replaced, wherever they
+are: inside the owned range they are reported (FOREIGN, once) and their rule numbers skipped.
+
+Isolation: each NACL is converged on its own; an error on one is reported (`EnforcementResult.failures`) and
+the others carry on. An entry EC2 refuses as invalid is quarantined (its deny dropped, QUARANTINE logged),
+never retried; an entry change EC2 refuses otherwise is reported as FAILED drift and the other changes go on.
+A delete is made only after looking that the entry is still the one expected, and every NACL call starts, and
+is retried, only while the lease has its safe margin left.
 """
 
 from __future__ import annotations
@@ -22,12 +29,23 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from floodgate.adapters.ledger import Lease, Ledger, LedgerConflict
-from floodgate.adapters.nacl import EntryAlreadyExists, EntryLimitExceeded, EntryNotFound, NaclGateway
+from botocore.exceptions import BotoCoreError, ClientError
+
+from floodgate.adapters.ledger import Lease, LeaseLost, Ledger, LedgerConflict, LedgerError
+from floodgate.adapters.nacl import (
+    EntryAlreadyExists,
+    EntryLimitExceeded,
+    EntryNotFound,
+    EntryRejected,
+    NaclError,
+    NaclGateway,
+)
+from floodgate.adapters.retry import error_code, is_transient
 from floodgate.core.decision import (
     Decision,
     DeleteEntry,
     Drift,
+    DriftKind,
     EnforcementConfig,
     EntryChange,
     PutEntry,
@@ -38,7 +56,18 @@ from floodgate.core.decision import (
 from floodgate.core.model import DenyPlan, PlannedDeny
 from floodgate.core.nacl import NaclSnapshot
 from floodgate.core.networks import address_family, canonical, parse_network
-from floodgate.core.records import AppendEvent, DenyRecord, DropDeny, EventKind, Evidence, LogEvent, Origin
+from floodgate.core.records import (
+    AppendEvent,
+    DenyRecord,
+    DropDeny,
+    DropMark,
+    EntryMark,
+    EventKind,
+    Evidence,
+    LogEvent,
+    MarkKind,
+    Origin,
+)
 from floodgate.core.slots import PINNED
 from floodgate.engine.leases import Leases
 from floodgate.engine.preflight import pool_status, problems_of
@@ -69,6 +98,9 @@ class _Findings:
 
     events: list[LogEvent] = field(default_factory=list)
     drift: list[Drift] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)  # NACL id -> why its convergence failed
+    would_change: set[str] = field(default_factory=set)  # NACLs a write would change (dry runs, inspection)
+    problems: list[str] = field(default_factory=list)  # preflight problems of NACLs left out
 
 
 class Enforcer:
@@ -107,6 +139,24 @@ class Enforcer:
             raise PreflightError(problems)
         return snapshots
 
+    def _fit(self) -> tuple[dict[str, NaclSnapshot], list[str]]:
+        """The target NACLs fit for new entries, and the problems of the others (each with its fix). An unfit
+        NACL never holds up the fit ones; raises PreflightError when none is fit."""
+        snapshots = self._snapshots()
+        fit: dict[str, NaclSnapshot] = {}
+        problems: list[str] = []
+        for nacl_id, snapshot in snapshots.items():
+            found = problems_of(self.config, snapshot)
+            if found:
+                problems += found
+            else:
+                fit[nacl_id] = snapshot
+        if not fit:
+            raise PreflightError(problems)
+        for problem in problems:
+            _log.error("left out: %s", problem)
+        return fit, problems
+
     def apply(
         self,
         plan: DenyPlan | Iterable[PlannedDeny],
@@ -131,11 +181,12 @@ class Enforcer:
             if cidr not in wanted or wanted[cidr].value < value:
                 wanted[cidr] = Want(cidr, address_family(cidr), value, evidence, planned.reason, source)
         mode = self._mode(dry_run)
-        snapshots = self.preflight()
+        snapshots, problems = self._fit()
         refused = self._screen(wanted, actor=self.actor, mode=mode)
         request = Request(self.actor, wanted=wanted, reject_pps=rejects)
         outcome = self._converge_all(snapshots, request, mode)
         outcome.events[:0] = refused
+        outcome.problems += problems
         return self._result("apply", mode, snapshots, outcome)
 
     def block(
@@ -156,7 +207,7 @@ class Enforcer:
         if ttl_s is not None and ttl_s <= 0:
             raise ValueError(f"ban time must be positive, got {ttl_s}s")
         mode = self._mode(dry_run)
-        snapshots = self.preflight()
+        snapshots, problems = self._fit()
         want = Want(
             str(network), network.version, PINNED, Evidence(), reason, Origin.manual(actor), ttl_s=ttl_s
         )
@@ -166,6 +217,7 @@ class Enforcer:
             result = self._result("block", mode, snapshots, _Findings(events=refused))
             raise BlockRefused(f"{want.cidr} refused: {refused[0].reason}", result)
         outcome = self._converge_all(snapshots, Request(actor, wanted=wanted), mode)
+        outcome.problems += problems
         result = self._result("block", mode, snapshots, outcome)
         went_in = result.of_kind(EventKind.BLOCK, EventKind.EXTEND)
         not_in = result.of_kind(EventKind.REFUSED)
@@ -208,10 +260,10 @@ class Enforcer:
         mode = _Mode.INSPECT if dry_run else self._mode(None)
         snapshots = self._snapshots()
         outcome = self._converge_all(snapshots, Request(self.actor), mode)
-        problems = [
+        outcome.problems += [
             problem for snapshot in snapshots.values() for problem in problems_of(self.config, snapshot)
         ]
-        return self._result("reconcile", mode, snapshots, outcome, problems=problems)
+        return self._result("reconcile", mode, snapshots, outcome)
 
     def status(self) -> Status:
         """Per NACL: pools used against budget and quota, the denies held, drift and preflight problems."""
@@ -219,7 +271,8 @@ class Enforcer:
         nacls: list[NaclStatus] = []
         for nacl_id, snapshot in self._snapshots().items():
             records = self.ledger.denies(nacl_id)
-            decision = decide(self.config, snapshot, records, {}, Request(self.actor), now=now)
+            marks = self.ledger.marks(nacl_id)
+            decision = decide(self.config, snapshot, records, {}, Request(self.actor), now=now, marks=marks)
             pools = tuple(pool_status(self.config, snapshot, pool, records) for pool in self.config.pools)
             nacls.append(
                 NaclStatus(
@@ -230,6 +283,9 @@ class Enforcer:
                     drift=tuple(decision.drift),
                     problems=tuple(problems_of(self.config, snapshot)),
                     lease=self.ledger.lease_of(nacl_id, now),
+                    pending=tuple(
+                        r.cidr for r in records if not r.expired(now) and not _entry_in(snapshot, r)
+                    ),
                 )
             )
         return Status(at=now, dry_run=self.config.dry_run, nacls=tuple(nacls))
@@ -241,29 +297,40 @@ class Enforcer:
     ) -> _Findings:
         outcome = _Findings()
         for nacl_id in snapshots:
-            if mode is not _Mode.WRITE:
-                decision = self._decide(nacl_id, request)
-                if mode is _Mode.DRY_RUN and decision.events:
-                    dry = [_as_dry_run(event) for event in decision.events]
-                    self.ledger.append(dry)
-                    outcome.events += dry
-                outcome.drift += decision.drift
-                continue
-            self.ledger.flush_journal(nacl_id)  # log lines a dead worker committed but never delivered
-            first_look = self._decide(nacl_id, request)
-            if not first_look.changes_anything:
-                outcome.drift += first_look.drift  # foreign entries only: reported, never touched
-                continue  # nothing to change: no lease taken, nothing written
-            with self.leases.held(nacl_id) as lease:
-                self._converge(nacl_id, request, lease, outcome)
+            try:
+                self._converge_one(nacl_id, request, mode, outcome)
+            except (EnforcementError, NaclError, LedgerError, ClientError, BotoCoreError) as exc:
+                # One NACL's trouble is reported, and never stops the others.
+                _log.error("%s: %s; the other NACLs carry on", nacl_id, exc)
+                outcome.failures[nacl_id] = f"{type(exc).__name__}: {exc}"[:500]
         return outcome
+
+    def _converge_one(self, nacl_id: str, request: Request, mode: _Mode, outcome: _Findings) -> None:
+        if mode is not _Mode.WRITE:
+            decision = self._decide(nacl_id, request)
+            if mode is _Mode.DRY_RUN and decision.events:
+                dry = [_as_dry_run(event) for event in decision.events]
+                self.ledger.append(dry)
+                outcome.events += dry
+            outcome.drift += decision.drift
+            if decision.changes_anything:
+                outcome.would_change.add(nacl_id)
+            return
+        self.ledger.flush_journal(nacl_id)  # log lines a dead worker committed but never delivered
+        first_look = self._decide(nacl_id, request)
+        if not first_look.changes_anything:
+            outcome.drift += first_look.drift  # foreign entries already reported: never touched
+            return  # nothing to change: no lease taken, nothing written
+        with self.leases.held(nacl_id) as lease:
+            self._converge(nacl_id, request, lease, outcome)
 
     def _decide(self, nacl_id: str, request: Request) -> Decision:
         now = self._now()
         snapshot = self.gateway.describe([nacl_id])[nacl_id]
         records = self.ledger.denies(nacl_id)
+        marks = self.ledger.marks(nacl_id)
         offences = self.ledger.offences(request.offence_cidrs(records, now))
-        return decide(self.config, snapshot, records, offences, request, now=now)
+        return decide(self.config, snapshot, records, offences, request, now=now, marks=marks)
 
     def _converge(self, nacl_id: str, request: Request, lease: Lease, outcome: _Findings) -> None:
         """Read, decide, write the ledger, change the NACL; again from the top if anything moved under us."""
@@ -278,7 +345,7 @@ class Enforcer:
             outcome.events += decision.events
             outcome.drift += decision.drift
             try:
-                outcome.events += self._execute(nacl_id, decision.changes, lease)
+                outcome.events += self._execute(nacl_id, decision, lease, outcome)
             except EntryAlreadyExists as exc:
                 # Another writer got to a rule number first (after a lease lapsed, or a person added an
                 # entry mid-run): the ledger is already right, so read the NACL again and carry on from there.
@@ -289,37 +356,148 @@ class Enforcer:
             f"{nacl_id}: the ledger or the NACL kept changing during {_MAX_ROUNDS} attempts; run reconcile"
         )
 
-    def _execute(self, nacl_id: str, changes: Sequence[EntryChange], lease: Lease) -> list[LogEvent]:
-        """Make the entry changes in order. Returns REFUSED events for entries AWS would not take."""
-        refused: list[LogEvent] = []
-        for change in changes:
-            self.leases.check(lease)
-            if isinstance(change, DeleteEntry):
-                self.gateway.delete_entry(nacl_id, rule=change.rule, direction=change.direction)
-                continue
+    def _execute(self, nacl_id: str, decision: Decision, lease: Lease, outcome: _Findings) -> list[LogEvent]:
+        """Make the entry changes in order. Returns the events of entries AWS would not take (REFUSED over
+        quota, QUARANTINE when invalid). A change EC2 refuses for another lasting reason is reported as
+        FAILED drift and the next change goes on; the NACL then counts as failed."""
+        written: list[LogEvent] = []
+        failed: list[str] = []
+        deleted: list[DropMark] = []
+        looked: NaclSnapshot | None = None  # the NACL as seen after the puts, just before the deletes
+        changes = decision.changes
+        # Events of what happened to the entries come after the decision's own (a microsecond apart each).
+        after = decision.now + 1e-3
+        for index, change in enumerate(changes):
             try:
-                self._put_entry(nacl_id, change)
-            except EntryLimitExceeded as exc:
-                refused.append(self._withdraw(change.record, str(exc), lease))
-        return refused
+                self.leases.check(lease)
+            except LeaseLost:
+                written += self._pending(
+                    changes[index:], "the lease ran short before its entry was written", after
+                )
+                raise
+            keep_going = self.leases.margin_left(lease)
+            try:
+                if isinstance(change, DeleteEntry):
+                    looked = looked or self.gateway.describe([nacl_id])[nacl_id]
+                    deleted.append(self._delete_entry(nacl_id, change, lease, looked))
+                    continue
+                try:
+                    self._put_entry(nacl_id, change, keep_going)
+                except EntryLimitExceeded as exc:
+                    written.append(self._withdraw(change.record, str(exc), lease, after))
+                except EntryRejected as exc:
+                    written.append(self._quarantine(change.record, str(exc), lease, after))
+            except ClientError as exc:
+                if not is_transient(exc):
+                    failed.append(self._failed(nacl_id, change, str(exc), outcome))
+                    continue
+                # Retried as long as the lease allowed: the deny stays in the ledger, pending, and the next
+                # run (the expirer's drift check) writes its entry.
+                why = f"EC2 kept failing ({error_code(exc) or type(exc).__name__}) within the lease's margin"
+                written += self._pending([change], why, after)
+                status = "pending" if isinstance(change, PutEntry) else "not done, the next run retries"
+                failed.append(self._failed(nacl_id, change, f"{status}: {why}", outcome))
+        if deleted:  # the entries are gone: their OWNED marks have served (a later decision drops any left)
+            self.ledger.commit([deleted], lease=lease, now=self._now())
+        if failed:
+            outcome.failures[nacl_id] = "; ".join(failed)[:500]
+        return written
 
-    def _put_entry(self, nacl_id: str, change: PutEntry) -> None:
+    def _delete_entry(
+        self, nacl_id: str, change: DeleteEntry, lease: Lease, looked: NaclSnapshot
+    ) -> DropMark:
+        """Delete the entry only if it is still the one the decision expects, as `looked` (read under this
+        lease, with the lease checked again right before the call): a worker whose lease lapsed must not
+        delete what a newer worker put there. Returns the drop of the entry's OWNED mark."""
+        entry = looked.entry(change.direction, change.rule)
+        if entry is not None and not entry.is_deny_of(change.cidr):
+            raise EntryAlreadyExists(nacl_id, change.rule, change.direction, entry)  # read again
+        self.leases.check(lease)
+        if entry is not None:
+            self.gateway.delete_entry(
+                nacl_id,
+                rule=change.rule,
+                direction=change.direction,
+                keep_going=self.leases.margin_left(lease),
+            )
+        return DropMark(EntryMark(MarkKind.OWNED, nacl_id, change.direction, change.rule, change.cidr))
+
+    def _put_entry(self, nacl_id: str, change: PutEntry, keep_going: Callable[[], bool]) -> None:
         if change.replace:
             try:
                 self.gateway.replace_deny(
-                    nacl_id, rule=change.rule, cidr=change.cidr, direction=change.direction
+                    nacl_id,
+                    rule=change.rule,
+                    cidr=change.cidr,
+                    direction=change.direction,
+                    keep_going=keep_going,
                 )
                 return
             except EntryNotFound:
                 pass  # the wrong entry left meanwhile: create the right one instead
-        self.gateway.create_deny(nacl_id, rule=change.rule, cidr=change.cidr, direction=change.direction)
+        self.gateway.create_deny(
+            nacl_id, rule=change.rule, cidr=change.cidr, direction=change.direction, keep_going=keep_going
+        )
 
-    def _withdraw(self, record: DenyRecord, why: str, lease: Lease) -> LogEvent:
+    def _pending(self, changes: Sequence[EntryChange], why: str, after: float) -> list[LogEvent]:
+        """PENDING events for the entries of `changes` that were not written: their denies stay in the
+        ledger, shown as pending until a later run writes them (a REPAIR)."""
+        events = [
+            LogEvent(
+                EventKind.PENDING,
+                max(self._now(), after),
+                change.cidr,
+                f"entry not written yet ({why}); the next run retries",
+                self.actor,
+                nacl_id=change.record.nacl_id,
+                direction=change.direction,
+                rule=change.rule,
+                origin=change.record.origin,
+                evidence=change.record.evidence,
+                expires=change.record.expires,
+                offences=change.record.offences,
+            )
+            for change in changes
+            if isinstance(change, PutEntry)
+        ]
+        if events:
+            self.ledger.append(events)  # log lines only: no ledger change, so no lease needed
+        return events
+
+    def _failed(self, nacl_id: str, change: EntryChange, why: str, outcome: _Findings) -> str:
+        verb = "delete" if isinstance(change, DeleteEntry) else "put"
+        text = f"{verb} {change.direction} rule {change.rule} ({change.cidr}): {why}"
+        _log.error("%s: %s; the other changes carry on", nacl_id, text)
+        outcome.drift.append(
+            Drift(DriftKind.FAILED, nacl_id, change.direction, change.rule, change.cidr, why)
+        )
+        return text
+
+    def _quarantine(self, record: DenyRecord, why: str, lease: Lease, after: float) -> LogEvent:
+        """EC2 refused the entry as invalid: retrying cannot help, so the deny leaves the ledger for good
+        rather than fail every run for its whole ban."""
+        _log.error("%s: %s; quarantined", record.cidr, why)
+        event = LogEvent(
+            EventKind.QUARANTINE,
+            max(self._now(), after),
+            record.cidr,
+            f"EC2 refused the entry as invalid ({why}): deny dropped, not retried",
+            self.actor,
+            nacl_id=record.nacl_id,
+            direction=record.direction,
+            rule=record.rule,
+            origin=record.origin,
+            evidence=record.evidence,
+        )
+        self.ledger.commit([[DropDeny(record), AppendEvent(event)]], lease=lease, now=self._now())
+        return event
+
+    def _withdraw(self, record: DenyRecord, why: str, lease: Lease, after: float) -> LogEvent:
         """AWS refused an entry (its quota is lower than ours): take the deny back out of the ledger."""
         _log.error("%s; raise the NACL rules quota or lower the budget", why)
         event = LogEvent(
             EventKind.REFUSED,
-            self._now(),
+            max(self._now(), after),
             record.cidr,
             f"AWS refused the entry ({why}): the account's rules-per-NACL quota is below "
             f"{self.config.nacl_quota}; raise it or lower the budget",
@@ -374,8 +552,6 @@ class Enforcer:
         mode: _Mode,
         snapshots: Mapping[str, NaclSnapshot],
         outcome: _Findings,
-        *,
-        problems: Iterable[str] = (),
     ) -> EnforcementResult:
         return EnforcementResult(
             operation=operation,
@@ -383,8 +559,15 @@ class Enforcer:
             nacl_ids=tuple(snapshots),
             events=tuple(outcome.events),
             drift=tuple(outcome.drift),
-            problems=tuple(problems),
+            problems=tuple(outcome.problems),
+            failures=tuple(sorted(outcome.failures.items())),
+            would_change=tuple(sorted(outcome.would_change)),
         )
+
+
+def _entry_in(snapshot: NaclSnapshot, record: DenyRecord) -> bool:
+    entry = snapshot.entry(record.direction, record.rule)
+    return entry is not None and entry.is_deny_of(record.cidr)
 
 
 def _as_dry_run(event: LogEvent) -> LogEvent:

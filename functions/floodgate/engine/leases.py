@@ -51,8 +51,15 @@ class Leases:
                 # Never mask the operation's own outcome: an unreleased lease lapses by itself.
                 _log.warning("could not release the lease on %s; it lapses by itself", nacl_id, exc_info=True)
 
+    @property
+    def margin_s(self) -> float:
+        return min(_LEASE_MARGIN_S, self.lease_s / 4)
+
     def check(self, lease: Lease) -> None:
         """Raise LeaseLost when too little of the lease is left to start another NACL change."""
-        margin = min(_LEASE_MARGIN_S, self.lease_s / 4)
-        if lease.until - self._now() < margin:
+        if lease.until - self._now() < self.margin_s:
             raise LeaseLost(f"{lease.nacl_id}: lease about to lapse; stopping before the next NACL change")
+
+    def margin_left(self, lease: Lease) -> Callable[[], bool]:
+        """Whether another NACL call may still start under `lease` (for the retries of one change)."""
+        return lambda: lease.until - self._now() >= self.margin_s

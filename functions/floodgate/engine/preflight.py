@@ -13,17 +13,25 @@ from floodgate.engine.results import PoolStatus
 
 
 def problems_of(config: EnforcementConfig, snapshot: NaclSnapshot) -> list[str]:
-    """Why Floodgate must not add entries to this NACL, each with the fix."""
+    """Why Floodgate cannot add entries to this NACL, each with the fix (CDK context key and variable).
+
+    Only what truly cannot work: allow rules evaluated before (or among) the owned rules, whose traffic the
+    denies would never stop, or no room under the quota. Other entries inside the owned block that Floodgate
+    did not write (a hand-made deny) are no problem: the decision reports them as foreign and skips their
+    rule numbers.
+    """
     found: list[str] = []
-    move = f"or set FLOODGATE_RULE_START to a free block of {2 * (config.budget + 1)} rule numbers"
+    move = (
+        f"or set ruleStart / FLOODGATE_RULE_START to a free block of {2 * (config.budget + 1)} rule numbers"
+    )
     for pool in config.pools:
         where = f"{snapshot.nacl_id} {pool.direction} IPv{pool.family}"
         inside = snapshot.in_rules(pool.direction, pool.rules)
         for entry in inside.values():
-            if not entry.is_deny_all_from(pool.family):
+            if entry.action == "allow":
                 found.append(
-                    f"{snapshot.nacl_id}: {entry.describe()} sits inside Floodgate's {pool.label}; "
-                    f"move it out {move}"
+                    f"{snapshot.nacl_id}: {entry.describe()} sits inside Floodgate's {pool.label}, before "
+                    f"denies it would let through; move it out {move}"
                 )
         same_kind = _counted_entries(snapshot, pool)
         allows = [e for e in same_kind if e.action == "allow" and e.rule not in inside]
@@ -40,9 +48,9 @@ def problems_of(config: EnforcementConfig, snapshot: NaclSnapshot) -> list[str]:
         if needed > config.nacl_quota:
             found.append(
                 f"{where}: {others} existing entries + 1 default rule + budget {config.budget} + "
-                f"1 spare = {needed} rules, over the quota of {config.nacl_quota}; lower "
+                f"1 spare = {needed} rules, over the quota of {config.nacl_quota}; lower budget / "
                 f"FLOODGATE_BUDGET to {max(0, config.nacl_quota - others - 2)} or remove entries "
-                "(or raise the AWS quota, at most 40, and FLOODGATE_NACL_QUOTA with it)"
+                "(or raise the AWS quota, at most 40, and naclQuota / FLOODGATE_NACL_QUOTA with it)"
             )
     return found
 

@@ -49,6 +49,8 @@ class EnforcementResult:
     events: tuple[LogEvent, ...] = ()
     drift: tuple[Drift, ...] = ()
     problems: tuple[str, ...] = ()  # preflight problems, reported by reconcile and status
+    failures: tuple[tuple[str, str], ...] = ()  # (NACL id, why) of NACLs whose convergence failed
+    would_change: tuple[str, ...] = ()  # NACLs a write would change (dry runs and inspections)
 
     def of_kind(self, *kinds: EventKind) -> tuple[LogEvent, ...]:
         """Events of the given kinds; in a dry run, the DRYRUN events standing for them."""
@@ -81,6 +83,7 @@ class NaclStatus:
     drift: tuple[Drift, ...]
     problems: tuple[str, ...]
     lease: Lease | None
+    pending: tuple[str, ...] = ()  # CIDRs of ledger denies whose entry is not written yet (retried by a run)
 
 
 @dataclass(frozen=True, slots=True)

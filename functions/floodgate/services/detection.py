@@ -86,12 +86,15 @@ class DecisionReport:
     plan: DenyPlan
     events: tuple[LogEvent, ...]
     latency_ms: float  # from the event's arrival to the denies being written
+    failures: tuple[tuple[str, str], ...] = ()  # (NACL id, why) of NACLs the apply failed on
+    problems: tuple[str, ...] = ()  # NACLs left out as unfit, with the fix
 
     def metric_values(self) -> dict[str, float]:
         return {
             **event_metrics(self.events),
             METRIC.DECISION_LATENCY_MS: self.latency_ms,
             METRIC.INBOUND_PPS: self.plan.total_pps,
+            METRIC.NACL_FAILURES: float(len(self.failures)),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -107,6 +110,8 @@ class DecisionReport:
             "tally": event_tally(self.events),
             "events": [event_json(event) for event in self.events],
             "latency_ms": round(self.latency_ms, 1),
+            "failed": dict(self.failures),
+            "problems": list(self.problems),
         }
 
 
@@ -435,12 +440,14 @@ class DetectionService:
         )
         plan = plan_denies(summary, config)
         events: tuple[LogEvent, ...] = ()
+        failures: tuple[tuple[str, str], ...] = ()
+        problems: tuple[str, ...] = ()
         effective_dry_run = self.settings.dry_run if dry_run is None else dry_run
         if plan.denies:
             result = self.enforcer.apply(
                 plan, origin=origin, reject_pps=reject_rates(summary, span), dry_run=effective_dry_run
             )
-            events = result.events
+            events, failures, problems = result.events, result.failures, result.problems
             if not result.dry_run:
                 self.notifier.publish(events, context=str(origin))
         if self.holds is not None:
@@ -451,7 +458,8 @@ class DetectionService:
         if refusals and not effective_dry_run:
             self.notifier.publish_refusals(refusals, context=str(origin))
         events += refusals
-        report = DecisionReport(origin, effective_dry_run, plan, events, (self._stopwatch() - started) * 1000)
+        latency_ms = (self._stopwatch() - started) * 1000
+        report = DecisionReport(origin, effective_dry_run, plan, events, latency_ms, failures, problems)
         _log.info(
             "decision (%s): %s, %d planned, %s in %.0f ms",
             origin,

@@ -44,10 +44,15 @@ class ExpiryReport:
     events: tuple[LogEvent, ...]  # EXPIRE, EXTEND and REPAIR events written
     drift: tuple[Drift, ...]  # what the drift check found (foreign entries are reported, never touched)
     active: Mapping[str, int]  # denies in force per NACL after the run
+    failures: tuple[tuple[str, str], ...] = ()  # (NACL id, why) of NACLs the run failed on; the rest went on
     effect: TrafficPoint | None = None  # the covered traffic, when this run sampled it
 
     def metric_values(self) -> dict[str, float]:
-        values = {**event_metrics(self.events), METRIC.DENIES_ACTIVE: float(sum(self.active.values()))}
+        values = {
+            **event_metrics(self.events),
+            METRIC.DENIES_ACTIVE: float(sum(self.active.values())),
+            METRIC.NACL_FAILURES: float(len(self.failures)),
+        }
         if self.effect is not None:
             values[METRIC.INBOUND_PPS] = self.effect.inbound_pps
             values[METRIC.DENIED_ACCEPT_PPS] = self.effect.covered_accept_pps
@@ -60,6 +65,7 @@ class ExpiryReport:
             "tally": event_tally(self.events),
             "drift": [_drift_text(d) for d in self.drift],
             "active": dict(self.active),
+            "failed": dict(self.failures),
         }
 
 
@@ -109,14 +115,20 @@ class ExpiryService:
         held = self._held()
         due = tuple(sorted({d.cidr for records in held.values() for d in records if d.expired(now)}))
         events: list[LogEvent] = []
+        failures: dict[str, str] = {}
         if due:
             # The engine reads the clock again, after any lease wait: bans falling due in the meantime need
             # their evidence too, so rates cover every ban ending within the next minute.
             soon = {d.cidr for records in held.values() for d in records if d.expired(now + EVIDENCE_AHEAD_S)}
-            events += self.enforcer.expire(reject_pps=self._reject_rates(tuple(sorted(soon)), now)).events
+            expired = self.enforcer.expire(reject_pps=self._reject_rates(tuple(sorted(soon)), now))
+            events += expired.events
+            failures.update(expired.failures)
         check = self.enforcer.reconcile(dry_run=True)
-        if any(d.kind is not DriftKind.FOREIGN for d in check.drift):
-            events += self.enforcer.reconcile().events
+        failures.update(check.failures)
+        if check.would_change or any(d.kind is not DriftKind.FOREIGN for d in check.drift):
+            repaired = self.enforcer.reconcile()
+            events += repaired.events
+            failures.update(repaired.failures)
         for drift in check.drift:
             _log.warning("drift: %s", _drift_text(drift))
         if events:
@@ -125,7 +137,16 @@ class ExpiryService:
         active = {nacl_id: sum(1 for d in records if not d.expired(now)) for nacl_id, records in held.items()}
         if self.holds is not None:  # capacity holds past their maximum, or whose owner is gone
             events += self.holds.expire()
-        return ExpiryReport(due, tuple(events), check.drift, active, self._sample_effect(held, now))
+        for nacl_id, why in failures.items():
+            _log.error("%s failed this run (the other NACLs went on): %s", nacl_id, why)
+        return ExpiryReport(
+            due,
+            tuple(events),
+            check.drift,
+            active,
+            tuple(sorted(failures.items())),
+            self._sample_effect(held, now),
+        )
 
     def _sample_effect(self, held: Mapping[str, list[DenyRecord]], now: float) -> TrafficPoint | None:
         """Once per window period, the traffic of every source denied inbound now, as EFFECT events: a

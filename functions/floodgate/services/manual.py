@@ -305,6 +305,10 @@ def _done(action: str, result: EnforcementResult, message: str) -> ManualRespons
         "message": message,
         "events": [event_json(e) for e in result.events],
     }
+    if result.failures:  # NACLs this action failed on; the others went ahead
+        body["failed"] = dict(result.failures)
+    if result.problems:  # NACLs left out as unfit, with the fix
+        body["problems"] = list(result.problems)
     return ManualResponse(body, result.events)
 
 
@@ -346,6 +350,7 @@ def _status_body(status: Status, armings: tuple[Armed, ...] | None, settings: Se
                 "denies": [deny_json(d, status.at) for d in nacl.denies],
                 "drift": [drift_json(d) for d in nacl.drift],
                 "problems": list(nacl.problems),
+                "pending": list(nacl.pending),
             }
             for nacl in status.nacls
         ],
