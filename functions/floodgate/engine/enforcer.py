@@ -477,30 +477,27 @@ class Enforcer:
         """EC2 refused the entry as invalid: retrying cannot help, so the deny leaves the ledger for good
         rather than fail every run for its whole ban."""
         _log.error("%s: %s; quarantined", record.cidr, why)
-        event = LogEvent(
-            EventKind.QUARANTINE,
-            max(self._now(), after),
-            record.cidr,
-            f"EC2 refused the entry as invalid ({why}): deny dropped, not retried",
-            self.actor,
-            nacl_id=record.nacl_id,
-            direction=record.direction,
-            rule=record.rule,
-            origin=record.origin,
-            evidence=record.evidence,
-        )
-        self.ledger.commit([[DropDeny(record), AppendEvent(event)]], lease=lease, now=self._now())
-        return event
+        reason = f"EC2 refused the entry as invalid ({why}): deny dropped, not retried"
+        return self._drop_refused(EventKind.QUARANTINE, record, reason, lease, after)
 
     def _withdraw(self, record: DenyRecord, why: str, lease: Lease, after: float) -> LogEvent:
         """AWS refused an entry (its quota is lower than ours): take the deny back out of the ledger."""
         _log.error("%s; raise the NACL rules quota or lower the budget", why)
+        reason = (
+            f"AWS refused the entry ({why}): the account's rules-per-NACL quota is below "
+            f"{self.config.nacl_quota}; raise it or lower the budget"
+        )
+        return self._drop_refused(EventKind.REFUSED, record, reason, lease, after)
+
+    def _drop_refused(
+        self, kind: EventKind, record: DenyRecord, reason: str, lease: Lease, after: float
+    ) -> LogEvent:
+        """Drop a deny whose entry AWS would not take, with the log line that says why, in one commit."""
         event = LogEvent(
-            EventKind.REFUSED,
+            kind,
             max(self._now(), after),
             record.cidr,
-            f"AWS refused the entry ({why}): the account's rules-per-NACL quota is below "
-            f"{self.config.nacl_quota}; raise it or lower the budget",
+            reason,
             self.actor,
             nacl_id=record.nacl_id,
             direction=record.direction,
