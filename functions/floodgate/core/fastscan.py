@@ -401,18 +401,33 @@ class _Table:
         return _Table(self.values[rows], [column[rows] for column in self.columns])
 
     @classmethod
-    def grouped(cls, values: NDArray, columns: list[NDArray]) -> _Table:
-        """Rows with equal values summed; rows come out sorted by value."""
+    def grouped(cls, values: NDArray, columns: list[NDArray], *, runs: bool = False) -> _Table:
+        """Rows with equal values summed; rows come out sorted by value. `runs`: the rows are a few sorted
+        runs one after the other (a stable sort merges those in linear time)."""
         if not len(values):
             return cls(values, columns)
         # Sorting value and row number packed in one uint64 is several times faster than an argsort.
         rows = np.arange(len(values), dtype=np.uint64)
-        order = (np.sort((values.astype(np.uint64) << np.uint64(32)) | rows) & np.uint64(0xFFFFFFFF)).astype(
-            np.intp
-        )
+        packed = np.sort((values.astype(np.uint64) << np.uint64(32)) | rows, kind="stable" if runs else None)
+        order = (packed & np.uint64(0xFFFFFFFF)).astype(np.intp)
         ordered = values[order]
-        firsts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+        repeats = ordered[1:] == ordered[:-1]
+        if not repeats.any():
+            return cls(ordered, [column[order] for column in columns])
+        firsts = np.flatnonzero(np.concatenate(([True], ~repeats)))
         return cls(ordered[firsts], [np.add.reduceat(column[order], firsts) for column in columns])
+
+
+def _add_rows(sums: list[NDArray], rows: NDArray, columns: list[NDArray]) -> None:
+    """sums[i][rows] += columns[i], rows repeating. bincount sums in float64: exact while every sum stays
+    below 2**53, which a block's rows ensure (MAX_PACKETS per row, bytes in 32-bit halves); np.add.at,
+    exact but slower, takes any larger block."""
+    if len(rows) * MAX_PACKETS < 2**53:
+        for mine, theirs in zip(sums, columns, strict=True):
+            np.add(mine, np.bincount(rows, weights=theirs, minlength=len(mine)).astype(np.int64), out=mine)
+    else:
+        for mine, theirs in zip(sums, columns, strict=True):
+            np.add.at(mine, rows, theirs)
 
 
 class _SourceSums:
@@ -439,27 +454,28 @@ class _SourceSums:
 
     def add(self, src: NDArray, packets: NDArray, octets: NDArray, rejected: NDArray) -> None:
         columns = [packets, octets >> 32, octets & 0xFFFFFFFF, packets * rejected, np.ones_like(packets)]
-        block = _Table.grouped(src, columns)
         known_values = self.table.values
         if len(known_values):
-            at = np.minimum(np.searchsorted(known_values, block.values), len(known_values) - 1)
-            known = known_values[at] == block.values
+            # Rows of sources already in the table are summed into it by position, without sorting them.
+            at = np.minimum(np.searchsorted(known_values, src), len(known_values) - 1)
+            known = known_values[at] == src
             if known.any():
-                rows = at[known]
-                for mine, theirs in zip(self.table.columns, block.columns, strict=True):
-                    mine[rows] += theirs[known]
-                block = block.select(~known)
-        if len(block.values):
-            self.fresh.append(block)
-            self.fresh_rows += len(block.values)
-            if self.fresh_rows >= self.MERGE_ROWS:
-                self._merge()
+                _add_rows(self.table.columns, at[known], [column[known] for column in columns])
+                if known.all():
+                    return
+                src, columns = src[~known], [column[~known] for column in columns]
+        block = _Table.grouped(src, columns)
+        self.fresh.append(block)
+        self.fresh_rows += len(block.values)
+        if self.fresh_rows >= self.MERGE_ROWS:
+            self._merge()
 
     def _merge(self) -> None:
         tables = [self.table, *self.fresh]
         self.table = _Table.grouped(
             np.concatenate([t.values for t in tables]),
             [np.concatenate([t.columns[i] for t in tables]) for i in range(5)],
+            runs=True,
         )
         self.fresh, self.fresh_rows = [], 0
 
