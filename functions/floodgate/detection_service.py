@@ -16,11 +16,12 @@ ledger, deny log). This module never touches a NACL itself.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from floodgate.adapters.arming import Armed, Arming
 from floodgate.adapters.ledger import LogEvent, Origin, OriginKind
@@ -29,6 +30,7 @@ from floodgate.adapters.window import TrafficWindow, WindowWrite
 from floodgate.core.detect import plan_denies
 from floodgate.core.flowlog import EMPTY, NODATA, NOT_INBOUND, SKIPDATA, FlowLogParser
 from floodgate.core.model import DenyPlan, ParseStats, PlannedDeny
+from floodgate.core.scanning import ReferenceScanner, block_scanner, summarise_lines
 from floodgate.core.window import rate_window_s, reject_rates
 from floodgate.enforcement import Enforcer
 from floodgate.events import (
@@ -45,6 +47,9 @@ from floodgate.records_json import event_json
 from floodgate.reports import armed_json, event_metrics, event_tally
 from floodgate.settings import ENV, Settings
 from floodgate.wiring import Wiring, detection_config
+
+if TYPE_CHECKING:
+    from floodgate.core.fastscan import FastScanner
 
 _log = logging.getLogger(__name__)
 
@@ -196,6 +201,11 @@ class DetectionService:
             clock=wiring.clock,
         )
 
+    @functools.cached_property
+    def scanner(self) -> ReferenceScanner | FastScanner:
+        """Built on the first delivery, not at start-up: numpy's import then weighs on no alarm's latency."""
+        return block_scanner(self.parser)
+
     # -- events ------------------------------------------------------------------------------------------
 
     def handle(self, event: DetectorEvent) -> DetectorReport:
@@ -219,13 +229,12 @@ class DetectionService:
         """Store the batch in the window, then decide when enforcement is armed or always on."""
         received = self._stopwatch()
         now = self._clock()
-        batch = self.parser.parse(delivery.messages)
+        summary = self.window.new_summary()
+        stats = summarise_lines(self.scanner, delivery.messages, summary)
         written = WindowWrite(parts=0, written=0)
-        if batch.sources:
-            summary = self.window.new_summary()
-            summary.add(batch)
+        if stats.parsed:  # every parsed record belongs to a source
             written = self.window.add(delivery.delivery_id, delivery.latest_event_ms, summary, now=now)
-        report = IngestReport(delivery.log_stream, batch.stats, written, None, None)
+        report = IngestReport(delivery.log_stream, stats, written, None, None)
         if report.poisoned:
             # Retrying cannot mend these records; the error log and RecordsSkipped are how anyone hears.
             _log.error(
@@ -233,7 +242,7 @@ class DetectionService:
                 "does %s match the flow log's format?",
                 len(delivery.messages),
                 delivery.stream_path,
-                batch.stats.skipped,
+                stats.skipped,
                 ENV.FLOW_LOG_FORMAT,
             )
         if written.stale:

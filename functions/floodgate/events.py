@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from operator import itemgetter
 from typing import Any
 
 ALARM_DETAIL_TYPE = "CloudWatch Alarm State Change"
@@ -135,7 +136,28 @@ def _subscription(awslogs: object) -> FlowLogDelivery | ControlMessage:
     events = document.get("logEvents")
     if not isinstance(events, list) or not events:
         raise InvalidEvent("awslogs.data logEvents is missing, empty or not a list")
-    messages: list[str] = []
+    messages, latest_ms = _messages(events)
+    return FlowLogDelivery(
+        log_group=log_group,
+        log_stream=log_stream,
+        messages=tuple(messages),
+        delivery_id=_delivery_id(log_group, log_stream, events),
+        latest_event_ms=latest_ms,
+    )
+
+
+def _messages(events: list[Any]) -> tuple[list[str], int]:
+    """The log events' messages and the newest timestamp. Checked column by column at C speed (a delivery
+    holds up to 10,000 events); only a delivery that fails is walked event by event, to name the bad one."""
+    try:
+        messages = list(map(itemgetter("message"), events))
+        stamps = list(map(itemgetter("timestamp"), events))
+    except (KeyError, TypeError, IndexError):
+        pass
+    else:  # exact types: a bool is no timestamp
+        if set(map(type, messages)) == {str} and set(map(type, stamps)) == {int} and min(stamps) >= 0:
+            return messages, max(stamps)
+    messages = []
     latest_ms = 0
     for position, item in enumerate(events):
         where = f"awslogs.data logEvents[{position}]"
@@ -148,13 +170,7 @@ def _subscription(awslogs: object) -> FlowLogDelivery | ControlMessage:
             raise InvalidEvent(f"{where}.timestamp is missing or not epoch milliseconds")
         messages.append(message)
         latest_ms = max(latest_ms, timestamp)
-    return FlowLogDelivery(
-        log_group=log_group,
-        log_stream=log_stream,
-        messages=tuple(messages),
-        delivery_id=_delivery_id(log_group, log_stream, events),
-        latest_event_ms=latest_ms,
-    )
+    return messages, latest_ms
 
 
 def _decode_awslogs(awslogs: object) -> Mapping[str, Any]:

@@ -13,6 +13,7 @@ from emulator.traffic import VPC_CIDR, Source, background, flow_lines, garbage_l
 from floodgate.core.detect import DetectionConfig
 from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat, FlowLogParser, SourceBatch
 from floodgate.core.networks import DenyPolicy
+from floodgate.core.scanning import ReferenceScanner
 from floodgate.core.summary import TrafficSummary
 
 V2 = FlowLogFormat.parse(DEFAULT_FORMAT)
@@ -117,7 +118,65 @@ def test_analyze_plans_identically_with_and_without_numpy(
     config = DetectionConfig(policy=DenyPolicy.build(vpc_cidrs=[VPC_CIDR]), min_share=0.005)
     fmt = FlowLogFormat.parse(DEFAULT_FORMAT)
     fast = analyze.analyze_paths([str(capture)], fmt, config, [VPC_CIDR])
-    monkeypatch.setattr(analyze, "_block_scanner", analyze._ReferenceScanner)
+    monkeypatch.setattr(analyze, "block_scanner", ReferenceScanner)
     reference = analyze.analyze_paths([str(capture)], fmt, config, [VPC_CIDR])
     assert fast == reference
     assert {d.cidr for d in fast.denies} >= {"203.0.113.0/24"}
+
+
+def test_a_trailing_comma_does_not_pass_for_the_address_before_it() -> None:
+    """ "," once read as padding: "198.51.100.7," was summed as 198.51.100.7; inet_pton refuses it."""
+    fastscan = pytest.importorskip("floodgate.core.fastscan")
+    line = f"2 123456789012 eni-0abc {{}} 10.0.1.10 1 443 6 10 4000 {1_764_000_000} {1_764_000_060} ACCEPT OK"
+    text = "\n".join(line.format(src) for src in ("198.51.100.7", "198.51.100.7,", "198.51.1,0.7")) + "\n"
+    fast = fastscan.FastScanner(FlowLogParser(V2, [VPC_CIDR])).scan(text.encode())
+    assert fast.sources == {(4, 0xC6336407): [10, 4000, 0, 1]}
+    assert fast.stats.skipped == {"bad_address": 2}
+
+
+def _summaries(lines: list[str]) -> tuple[tuple[bytes, ...], tuple[bytes, ...], object, object]:
+    """One delivery's packed summary and statistics, through the vectorised and the reference scanner."""
+    scanning = pytest.importorskip("floodgate.core.scanning")
+    window = pytest.importorskip("floodgate.core.window")
+    packed, stats = [], []
+    for scanner in (
+        scanning.block_scanner(FlowLogParser(V2, [VPC_CIDR])),
+        scanning.ReferenceScanner(FlowLogParser(V2, [VPC_CIDR])),
+    ):
+        summary = TrafficSummary(capacity=40, member_floor_pps=1.0)
+        stats.append(scanning.summarise_lines(scanner, lines, summary))
+        packed.append(window.pack_summary(summary))
+    return packed[0], packed[1], stats[0], stats[1]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_delivery_summarises_identically_through_either_scanner(seed: int) -> None:
+    pytest.importorskip("floodgate.core.fastscan")
+    rng = random.Random(seed)
+    lines = _lines(seed)
+    # More distinct sources than the capacity, so that compaction happens; odd lines the reference takes
+    # (a tab, a non-ASCII byte) from sources the arrays also hold, so that both halves meet in one merge.
+    record = "2 123456789012 eni-0abc {} 10.0.1.10 1 443 6 {} 9000 1764000000 1764000060 ACCEPT OK"
+    lines += [record.format(a, rng.randint(1, 90)) for a in public_addresses(rng, 120)]
+    odd = lines[-1].replace(" 443 ", "\t443 ")
+    lines += [odd, odd.replace("eni-0abc", "eni-0abcé")]
+    fast, reference, fast_stats, reference_stats = _summaries(lines)
+    assert fast == reference
+    assert fast_stats == reference_stats
+    assert reference_stats.parsed > 0
+
+
+_message = st.one_of(
+    st.sampled_from(_lines(99)[:40]),
+    st.lists(_field, min_size=13, max_size=15).map(" ".join),
+    st.text(max_size=30),  # newlines, surrogates, any whitespace
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(lines=st.lists(_message, min_size=1, max_size=30))
+def test_any_delivery_summarises_identically_through_either_scanner(lines: list[str]) -> None:
+    pytest.importorskip("floodgate.core.fastscan")
+    fast, reference, fast_stats, reference_stats = _summaries(lines)
+    assert fast == reference
+    assert fast_stats == reference_stats
