@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from emulator.traffic import VPC_CIDR, Source, background, flow_lines, garbage_lines, public_addresses
 from floodgate.core.detect import DetectionConfig
 from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat, FlowLogParser, SourceBatch
+from floodgate.core.model import ParseStats
 from floodgate.core.networks import DenyPolicy
 from floodgate.core.scanning import ReferenceScanner
 from floodgate.core.summary import TrafficSummary
@@ -134,7 +135,7 @@ def test_a_trailing_comma_does_not_pass_for_the_address_before_it() -> None:
     assert fast.stats.skipped == {"bad_address": 2}
 
 
-def _summaries(lines: list[str]) -> tuple[tuple[bytes, ...], tuple[bytes, ...], object, object]:
+def _summaries(lines: list[str]) -> tuple[tuple[bytes, ...], tuple[bytes, ...], ParseStats, ParseStats]:
     """One delivery's packed summary and statistics, through the vectorised and the reference scanner."""
     scanning = pytest.importorskip("floodgate.core.scanning")
     window = pytest.importorskip("floodgate.core.window")
