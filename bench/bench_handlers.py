@@ -336,18 +336,24 @@ def bench_writes(emulator: Emulator) -> None:
         )
 
 
-def main() -> None:
-    bench_import()
+def main(only: set[str]) -> None:
+    """Every figure, or those named on the command line (import, first_use, alarm_to_deny, batch, writes)."""
+    if not only or "import" in only:
+        bench_import()
     emulator = Emulator()
     try:
-        bench_first_use(emulator)
-        bench_alarm_to_deny(emulator)
-        bench_batch(emulator)
-        bench_writes(emulator)
+        for name, bench in (
+            ("first_use", bench_first_use),
+            ("alarm_to_deny", bench_alarm_to_deny),
+            ("batch", bench_batch),
+            ("writes", bench_writes),
+        ):
+            if not only or name in only:
+                bench(emulator)
     finally:
         emulator.server.terminate()
         emulator.server.wait(timeout=10)
 
 
 if __name__ == "__main__":
-    main()
+    main(set(sys.argv[1:]))

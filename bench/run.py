@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-SCRIPTS = ("bench_detection.py", "bench_enforcement.py", "bench_handlers.py")
+SCRIPTS = ("bench_detection.py", "bench_compare.py", "bench_enforcement.py", "bench_handlers.py")
 
 if __name__ == "__main__":
     failed = []
