@@ -7,7 +7,7 @@ each round so that the machine's noise falls on all of them alike. Prints one JS
 (median and spread of wall time and of CPU time, peak RSS) and one per file with floodgate's ratios.
 
 polars and DuckDB come from the `bench` extra (`make bench` installs it); without them only the naive loop is
-compared. Options: --runs N (7), --records N (1,000,000), --gz (also time the attack file gzipped),
+compared. Options: --runs N (7), --records N (1,000,000), --scaling (instead: 100k/1M/4M records, .gz),
 --also NAME=DIR (another floodgate source tree, e.g. a checkout of an older commit, measured alongside).
 """
 
@@ -64,33 +64,73 @@ def argv_for(tool: str, command: list[str], capture: Path) -> list[str]:
     return [*command, str(capture), VPC_PREFIX] if tool in ("polars", "duckdb") else [*command, str(capture)]
 
 
+def bench_scaling(runs: int) -> None:
+    """floodgate's whole-process time on the first 100,000 records of the attack file, the file itself and
+    the file four times over (4,000,000 records), and on the attack file gzipped: rounds interleaved."""
+    attack = attack_capture(WORK / "attack-1000000.log")
+    sizes = {100_000: WORK / "attack-100000.log", 1_000_000: attack, 4_000_000: WORK / "attack-4x1000000.log"}
+    if not sizes[100_000].exists():
+        with attack.open("rb") as source, sizes[100_000].open("wb") as target:
+            target.writelines(line for _, line in zip(range(100_000), source, strict=False))
+    if not sizes[4_000_000].exists():
+        with sizes[4_000_000].open("wb") as target:
+            for _ in range(4):
+                with attack.open("rb") as source:
+                    shutil.copyfileobj(source, target)
+    packed = WORK / "attack-1000000.log.gz"
+    if not packed.exists():
+        with attack.open("rb") as source, gzip.open(packed, "wb", compresslevel=6) as target:
+            shutil.copyfileobj(source, target)
+    command, _ = tools([])["floodgate"]
+    cases = {**{str(records): path for records, path in sizes.items()}, "1000000.gz": packed}
+    samples: dict[str, list[tuple[float, float, int]]] = {label: [] for label in cases}
+    for _ in range(runs):
+        for label, path in cases.items():
+            samples[label].append(measure([*command, str(path)]))
+    cpu = {label: statistics.median(run[1] for run in runs_) for label, runs_ in samples.items()}
+    wall = {label: statistics.median(run[0] for run in runs_) for label, runs_ in samples.items()}
+    for label, runs_ in samples.items():
+        records = int(label.removesuffix(".gz"))
+        emit(
+            bench="analyze_scaling",
+            records=records,
+            gzip=label.endswith(".gz"),
+            wall_s_median=round(wall[label], 3),
+            cpu_s_median=round(cpu[label], 3),
+            cpu_us_per_record=round(cpu[label] / records * 1e6, 3),
+            peak_rss_mb=max(run[2] for run in runs_),
+        )
+    emit(
+        bench="analyze_scaling_ratios",
+        cpu_4m_over_1m=round(cpu["4000000"] / cpu["1000000"], 2),
+        cpu_1m_over_100k=round(cpu["1000000"] / cpu["100000"], 2),
+        linear_would_be=4.0,
+        gz_over_plain_cpu=round(cpu["1000000.gz"] / cpu["1000000"], 2),
+        gz_over_plain_wall=round(wall["1000000.gz"] / wall["1000000"], 2),
+        goal_gz_over_plain=1.3,
+    )
+
+
 def main() -> None:
     options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     options.add_argument("--runs", type=int, default=7)
     options.add_argument("--records", type=int, default=1_000_000)
-    options.add_argument("--gz", action="store_true")
+    options.add_argument("--scaling", action="store_true", help="only the 100k/1M/4M and .gz figures")
     options.add_argument("--also", action="append", default=[], metavar="NAME=DIR")
     args = options.parse_args()
     WORK.mkdir(exist_ok=True)
+    if args.scaling:
+        bench_scaling(args.runs)
+        return
     captures = {
         "attack": attack_capture(WORK / f"attack-{args.records}.log", args.records),
         "spoofed": distinct_capture(WORK / f"distinct-{args.records}.log", args.records),
     }
-    if args.gz:
-        plain = captures["attack"]
-        packed = plain.with_suffix(".log.gz")
-        if not packed.exists():
-            with plain.open("rb") as source, gzip.open(packed, "wb", compresslevel=6) as target:
-                shutil.copyfileobj(source, target)
-        captures["attack.gz"] = packed
     commands = tools(args.also)
-    alternatives = [item.partition("=")[0] for item in args.also]
     samples: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
     for _ in range(args.runs):
         for label, capture in captures.items():
             for tool, (command, env) in commands.items():
-                if label == "attack.gz" and tool not in ("floodgate", *alternatives):
-                    continue  # the .gz file is there to price decompression in floodgate
                 sample = measure(argv_for(tool, command, capture), env)
                 samples.setdefault((label, tool), []).append(sample)
     medians: dict[tuple[str, str], tuple[float, float]] = {}
@@ -122,13 +162,6 @@ def main() -> None:
             if other == label and tool != "floodgate"
         }
         emit(bench="analyze_ratios", file=label, how_many_times_faster_floodgate_is=ratios)
-    if "attack.gz" in captures:
-        emit(
-            bench="analyze_gz_cost",
-            ratio_wall=round(medians[("attack.gz", "floodgate")][0] / medians[("attack", "floodgate")][0], 2),
-            ratio_cpu=round(medians[("attack.gz", "floodgate")][1] / medians[("attack", "floodgate")][1], 2),
-            goal=1.3,
-        )
 
 
 if __name__ == "__main__":
