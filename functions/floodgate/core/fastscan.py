@@ -190,9 +190,10 @@ _DOT_NIBBLES = np.uint64(0x0222222222222222)  # "." is nibble 2, in each of the 
 
 
 def _lowest_bit_index(words: NDArray) -> NDArray:
-    """Index of each word's lowest set bit (-1 for 0): a power of two converts to float64 exactly."""
+    """Index of each word's lowest set bit (negative for 0): a power of two converts to float64 exactly, and
+    its exponent field is the index."""
     lowest = words & (~words + np.uint64(1))
-    return np.frexp(lowest.astype(np.float64))[1].astype(np.int64) - 1
+    return (lowest.astype(np.float64).view(np.int64) >> 52) - 1023
 
 
 def _dotted_quads(keys: NDArray) -> tuple[NDArray, NDArray]:
