@@ -2,11 +2,12 @@
 
 The reference parser splits every line into Python strings, and creating those objects is what costs. Here
 a whole block of regular lines is read as one byte array: field boundaries come from the positions of the
-separators, counters are parsed as digit matrices, and IPv4 addresses become exact 60-bit keys (4 bits per
-character of "0123456789.-"), aggregated with numpy before any Python object is made. Whatever is not plainly
-regular — IPv6, NODATA, non-ASCII, odd whitespace, any value the reference would question — is handed to the
-reference parser line by line, so that counts, reasons and tallies are identical (a property test checks it).
-numpy is optional: without it, callers use FlowLogParser.parse.
+separators, counters are parsed as digit matrices, and IPv4 addresses that are strict dotted quads become
+their integer values at once. Per-source sums live in one table sorted by address, so that the /24 and /16
+sums of a drain are read off its boundaries, and no Python object is made per distinct source. Whatever is
+not plainly regular — IPv6, NODATA, non-ASCII, odd whitespace, an address inet_pton would refuse, any value
+the reference would question — is handed to the reference parser line by line, so that counts, reasons and
+tallies are identical (property tests check it). numpy is optional: without it, callers use the reference.
 """
 
 from __future__ import annotations
