@@ -98,7 +98,7 @@ def best_of(runs: int, argv: list[str]) -> tuple[float, int]:
 
 
 def bench_throughput() -> None:
-    capture = attack_capture(WORK / "attack-1m.log")
+    capture = attack_capture(WORK / "attack-1000000.log")
     records = sum(1 for _ in capture.open("rb"))
     floodgate = str(ROOT / ".venv" / "bin" / "floodgate")
     analyze_s, _ = best_of(3, [floodgate, "analyze", str(capture), "--vpc-cidr", VPC_CIDR, "--json"])
@@ -119,7 +119,7 @@ def bench_throughput() -> None:
 def bench_memory() -> None:
     floodgate = str(ROOT / ".venv" / "bin" / "floodgate")
     small = distinct_capture(WORK / "distinct-100.log", 100)
-    large = distinct_capture(WORK / "distinct-1m.log", 1_000_000)
+    large = distinct_capture(WORK / "distinct-1000000.log", 1_000_000)
     _, small_mb = best_of(1, [floodgate, "analyze", str(small), "--json"])
     seconds, large_mb = best_of(1, [floodgate, "analyze", str(large), "--json"])
     emit(
