@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import os
@@ -167,6 +168,7 @@ class Emulator:
         )
         service = DetectionService.from_settings(settings, wiring)
         detector_handler.detector.use(service)
+        gc.freeze()  # as ColdStart.get does once it has built the service
         return service
 
 
