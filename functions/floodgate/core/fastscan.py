@@ -34,7 +34,7 @@ from floodgate.core.flowlog import (
     Tally,
     TimeBounds,
 )
-from floodgate.core.summary import TrafficSummary
+from floodgate.core.summary import Counter, TrafficSummary
 
 NDArray = Any  # numpy arrays; the stubs add nothing but noise here
 
@@ -607,4 +607,9 @@ def _fold_into_levels(summary: TrafficSummary, table: _Table) -> None:
         else:
             chosen = np.arange(len(prefixes))
         rows = zip(prefixes[chosen].tolist(), *(column[chosen].tolist() for column in columns), strict=True)
-        level.merge({key: [p, (h << 32) + lo, r, s] for key, p, h, lo, r, s in rows}, floor=floor)
+        if not level.counters and len(chosen) <= level.capacity:
+            # What merge would build, without its lookups: nothing to add to and nothing to compact (the
+            # detector's summary of one delivery, the first flush of a capture).
+            level.counters = {key: Counter(p, (h << 32) + lo, r, s) for key, p, h, lo, r, s in rows}
+        else:
+            level.merge({key: [p, (h << 32) + lo, r, s] for key, p, h, lo, r, s in rows}, floor=floor)
