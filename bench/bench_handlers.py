@@ -305,7 +305,8 @@ def bench_batch(emulator: Emulator) -> None:
         started = time.perf_counter()
         answer = invoke(event)
         samples.append((time.perf_counter() - started) * 1000)
-        assert answer["parsed"] == 10_000 and answer["window_writes"] == 1
+        # 10,000 records of ~4,000 sources: every source kept exactly (issue 10), in 2 parts of the window
+        assert answer["parsed"] == 10_000 and answer["window_writes"] == answer["window_parts"] >= 1, answer
     emit(bench="batch_processing", records=10_000, runs=BATCH_RUNS, **percentiles(samples))
 
 
