@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import os
@@ -168,6 +169,7 @@ class Emulator:
         )
         service = DetectionService.from_settings(settings, wiring)
         detector_handler.detector.use(service)
+        gc.freeze()  # as ColdStart.get does once it has built the service
         return service
 
 
@@ -303,7 +305,8 @@ def bench_batch(emulator: Emulator) -> None:
         started = time.perf_counter()
         answer = invoke(event)
         samples.append((time.perf_counter() - started) * 1000)
-        assert answer["parsed"] == 10_000 and answer["window_writes"] == 1
+        # 10,000 records of ~4,000 sources: every source kept exactly (issue 10), in 2 parts of the window
+        assert answer["parsed"] == 10_000 and answer["window_writes"] == answer["window_parts"] >= 1, answer
     emit(bench="batch_processing", records=10_000, runs=BATCH_RUNS, **percentiles(samples))
 
 
@@ -337,18 +340,24 @@ def bench_writes(emulator: Emulator) -> None:
         )
 
 
-def main() -> None:
-    bench_import()
+def main(only: set[str]) -> None:
+    """Every figure, or those named on the command line (import, first_use, alarm_to_deny, batch, writes)."""
+    if not only or "import" in only:
+        bench_import()
     emulator = Emulator()
     try:
-        bench_first_use(emulator)
-        bench_alarm_to_deny(emulator)
-        bench_batch(emulator)
-        bench_writes(emulator)
+        for name, bench in (
+            ("first_use", bench_first_use),
+            ("alarm_to_deny", bench_alarm_to_deny),
+            ("batch", bench_batch),
+            ("writes", bench_writes),
+        ):
+            if not only or name in only:
+                bench(emulator)
     finally:
         emulator.server.terminate()
         emulator.server.wait(timeout=10)
 
 
 if __name__ == "__main__":
-    main()
+    main(set(sys.argv[1:]))

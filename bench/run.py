@@ -8,18 +8,19 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 SCRIPTS = (
-    "bench_detection.py",
-    "bench_enforcement.py",
-    "bench_handlers.py",
-    "bench_window.py",
-    "bench_chaos.py",
+    ("bench_detection.py",),
+    ("bench_compare.py",),
+    ("bench_compare.py", "--scaling"),
+    ("bench_enforcement.py",),
+    ("bench_handlers.py",),
+    ("bench_window.py",),
+    ("bench_chaos.py",),
 )
 
 if __name__ == "__main__":
     failed = []
-    for name in SCRIPTS:
-        script = BENCH / name
-        if subprocess.run([sys.executable, str(script)], check=False).returncode != 0:
-            failed.append(name)
+    for name, *arguments in SCRIPTS:
+        if subprocess.run([sys.executable, str(BENCH / name), *arguments], check=False).returncode != 0:
+            failed.append(" ".join((name, *arguments)))
     if failed:
         raise SystemExit(f"benchmarks failed: {', '.join(failed)}")

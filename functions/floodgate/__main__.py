@@ -1,3 +1,3 @@
-from floodgate.cli.main import main
+from floodgate.cli.main import entry
 
-raise SystemExit(main())
+entry()

@@ -116,3 +116,15 @@ def test_runs_as_a_module() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["verdict"] == "concentrated"
+
+
+def test_the_command_exits_with_its_code_and_says_why(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "floodgate", "analyze", str(tmp_path / "missing.log")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "cannot read" in done.stderr
+    assert done.stdout == ""

@@ -185,3 +185,29 @@ def test_an_unreadable_alarm_time_is_not_worth_failing_over() -> None:
     event["alarmData"]["state"]["timestamp"] = "sometime"
     change = parse_detector_event(event)
     assert isinstance(change, AlarmStateChange) and change.changed_at is None
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        ({"id": "x", "timestamp": True, "message": "m"}, r"logEvents\[7777\].timestamp is missing"),
+        ({"id": "x", "timestamp": -1, "message": "m"}, r"logEvents\[7777\].timestamp is missing"),
+        ({"id": "x", "timestamp": 1}, r"logEvents\[7777\].message is missing"),
+        ("just a string", r"logEvents\[7777\] is not an object"),
+    ],
+)
+def test_one_bad_event_in_a_large_delivery_is_named(bad: object, error: str) -> None:
+    events: list[object] = [{"id": str(n), "timestamp": 1000 + n, "message": f"m{n}"} for n in range(10_000)]
+    events[7777] = bad
+    document = {"messageType": "DATA_MESSAGE", "logGroup": "g", "logStream": "s", "logEvents": events}
+    with pytest.raises(InvalidEvent, match=error):
+        parse_detector_event(encode_awslogs(document))
+
+
+def test_a_large_delivery_keeps_every_message_in_order_and_the_newest_timestamp() -> None:
+    events = [{"id": str(n), "timestamp": 5000 - n % 77, "message": f"m{n}"} for n in range(10_000)]
+    document = {"messageType": "DATA_MESSAGE", "logGroup": "g", "logStream": "s", "logEvents": events}
+    delivery = parse_detector_event(encode_awslogs(document))
+    assert isinstance(delivery, FlowLogDelivery)
+    assert delivery.messages == tuple(f"m{n}" for n in range(10_000))
+    assert delivery.latest_event_ms == 5000

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from floodgate.cli.errors import CliError
 from floodgate.cli.inputs import read_blocks
@@ -15,10 +15,8 @@ from floodgate.core.durations import parse_duration
 from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat, FlowLogParser, PendingBatch
 from floodgate.core.model import DenyPlan, Verdict
 from floodgate.core.networks import DenyPolicy, InvalidCidr, parse_network
+from floodgate.core.scanning import block_scanner
 from floodgate.core.summary import TrafficSummary
-
-if TYPE_CHECKING:
-    from floodgate.core.fastscan import FastScanner
 
 FLUSH_SOURCES = 65536  # distinct sources gathered before they are validated and summarised
 
@@ -138,7 +136,7 @@ def analyze_paths(
     parser = FlowLogParser(fmt, vpc_cidrs)
     policy = config.policy
     summary = TrafficSummary.for_share(config.min_share, policy.max_prefix_v4, policy.max_prefix_v6)
-    scanner = _block_scanner(parser)
+    scanner = block_scanner(parser)
     pending = PendingBatch()
     for path in paths:
         for block in read_blocks(path):
@@ -150,30 +148,6 @@ def analyze_paths(
                 pending = PendingBatch()
     scanner.drain_into(pending, summary)
     return plan_denies(summary, config)
-
-
-class _ReferenceScanner:
-    """Blocks through the reference parser: what runs where numpy is not installed."""
-
-    pending_sources = 0
-
-    def __init__(self, parser: FlowLogParser) -> None:
-        self.parser = parser
-
-    def scan_into(self, block: bytes, pending: PendingBatch) -> None:
-        self.parser.accumulate(block.decode("utf-8", "replace").split("\n")[:-1], pending)
-
-    def drain_into(self, pending: PendingBatch, summary: TrafficSummary) -> None:
-        summary.add(self.parser.finish(pending))
-
-
-def _block_scanner(parser: FlowLogParser) -> _ReferenceScanner | FastScanner:
-    """The vectorised scanner when numpy is installed, else the reference parser (same answers)."""
-    try:
-        from floodgate.core.fastscan import FastScanner  # noqa: PLC0415 - numpy is optional
-    except ImportError:
-        return _ReferenceScanner(parser)
-    return FastScanner(parser)
 
 
 def plan_as_json(plan: DenyPlan) -> dict[str, Any]:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from floodgate import __version__
 from floodgate.cli.errors import USAGE, CliError
@@ -58,5 +62,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def entry() -> NoReturn:
+    """The `floodgate` command and `python -m floodgate`: `main`, then out at once.
+
+    A command is one short process: the cyclic collector stays off (its passes over numpy's and boto3's
+    module objects cost ~5% of an analyze of a million records), and the process leaves without tearing the
+    interpreter down module by module (another ~10%); the system reclaims everything either way.
+    """
+    gc.disable()
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        # A reader that went away, or a stream already closed: nothing left to say.
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

@@ -25,7 +25,15 @@ from dataclasses import dataclass
 
 from floodgate.core.model import DenyPlan, PlannedDeny, Verdict
 from floodgate.core.networks import DenyPolicy, Network
-from floodgate.core.summary import ADDRESS_BITS, ASSUMED_SPAN_S, Counter, Members, TrafficSummary, key_network
+from floodgate.core.summary import (
+    ADDRESS_BITS,
+    ASSUMED_SPAN_S,
+    Counter,
+    MemberCounts,
+    Members,
+    TrafficSummary,
+    key_network,
+)
 
 DEPENDENCY_REFUSAL = "spoofable source the VPC depends on"
 SPOOFED_PREFIX_FACTOR = 2.0
@@ -74,7 +82,7 @@ class _Detector:
         self.window_s = float(config.window_s or summary.span_s or ASSUMED_SPAN_S)
         self.total = summary.total_packets
         hot_packets = config.member_floor_pps * self.window_s
-        self.members = {version: summary.member_tallies(version, hot_packets) for version in ADDRESS_BITS}
+        self.members = {version: MemberCounts(summary, version, hot_packets) for version in ADDRESS_BITS}
         self.dependencies = {
             version: sorted(value for v, value in summary.dependencies if v == version)
             for version in ADDRESS_BITS
@@ -91,10 +99,15 @@ class _Detector:
             and octets * 8 / self.window_s >= config.min_bps
         )
 
+    def may_be_abusive(self, upper: int) -> bool:
+        """`abusive`'s packet tests alone, at factor 1: false only where `abusive` is false for any count up
+        to `upper`, so a key failing it can be passed over at once."""
+        return upper / self.window_s >= self.config.min_pps and upper >= self.config.min_share * self.total
+
     def members_of(self, version: int, length: int, key: int) -> Members:
         if length == ADDRESS_BITS[version]:
             return Members(1, 1)
-        return self.members[version].get(length, {}).get(key, Members(0, 0))
+        return self.members[version].of(length, key)
 
     def dense(self, members: Members, ratio: float) -> bool:
         return members.hot >= 2 and members.hot >= ratio * members.seen
@@ -121,6 +134,8 @@ class _Detector:
                 parent = int(candidate.network.network_address) >> (bits - length)
                 members.setdefault(parent, []).append(candidate)
             for key, counter in sorted(level.counters.items()):
+                if not self.may_be_abusive(counter.packets + level.error):
+                    continue  # below the rate or the share whatever is subtracted below: most keys
                 spoofed_only = not is_host and counter.packets > 0 and counter.spoofable >= counter.packets
                 tally = self.members_of(version, length, key)
                 ratio = max(self.config.dense_ratio, SPOOFED_DENSE_RATIO) if spoofed_only else None

@@ -2,11 +2,12 @@
 
 The reference parser splits every line into Python strings, and creating those objects is what costs. Here
 a whole block of regular lines is read as one byte array: field boundaries come from the positions of the
-separators, counters are parsed as digit matrices, and IPv4 addresses become exact 60-bit keys (4 bits per
-character of "0123456789.-"), aggregated with numpy before any Python object is made. Whatever is not plainly
-regular — IPv6, NODATA, non-ASCII, odd whitespace, any value the reference would question — is handed to the
-reference parser line by line, so that counts, reasons and tallies are identical (a property test checks it).
-numpy is optional: without it, callers use FlowLogParser.parse.
+separators, counters are parsed as digit matrices, and IPv4 addresses that are strict dotted quads become
+their integer values at once. Per-source sums live in one table sorted by address, so that the /24 and /16
+sums of a drain are read off its boundaries, and no Python object is made per distinct source. Whatever is
+not plainly regular — IPv6, NODATA, non-ASCII, odd whitespace, an address inet_pton would refuse, any value
+the reference would question — is handed to the reference parser line by line, so that counts, reasons and
+tallies are identical (property tests check it). numpy is optional: without it, callers use the reference.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from floodgate.core.flowlog import (
     PendingBatch,
     SourceBatch,
     Tally,
+    TimeBounds,
 )
-from floodgate.core.summary import TrafficSummary
+from floodgate.core.summary import Counter, TrafficSummary
 
 NDArray = Any  # numpy arrays; the stubs add nothing but noise here
 
@@ -40,11 +42,6 @@ _ADDRESS_WIDTH = 15  # "255.255.255.255"
 _PAD = 16  # widest field read at once
 # Address characters become nibbles (byte - 44): "-" 1, "." 2, "0".."9" 4..13; padding is "," (0).
 _NIBBLE_BASE = 44
-_DECODE = np.zeros(16, dtype=np.uint8)
-for _nibble in range(1, 14):
-    _DECODE[_nibble] = _nibble + _NIBBLE_BASE
-_NIBBLE_SHIFTS = np.arange(16, dtype=np.uint64) * np.uint64(4)
-_DASH_KEY = 1  # "-" alone
 
 
 def _word(text: bytes) -> int:
@@ -111,25 +108,32 @@ class _Block:
     """
 
     def __init__(self, buf: NDArray, ends: NDArray, line_starts: NDArray) -> None:
-        pad = np.zeros(_PAD, dtype=np.uint8)
-        padded = np.concatenate([pad, buf, pad])
-        self.windows = np.lib.stride_tricks.sliding_window_view(padded, _PAD)
+        padded = np.zeros(len(buf) + 2 * _PAD, dtype=np.uint8)
+        padded[_PAD:-_PAD] = buf
+        # The 16 bytes from any offset as one (unaligned) 16-byte item: indexing by field position copies
+        # them with one memcpy each, far faster than a two-dimensional sliding-window gather.
+        self.sixteen_at = np.ndarray((len(padded) - 15,), dtype="V16", buffer=padded, strides=(1,))
         # The 8 bytes from any offset as one (unaligned) uint64: one gather for short fields.
         self.words_at = np.ndarray((len(padded) - 7,), dtype=np.uint64, buffer=padded, strides=(1,))
         self.ends, self.line_starts = ends, line_starts
+        self._starts: dict[int, NDArray] = {}
 
     def start(self, col: int) -> NDArray:
-        return self.line_starts if col == 0 else self.ends[:, col - 1] + 1
+        starts = self._starts.get(col)
+        if starts is None:
+            starts = self._starts[col] = self.line_starts if col == 0 else self.ends[:, col - 1] + 1
+        return starts
 
-    def no_empty_fields(self) -> bool:
-        """False when two separators touch (an empty field, which the reference parser does not see)."""
-        return bool((self.ends[:, 0] > self.line_starts).all() and (np.diff(self.ends, axis=1) > 1).all())
+    def no_empty_fields(self, separators: NDArray) -> bool:
+        """False when two separators touch or a line starts with one (an empty field, which the reference
+        parser does not see)."""
+        return bool(separators[0] > 0 and (np.diff(separators) > 1).all())
 
     def _words(self, col: int, *, right_aligned: bool = False) -> tuple[NDArray, NDArray]:
         """(words, widths): the 16 bytes from the field's start (or ending at its end) as two uint64."""
         start, end = self.start(col), self.ends[:, col]
         first = end - _PAD if right_aligned else start
-        return self.windows[first + _PAD].view(np.uint64), end - start
+        return self.sixteen_at[first + _PAD].view(np.uint64).reshape(-1, 2), end - start
 
     def number(self, col: int, width: int) -> tuple[NDArray, NDArray]:
         """(value, ok) of an unsigned decimal field of at most `width` (≤ 16) digits."""
@@ -154,28 +158,74 @@ class _Block:
         words = self.words_at[start + _PAD]
         return np.where(widths <= 8, words & np.take(_MASKS[:, 0], np.minimum(widths, 8)), 0)
 
-    def address(self, col: int) -> tuple[NDArray, NDArray]:
-        """(key, ok): exact 64-bit keys of IPv4-alphabet fields; ok is False for anything else (IPv6 too).
+    def ipv4(self, col: int) -> tuple[NDArray, NDArray]:
+        """(value, ok): fields that are strict dotted quads, as integers; ok is False for anything else
+        ("-", IPv6, leading zeros, ...), which the caller leaves to the reference parser.
 
-        Each byte becomes a nibble (byte - 44: "-" 1, "." 2, digits 4..13, padding 0) in its own lane; three
-        rounds of shift-and-mask then pack the eight lanes of each word into 32 bits.
+        Each byte becomes a nibble (byte - 44: "." 2, digits 4..13, padding 0) in its own lane; three rounds
+        of shift-and-mask pack the eight lanes of each word into 32 bits, and `_dotted_quads` reads the key.
         """
         words, widths = self._words(col)
         keep = _rows(_MASKS, np.minimum(widths, 16))
-        words = (words & keep) | (_lanes(_NIBBLE_BASE) & ~keep)
-        bad = _any_byte_below(words, _NIBBLE_BASE) | _any_byte_above(words, 57) | _any_byte_equal(words, 47)
+        field = words & keep
+        checked = field | (_lanes(48) & ~keep)  # padding as "0": only digits and dots may remain
+        bad = _any_byte_below(checked, 46) | _any_byte_above(checked, 57) | _any_byte_equal(checked, 47)
         ok = ~(bad[:, 0] | bad[:, 1]) & (widths <= _ADDRESS_WIDTH)
-        words = (words - _lanes(_NIBBLE_BASE)) & _lanes(15)
+        words = (field - (_lanes(_NIBBLE_BASE) & keep)) & _lanes(15)
         words = (words | (words >> np.uint64(4))) & np.uint64(0x00FF00FF00FF00FF)
         words = (words | (words >> np.uint64(8))) & np.uint64(0x0000FFFF0000FFFF)
         words = (words | (words >> np.uint64(16))) & np.uint64(0x00000000FFFFFFFF)
-        return words[:, 0] | (words[:, 1] << np.uint64(32)), ok
+        value, strict = _dotted_quads(words[:, 0] | (words[:, 1] << np.uint64(32)))
+        return value, ok & strict
 
 
-def _decode_keys(keys: NDArray) -> list[str]:
-    nibbles = (keys[:, None] >> _NIBBLE_SHIFTS) & np.uint64(15)
-    chars = _DECODE[nibbles.astype(np.intp)][:, :_ADDRESS_WIDTH]
-    return [raw.decode("ascii") for raw in chars.view(f"S{_ADDRESS_WIDTH}").ravel().tolist()]
+def _octet_table() -> NDArray:
+    """Octet value of every nibble triple (first character in the lowest nibble, padding 0), -1 for any
+    that is not a decimal from 0 to 255 written as inet_pton reads it (no leading zero, no sign)."""
+    table = np.full(1 << 12, -1, dtype=np.int64)
+    for value in range(256):
+        table[sum((byte - _NIBBLE_BASE) << 4 * i for i, byte in enumerate(str(value).encode()))] = value
+    return table
+
+
+_OCTETS = _octet_table()
+_NIBBLES_15 = np.uint64((1 << 60) - 1)
+_LOW_NIBBLE_BITS = np.uint64(0x0777777777777777)
+_HIGH_NIBBLE_BITS = np.uint64(0x0888888888888888)
+_DOT_NIBBLES = np.uint64(0x0222222222222222)  # "." is nibble 2, in each of the 15 character positions
+
+
+def _lowest_bit_index(words: NDArray) -> NDArray:
+    """Index of each word's lowest set bit (negative for 0): a power of two converts to float64 exactly, and
+    its exponent field is the index."""
+    lowest = words & (~words + np.uint64(1))
+    return (lowest.astype(np.float64).view(np.int64) >> 52) - 1023
+
+
+def _dotted_quads(keys: NDArray) -> tuple[NDArray, NDArray]:
+    """(value, ok) of address keys read as strict dotted quads (as inet_pton reads them: no leading zeros).
+
+    The three dots are found as the zero nibbles of key ^ "...": each octet is then the nibbles below the
+    next dot, at most three of them, read through a 4096-entry table. No loop over characters.
+    """
+    rest = keys & _NIBBLES_15
+    found = rest ^ _DOT_NIBBLES  # dots become zero nibbles
+    dots = ~(((found & _LOW_NIBBLE_BITS) + _LOW_NIBBLE_BITS) | found | _LOW_NIBBLE_BITS) & _HIGH_NIBBLE_BITS
+    value = np.zeros(len(keys), dtype=np.int64)
+    ok = np.ones(len(keys), dtype=bool)
+    for _ in range(3):
+        at = _lowest_bit_index(dots)  # bit 3 of the dot's nibble
+        ok &= at >= 3
+        shift = np.maximum(at + 1, 0).astype(np.uint64)
+        octet = _OCTETS[np.minimum(rest & ((np.uint64(1) << shift - np.uint64(4)) - np.uint64(1)), 4095)]
+        ok &= (octet >= 0) & (at <= 15)  # a dot within the first four characters
+        value = (value << 8) | octet
+        rest >>= shift
+        dots >>= shift
+    ok &= dots == 0
+    octet = _OCTETS[np.minimum(rest, 4095)]
+    ok &= octet >= 0
+    return (value << 8) | octet, ok
 
 
 class FastScanner:
@@ -195,21 +245,24 @@ class FastScanner:
         self.protocol, self.aws_service = ix("protocol"), ix("pkt-src-aws-service")
         self.src_port, self.dst_port = ix("srcport"), ix("dstport")
         self._sums = _SourceSums()
-        self._destinations = _DestinationVerdicts()
+        self._bounds: TimeBounds | None = None  # of the block being scanned
+        self._inside_v4 = parser.inside_ranges(4)
 
-    def scan(self, data: bytes) -> SourceBatch:
+    def scan(self, data: bytes, bounds: TimeBounds | None = None) -> SourceBatch:
         pending = PendingBatch()
-        self.scan_into(data, pending)
+        self.scan_into(data, pending, bounds)
         self.drain(pending)
         return self.parser.finish(pending)
 
-    def scan_into(self, data: bytes, pending: PendingBatch) -> None:
-        """Add a block's traffic to `pending` (several blocks may share one, to validate sources once)."""
+    def scan_into(self, data: bytes, pending: PendingBatch, bounds: TimeBounds | None = None) -> None:
+        """Add a block's traffic to `pending` (several blocks may share one, to validate sources once).
+        With `bounds`, records outside them are skipped by reason, as `FlowLogParser.parse` does."""
         if data and not data.endswith(b"\n"):
             data += b"\n"
+        self._bounds = bounds
         leftovers = self._scan_block(data, pending.by_text, pending.batch)
         if leftovers:
-            self.parser.accumulate(leftovers, pending)
+            self.parser.accumulate(leftovers, pending, bounds)
 
     def _scan_block(self, data: bytes, by_text: dict[str, Tally], batch: SourceBatch) -> list[bytes]:
         """Scan what is regular; return the lines the reference parser must see."""
@@ -229,7 +282,7 @@ class FastScanner:
                 line_starts[0] = 0
                 line_starts[1:] = ends[:-1, -1] + 1
                 block = _Block(buf, ends, line_starts)
-                if block.no_empty_fields():
+                if block.no_empty_fields(seps):
                     return self._scan_regular(block, data, by_text, batch)
         # Mixed block: route lines that cannot be regular to the reference, scan the rest in one go.
         lines = data.split(b"\n")[:-1]
@@ -255,6 +308,8 @@ class FastScanner:
             start, ok_start = block.number(self.start, 10)
             end, ok_end = block.number(self.end, 10)
             good &= ok_start & ok_end & (end >= start)
+            if self._bounds is not None:  # the reference names TOO_OLD and FUTURE
+                good &= (end >= self._bounds.oldest_end) & (start <= self._bounds.newest_start)
         if self.status is not None:
             good &= block.word(self.status) == _OK
         rejected = np.zeros(n, dtype=bool)
@@ -280,13 +335,15 @@ class FastScanner:
         if self.aws_service is not None:
             good &= block.word(self.aws_service) == _DASH  # the reference names the service records' reason
         if self.src is not None:
-            src, ok = block.address(self.src)
-            good &= ok
+            src, ok = block.ipv4(self.src)
         if self.pkt_src is not None:
-            pkt_src, ok = block.address(self.pkt_src)
-            good &= ok
-            src = pkt_src if self.src is None else np.where(pkt_src != _DASH_KEY, pkt_src, src)
-        good &= src != _DASH_KEY
+            pkt_src, pkt_ok = block.ipv4(self.pkt_src)
+            if self.src is None:
+                src, ok = pkt_src, pkt_ok
+            else:
+                behind = block.word(self.pkt_src) != _DASH  # the original client, when there is one
+                src, ok = np.where(behind, pkt_src, src), np.where(behind, pkt_ok, ok)
+        good &= ok  # "-", IPv6 or an odd spelling: the reference parser judges the line
         inbound = np.ones(n, dtype=bool)
         check_dst = np.ones(n, dtype=bool)
         if self.direction is not None:
@@ -295,12 +352,9 @@ class FastScanner:
             inbound &= direction != _EGRESS
             check_dst = direction == _DASH
         if self.dst is not None and check_dst.any():
-            dst, ok = block.address(self.dst)
-            # Rows whose destination does not decide (a direction was given) or is unreadable ask about "-",
-            # which is never an address: one lookup for every row, no index juggling.
-            inside, known = self._destinations.lookup(np.where(check_dst & ok, dst, _DASH_KEY), self.parser)
-            good &= ~check_dst | (ok & known)
-            inbound &= ~check_dst | inside
+            dst, ok = block.ipv4(self.dst)
+            good &= ~check_dst | ok
+            inbound &= ~check_dst | _inside_mask(dst, self._inside_v4)
         elif self.dst is None and self.direction is not None:
             good &= ~check_dst  # no destination field: a "-" direction cannot be told apart
         outbound = good & ~inbound
@@ -337,68 +391,118 @@ class FastScanner:
         """Distinct sources held in arrays, not yet drained (an upper bound)."""
         return self._sums.size
 
-    def drain_into(self, pending: PendingBatch, summary: TrafficSummary) -> None:
-        """Fold everything gathered so far into `summary`, then start afresh.
+    def drain_into(self, pending: PendingBatch, summary: TrafficSummary) -> SourceBatch:
+        """Fold everything gathered so far into `summary`, then start afresh: what
+        `summary.add(parser.finish(pending))` would do with every line through the reference parser.
 
-        Plain dotted-quad sources held in arrays go straight into the summary's levels, keeping only the
-        counters that can survive compaction: no Python object per distinct source. The rest (IPv6, odd
-        spellings, lines the reference parser took) go through `parser.finish` as usual.
+        Sources held in arrays (strict dotted quads, sorted by value) go straight into the summary's IPv4
+        levels, keeping only the counters that can survive compaction: no Python object per distinct
+        source. IPv4 sources of the lines the reference parser took join them first, so that each level
+        takes one merge per batch, as it would from the reference parser.
         """
-        drained = self._sums.take()
-        if drained is not None:
-            keys, sums = drained
-            values, plain = _dotted_quads(keys)
-            if not plain.all():
-                self._drain_rows(keys[~plain], [column[~plain] for column in sums], pending)
-            packets, high, low, rejected, records, spoofable = (column[plain] for column in sums)
-            values = values[plain]
-            inside = _inside_mask(values, self.parser.inside_ranges(4))
-            stats = pending.batch.stats
-            if inside.any():
-                stats.skip(NOT_INBOUND, int(records[inside].sum()))
-            stats.parsed += int(records[~inside].sum())
-            outside = ~inside
-            _fold_into_levels(
-                summary,
-                values=values[outside],
-                packets=packets[outside],
-                high=high[outside],
-                low=low[outside],
-                rejected=rejected[outside],
-                spoofable=spoofable[outside],
-            )
-        summary.add(self.parser.finish(pending))
+        table = self._take_outside(pending.batch)
+        batch = self.parser.finish(pending)
+        if table is not None:
+            taken = [(key, batch.sources.pop(key)) for key in [key for key in batch.sources if key[0] == 4]]
+            if taken:
+                values = np.array([value for (_, value), _ in taken], dtype=np.int64)
+                tallies = np.array([tally for _, tally in taken], dtype=object)
+                octets = tallies[:, BYTES]
+                columns = [tallies[:, PACKETS], octets >> 32, octets & 0xFFFFFFFF]
+                columns += [tallies[:, REJECT_PACKETS], tallies[:, RECORDS], tallies[:, SPOOFABLE]]
+                table = _Table.grouped(
+                    np.concatenate([table.values, values]),
+                    [
+                        np.concatenate([mine, theirs.astype(np.int64)])
+                        for mine, theirs in zip(table.columns, columns, strict=True)
+                    ],
+                )
+            _fold_into_levels(summary, table)
+        summary.add(batch)
+        return batch
 
     def drain(self, pending: PendingBatch) -> None:
-        """Move the sums held in arrays into `pending` (once per batch of blocks: one Python object each)."""
-        drained = self._sums.take()
-        if drained is not None:
-            self._drain_rows(*drained, pending)
+        """Move the sums held in arrays into `pending.batch` (one Python object per source)."""
+        table = self._take_outside(pending.batch)
+        if table is None:
+            return
+        sources = pending.batch.sources
+        columns = (column.tolist() for column in table.columns)
+        rows = zip(table.values.tolist(), *columns, strict=True)
+        for value, packets, high, low, rejected, records, spoofable in rows:
+            sources[(4, value)] = [packets, (high << 32) + low, rejected, records, spoofable]
 
-    @staticmethod
-    def _drain_rows(keys: NDArray, sums: list[NDArray], pending: PendingBatch) -> None:
-        by_text = pending.by_text
-        columns = (column.tolist() for column in sums)
-        rows = zip(_decode_keys(keys), *columns, strict=True)
-        for text, packets, high, low, rejected, records, spoofable in rows:
-            octets = (high << 32) + low
-            tally = by_text.get(text)
-            if tally is None:
-                by_text[text] = [packets, octets, rejected, records, spoofable]
-            else:
-                tally[PACKETS] += packets
-                tally[BYTES] += octets
-                tally[REJECT_PACKETS] += rejected
-                tally[RECORDS] += records
-                tally[SPOOFABLE] += spoofable
+    def _take_outside(self, batch: SourceBatch) -> _Table | None:
+        """The sums gathered so far, less sources inside the protected network (counted as not inbound)."""
+        table = self._sums.take()
+        if table is None:
+            return None
+        inside = _inside_mask(table.values, self._inside_v4)
+        stats = batch.stats
+        if inside.any():
+            stats.skip(NOT_INBOUND, int(table.records[inside].sum()))
+            table = table.select(~inside)
+        stats.parsed += int(table.records.sum())
+        return table if len(table.values) else None
+
+
+class _Table:
+    """Per-source sums, one row per distinct IPv4 source, sorted by address value. Bytes are summed as
+    32-bit halves so that no int64 sum can overflow, whatever the input."""
+
+    __slots__ = ("bytes_high", "bytes_low", "packets", "records", "rejected", "spoofable", "values")
+
+    def __init__(self, values: NDArray, columns: list[NDArray]) -> None:
+        self.values = values
+        self.packets, self.bytes_high, self.bytes_low, self.rejected, self.records, self.spoofable = columns
+
+    @property
+    def columns(self) -> list[NDArray]:
+        return [self.packets, self.bytes_high, self.bytes_low, self.rejected, self.records, self.spoofable]
+
+    def select(self, rows: NDArray) -> _Table:
+        return _Table(self.values[rows], [column[rows] for column in self.columns])
+
+    @classmethod
+    def grouped(cls, values: NDArray, columns: list[NDArray], *, runs: bool = False) -> _Table:
+        """Rows with equal values summed; rows come out sorted by value. `runs`: the rows are a few sorted
+        runs one after the other (a stable sort merges those in linear time)."""
+        if not len(values):
+            return cls(values, columns)
+        # Sorting value and row number packed in one uint64 is several times faster than an argsort.
+        rows = np.arange(len(values), dtype=np.uint64)
+        packed = np.sort((values.astype(np.uint64) << np.uint64(32)) | rows, kind="stable" if runs else None)
+        order = (packed & np.uint64(0xFFFFFFFF)).astype(np.intp)
+        ordered = values[order]
+        repeats = ordered[1:] == ordered[:-1]
+        if not repeats.any():
+            return cls(ordered, [column[order] for column in columns])
+        firsts = np.flatnonzero(np.concatenate(([True], ~repeats)))
+        return cls(ordered[firsts], [np.add.reduceat(column[order], firsts) for column in columns])
+
+
+_COLUMNS = 6  # of a _Table
+
+
+def _add_rows(sums: list[NDArray], rows: NDArray, columns: list[NDArray]) -> None:
+    """sums[i][rows] += columns[i], rows repeating. bincount sums in float64: exact while every sum stays
+    below 2**53, which a block's rows ensure (MAX_PACKETS per row, bytes in 32-bit halves); np.add.at,
+    exact but slower, takes any larger block."""
+    if len(rows) * MAX_PACKETS < 2**53:
+        for mine, theirs in zip(sums, columns, strict=True):
+            np.add(mine, np.bincount(rows, weights=theirs, minlength=len(mine)).astype(np.int64), out=mine)
+    else:
+        for mine, theirs in zip(sums, columns, strict=True):
+            np.add.at(mine, rows, theirs)
 
 
 class _SourceSums:
     """Per-source sums [packets, bytes high, bytes low, rejected packets, records, spoofable packets] kept
     as arrays.
 
-    Keys are kept sorted: a block's sources that are already known are added in place (binary search);
-    new ones wait in a small side list and are merged in once it grows, so most blocks sort only themselves.
+    The table is kept sorted by address: a block's sources that are already known are added in place
+    (binary search); new ones wait in a small side list and are merged in once it grows, so most blocks
+    sort only themselves.
     """
 
     MERGE_ROWS = 16_384
@@ -407,19 +511,19 @@ class _SourceSums:
         self._reset()
 
     def _reset(self) -> None:
-        self.keys = np.empty(0, dtype=np.uint64)
-        self.sums = [np.empty(0, dtype=np.int64) for _ in range(6)]
-        self.fresh: list[tuple[NDArray, list[NDArray]]] = []
+        self.table = _Table(
+            np.empty(0, dtype=np.int64), [np.empty(0, dtype=np.int64) for _ in range(_COLUMNS)]
+        )
+        self.fresh: list[_Table] = []
         self.fresh_rows = 0
 
     @property
     def size(self) -> int:
-        return len(self.keys) + self.fresh_rows
+        return len(self.table.values) + self.fresh_rows
 
     def add(
         self, src: NDArray, packets: NDArray, octets: NDArray, rejected: NDArray, spoofable: NDArray
     ) -> None:
-        # bincount sums in float64, exact below 2**53: bytes are summed as two 32-bit halves.
         columns = [
             packets,
             octets >> 32,
@@ -428,95 +532,40 @@ class _SourceSums:
             np.ones_like(packets),
             packets * spoofable,
         ]
-        keys, sums = _group(src, columns)
-        if len(self.keys):
-            at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
-            known = self.keys[at] == keys
-            for mine, theirs in zip(self.sums, sums, strict=True):
-                mine[at[known]] += theirs[known]
-            keys, sums = keys[~known], [column[~known] for column in sums]
-        if len(keys):
-            self.fresh.append((keys, sums))
-            self.fresh_rows += len(keys)
-            if self.fresh_rows >= self.MERGE_ROWS:
-                self._merge()
+        known_values = self.table.values
+        if len(known_values):
+            # Rows of sources already in the table are summed into it by position, without sorting them.
+            at = np.minimum(np.searchsorted(known_values, src), len(known_values) - 1)
+            known = known_values[at] == src
+            if known.any():
+                _add_rows(self.table.columns, at[known], [column[known] for column in columns])
+                if known.all():
+                    return
+                src, columns = src[~known], [column[~known] for column in columns]
+        block = _Table.grouped(src, columns)
+        self.fresh.append(block)
+        self.fresh_rows += len(block.values)
+        if self.fresh_rows >= self.MERGE_ROWS:
+            self._merge()
 
     def _merge(self) -> None:
-        keys = np.concatenate([self.keys, *(k for k, _ in self.fresh)])
-        columns = [np.concatenate([mine, *(s[i] for _, s in self.fresh)]) for i, mine in enumerate(self.sums)]
-        self.keys, self.sums = _group(keys, columns)
+        tables = [self.table, *self.fresh]
+        self.table = _Table.grouped(
+            np.concatenate([t.values for t in tables]),
+            [np.concatenate([t.columns[i] for t in tables]) for i in range(_COLUMNS)],
+            runs=True,
+        )
         self.fresh, self.fresh_rows = [], 0
 
-    def take(self) -> tuple[NDArray, list[NDArray]] | None:
-        """The merged keys and sums, leaving this empty; None when there is nothing."""
+    def take(self) -> _Table | None:
+        """The merged table, leaving this empty; None when there is nothing."""
         if self.fresh:
             self._merge()
-        if not len(self.keys):
+        if not len(self.table.values):
             return None
-        taken = self.keys, self.sums
+        taken = self.table
         self._reset()
         return taken
-
-
-def _group(keys: NDArray, columns: list[NDArray]) -> tuple[NDArray, list[NDArray]]:
-    """Sorted distinct keys and the per-key sums of each column."""
-    distinct, index = np.unique(keys, return_inverse=True)
-    size = len(distinct)
-    return distinct, [np.bincount(index, weights=c, minlength=size).astype(np.int64) for c in columns]
-
-
-class _DestinationVerdicts:
-    """Destination address keys already judged by the parser: inside the VPC, outside it, or no address."""
-
-    LIMIT = 65_536  # destinations are mostly our own interfaces; outbound records could bring many more
-
-    def __init__(self) -> None:
-        self._reset()
-
-    def _reset(self) -> None:
-        self.seen = np.empty(0, dtype=np.uint64)
-        self.inside = np.empty(0, dtype=np.uint64)
-        self.not_addresses = np.empty(0, dtype=np.uint64)
-
-    def lookup(self, keys: NDArray, parser: FlowLogParser) -> tuple[NDArray, NDArray]:
-        """(inside, is an address) for each key; keys never seen before are judged once by the parser.
-        With the few destinations of a VPC, np.isin is a handful of vector compares."""
-        unseen = ~np.isin(keys, self.seen)
-        if unseen.any():
-            if len(self.seen) > self.LIMIT:
-                self._reset()
-                unseen[:] = True
-            new = np.unique(keys[unseen])
-            verdicts = np.array([parser.destination_inside(text) for text in _decode_keys(new)], dtype=object)
-            self.seen = np.concatenate([self.seen, new])
-            self.inside = np.concatenate([self.inside, new[verdicts == True]])  # noqa: E712 - elementwise
-            self.not_addresses = np.concatenate([self.not_addresses, new[verdicts == None]])  # noqa: E711
-        return np.isin(keys, self.inside), ~np.isin(keys, self.not_addresses)
-
-
-def _dotted_quads(keys: NDArray) -> tuple[NDArray, NDArray]:
-    """(value, ok) of address keys read as strict dotted quads (as inet_pton reads them: no leading zeros)."""
-    nibbles = ((keys[:, None] >> _NIBBLE_SHIFTS[:_ADDRESS_WIDTH]) & np.uint64(15)).astype(np.int64)
-    total = np.zeros(len(keys), dtype=np.int64)
-    octet = np.zeros(len(keys), dtype=np.int64)
-    digits = np.zeros(len(keys), dtype=np.int64)
-    dots = np.zeros(len(keys), dtype=np.int64)
-    ok = np.ones(len(keys), dtype=bool)
-    for column in nibbles.T:
-        is_digit = (column >= 4) & (column <= 13)
-        is_dot = column == 2
-        ok &= ~(is_digit & (digits == 1) & (octet == 0))  # a leading zero
-        ok &= ~(is_dot & (digits == 0))  # an empty octet
-        ok &= (column == 0) | is_digit | is_dot
-        octet = np.where(is_digit, octet * 10 + column - 4, octet)
-        digits += is_digit
-        ok &= octet <= 255
-        total = np.where(is_dot, total * 256 + octet, total)
-        octet = np.where(is_dot, 0, octet)
-        digits = np.where(is_dot, 0, digits)
-        dots += is_dot
-    ok &= (dots == 3) & (digits > 0)
-    return total * 256 + octet, ok
 
 
 def _inside_mask(values: NDArray, ranges: tuple[tuple[int, int], ...]) -> NDArray:
@@ -526,35 +575,26 @@ def _inside_mask(values: NDArray, ranges: tuple[tuple[int, int], ...]) -> NDArra
     return inside
 
 
-def _fold_into_levels(
-    summary: TrafficSummary,
-    *,
-    values: NDArray,
-    packets: NDArray,
-    high: NDArray,
-    low: NDArray,
-    rejected: NDArray,
-    spoofable: NDArray,
-) -> None:
-    """Add IPv4 sources held in arrays to every IPv4 level of `summary`, like TrafficSummary.add would."""
-    if not len(values):
-        return
-    octets = (high << 32) + low
-    summary.total_packets += int(packets.sum())
-    summary.total_bytes += int(octets.sum())
-    summary.reject_packets += int(rejected.sum())
+def _fold_into_levels(summary: TrafficSummary, table: _Table) -> None:
+    """Add IPv4 sources held in arrays to every IPv4 level of `summary`, like TrafficSummary.add would.
+
+    The table is sorted by address, so every prefix's sources are adjacent: each level is one pass of
+    sums between its boundaries (no sort per level).
+    """
+    summary.total_packets += int(table.packets.sum())
+    summary.total_bytes += (int(table.bytes_high.sum()) << 32) + int(table.bytes_low.sum())
+    summary.reject_packets += int(table.rejected.sum())
+    sums = [table.packets, table.bytes_high, table.bytes_low, table.rejected, table.spoofable]
     for (version, length), level in summary.levels.items():
         if version != 4:
             continue
-        prefixes, index = np.unique(values >> (32 - length), return_inverse=True)
-        size = len(prefixes)
-        # Sums of 32-bit halves stay below 2**53 in float64 bincount: exact.
-        columns = [
-            _exact_sums(index, packets, size),
-            _exact_sums(index, octets, size),
-            _exact_sums(index, rejected, size),
-            _exact_sums(index, spoofable, size),
-        ]
+        prefixes = table.values >> (32 - length)
+        if length == 32:
+            columns = sums
+        else:
+            firsts = np.flatnonzero(np.concatenate(([True], prefixes[1:] != prefixes[:-1])))
+            prefixes = prefixes[firsts]
+            columns = [np.add.reduceat(column, firsts) for column in sums]
         floor = 0
         known = np.isin(prefixes, np.fromiter(level.counters, dtype=np.int64, count=len(level.counters)))
         fresh = np.flatnonzero(~known)
@@ -565,12 +605,11 @@ def _fold_into_levels(
             floor = int(weights[top].min())
             chosen = np.concatenate([np.flatnonzero(known), fresh[top]])
         else:
-            chosen = np.arange(size)
+            chosen = np.arange(len(prefixes))
         rows = zip(prefixes[chosen].tolist(), *(column[chosen].tolist() for column in columns), strict=True)
-        level.merge({key: [p, b, r, s] for key, p, b, r, s in rows}, floor=floor)
-
-
-def _exact_sums(index: NDArray, values: NDArray, size: int) -> NDArray:
-    high = np.bincount(index, weights=values >> 32, minlength=size).astype(np.int64)
-    low = np.bincount(index, weights=values & 0xFFFFFFFF, minlength=size).astype(np.int64)
-    return (high << 32) + low
+        if not level.counters and len(chosen) <= level.capacity:
+            # What merge would build, without its lookups: nothing to add to and nothing to compact (the
+            # detector's summary of one delivery, the first flush of a capture).
+            level.counters = {key: Counter(p, (h << 32) + lo, r, s) for key, p, h, lo, r, s in rows}
+        else:
+            level.merge({key: [p, (h << 32) + lo, r, s] for key, p, h, lo, r, s in rows}, floor=floor)

@@ -246,19 +246,24 @@ class FlowLogParser:
         """Aggregate one batch. Lines may be str or bytes (undecodable bytes count as bad values).
         With `bounds`, records outside them are skipped by reason (TOO_OLD, FUTURE)."""
         pending = PendingBatch()
-        self._bounds = bounds
-        try:
-            self.accumulate(lines, pending)
-        finally:
-            self._bounds = None
+        self.accumulate(lines, pending, bounds)
         return self.finish(pending)
 
-    def accumulate(  # noqa: PLR0912, PLR0915 - the hot loop stays inline on purpose
-        self, lines: Iterable[str | bytes], pending: PendingBatch
+    def accumulate(
+        self, lines: Iterable[str | bytes], pending: PendingBatch, bounds: TimeBounds | None = None
     ) -> None:
         """Add each line's traffic to `pending`: per source as written, and the records' time span.
+        With `bounds`, records outside them are skipped by reason (TOO_OLD, FUTURE)."""
+        self._bounds = bounds
+        try:
+            self._accumulate(lines, pending)
+        finally:
+            self._bounds = None
 
-        The loop tests the plain case inline (this is the detector's hot path); a record failing any of
+    def _accumulate(  # noqa: PLR0912, PLR0915 - the hot loop stays inline on purpose
+        self, lines: Iterable[str | bytes], pending: PendingBatch
+    ) -> None:
+        """The loop tests the plain case inline (this is the detector's hot path); a record failing any of
         those tests goes to `_record_problem`, the one place that names what is wrong with it.
         """
         batch, by_text = pending.batch, pending.by_text

@@ -13,7 +13,7 @@ Guarantees:
   compaction: `error` is 0 everywhere) the merged summary of any split of a capture — over deliveries,
   interfaces, in any order — is identical to the summary of the whole capture, and so is every plan made
   from it. Prefix member counts (sources seen, sources above the member floor) are derived at decision time
-  from the merged per-source sums (`member_tallies`), never counted per batch.
+  from the merged per-source sums (`MemberCounts`), never counted per batch.
 - Beyond that, at any time, for every key, `estimate <= true <= estimate + error`, where the level's `error`
   is at most total/(capacity+1). With capacity >= 8/min_share, every source or prefix carrying at least
   min_share of the packets is kept, with its count known to within min_share/8 of the total.
@@ -22,6 +22,7 @@ Memory is O(levels × capacity), whatever the number of distinct sources.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import ipaddress
 import math
@@ -55,6 +56,42 @@ class Members:
 
     seen: int
     hot: int
+
+
+class MemberCounts:
+    """Sources seen inside any prefix of one IP version, and those with at least `hot_packets` packets,
+    from the merged per-source sums (so the same however the window was split). Sources sorted once by
+    address: each prefix asked about is one range of them (a decision asks about a handful).
+
+    When the source level was compacted (its error is positive), sources left out each carried at most
+    `error` packets: the prefix's packets not accounted for by kept sources count as that many more members,
+    at least one per `error` packets - erring towards more members, i.e. towards not denying.
+    """
+
+    def __init__(self, summary: TrafficSummary, version: int, hot_packets: float) -> None:
+        self._summary, self._version, self._hot_packets = summary, version, hot_packets
+        self._bits = ADDRESS_BITS[version]
+        hosts = summary.levels.get((version, self._bits))
+        ordered = sorted(hosts.counters.items()) if hosts is not None else []
+        self._values = [value for value, _ in ordered]
+        self._packets = [counter.packets for _, counter in ordered]
+        self._error = hosts.error if hosts is not None else 0
+
+    def of(self, length: int, key: int) -> Members:
+        """Members of the prefix `key` of `length` bits (shorter than an address) that the summary holds."""
+        level = self._summary.levels.get((self._version, length))
+        counter = level.counters.get(key) if level is not None else None
+        if counter is None or not self._values:
+            return Members(0, 0)
+        shift = self._bits - length
+        first = bisect.bisect_left(self._values, key << shift)
+        last = bisect.bisect_left(self._values, (key + 1) << shift, first)
+        inside = self._packets[first:last]
+        hot_packets = self._hot_packets
+        seen, hot = last - first, sum(1 for packets in inside if packets >= hot_packets)
+        if self._error:
+            seen += math.ceil(max(0, counter.packets - sum(inside)) / self._error)
+        return Members(seen, hot)
 
 
 @dataclass(slots=True)
@@ -163,39 +200,6 @@ class TrafficSummary:
 
     def add_dependencies(self, found: Iterable[tuple[int, int]]) -> None:
         self.dependencies = keep_dependencies((*self.dependencies, *found))
-
-    def member_tallies(self, version: int, hot_packets: float) -> dict[int, dict[int, Members]]:
-        """Per prefix length and prefix key of `version`: sources seen and sources with at least
-        `hot_packets` packets, from the merged per-source sums (so the same however the window was split).
-
-        When the source level was compacted (its error is positive), sources left out each carried at most
-        `error` packets: the prefix's packets not accounted for by kept sources count as that many more
-        members, at least one per `error` packets - erring towards more members, i.e. towards not denying.
-        """
-        bits = ADDRESS_BITS[version]
-        hosts = self.levels.get((version, bits))
-        tallies: dict[int, dict[int, Members]] = {}
-        if hosts is None:
-            return tallies
-        for length in self.level_lengths(version):
-            if length == bits:
-                continue
-            shift = bits - length
-            seen: dict[int, list[int]] = {}
-            for value, counter in hosts.counters.items():
-                entry = seen.setdefault(value >> shift, [0, 0, 0])
-                entry[0] += 1
-                entry[1] += counter.packets >= hot_packets
-                entry[2] += counter.packets
-            level = self.levels[(version, length)]
-            members: dict[int, Members] = {}
-            for key, counter in level.counters.items():
-                count, hot, accounted = seen.get(key, (0, 0, 0))
-                if hosts.error:
-                    count += math.ceil(max(0, counter.packets - accounted) / hosts.error)
-                members[key] = Members(count, hot)
-            tallies[length] = members
-        return tallies
 
     def add(self, batch: SourceBatch) -> None:
         """Fold one batch's exact per-source tallies into every level."""

@@ -3,6 +3,7 @@ once per execution environment, and the mapping from a service's report to metri
 
 from __future__ import annotations
 
+import gc
 import os
 import warnings
 from collections.abc import Callable, Mapping
@@ -44,9 +45,14 @@ class ColdStart(Generic[T]):
         self._service: T | None = None
 
     def get(self) -> T:
-        if self._service is None:
-            self._service = self._build(Settings.from_env(os.environ))
-        return self._service
+        service = self._service
+        if service is None:
+            service = self._service = self._build(Settings.from_env(os.environ))
+            # What exists now - modules, clients, the service - lives as long as the execution environment.
+            # Frozen out of the collector's sight, it is no longer walked by every full collection, which is
+            # what made the slowest tenth of 10,000-record deliveries twice as slow as the median.
+            gc.freeze()
+        return service
 
     def use(self, service: T | None) -> None:
         self._service = service

@@ -25,12 +25,13 @@ ledger, deny log). This module never touches a NACL itself.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from floodgate.adapters.arming import Armed, Arming
 from floodgate.adapters.dependencies import DependencyGuard, DependencyMemory
@@ -49,6 +50,7 @@ from floodgate.core.flowlog import (
 )
 from floodgate.core.model import DenyPlan, ParseStats, PlannedDeny
 from floodgate.core.records import EventKind, Evidence, LogEvent, Origin, OriginKind
+from floodgate.core.scanning import ReferenceScanner, block_scanner, summarise_lines
 from floodgate.core.text import shown
 from floodgate.core.window import rate_window_s, reject_rates
 from floodgate.engine.enforcer import Enforcer
@@ -68,6 +70,9 @@ from floodgate.services.records_json import event_json
 from floodgate.services.reports import armed_json, event_metrics, event_tally
 from floodgate.services.wiring import Wiring, detection_config
 from floodgate.settings import ENV, Settings
+
+if TYPE_CHECKING:
+    from floodgate.core.fastscan import FastScanner
 
 _log = logging.getLogger(__name__)
 
@@ -246,6 +251,11 @@ class DetectionService:
             clock=wiring.clock,
         )
 
+    @functools.cached_property
+    def scanner(self) -> ReferenceScanner | FastScanner:
+        """Built on the first delivery, not at start-up: numpy's import then weighs on no alarm's latency."""
+        return block_scanner(self.parser)
+
     # -- events ------------------------------------------------------------------------------------------
 
     def handle(self, event: DetectorEvent, *, home: Home | None = None) -> DetectorReport:
@@ -291,13 +301,12 @@ class DetectionService:
             oldest_end=math.floor(now - self.settings.window_s - LATE_DELIVERY_S),
             newest_start=math.ceil(now + self.settings.clock_skew_s),
         )
-        batch = self.parser.parse(delivery.messages, bounds)
+        summary = self.window.new_summary()
+        batch = summarise_lines(self.scanner, delivery.messages, summary, bounds)
         if batch.dependencies:
             self.dependencies.remember(batch.dependencies, now=now)
         written = WindowWrite(parts=0, written=0)
-        if batch.sources:
-            summary = self.window.new_summary()
-            summary.add(batch)
+        if batch.stats.parsed:  # every parsed record belongs to a source
             stored_at = self._clock()  # after parsing: the stamp that tells settled deliveries apart
             written = self.window.add(delivery.delivery_id, summary, now=stored_at)
             self.window.compact(now=stored_at)

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from operator import itemgetter
 from typing import Any
 
 from floodgate.core.text import clean, has_surrogates, printable, shown
@@ -176,7 +177,37 @@ def _subscription(awslogs: object) -> FlowLogDelivery | ControlMessage:
     events = document.get("logEvents")
     if not isinstance(events, list) or not events:
         raise InvalidEvent("awslogs.data logEvents is missing, empty or not a list")
-    messages: list[str] = []
+    messages, latest_ms = _messages(events)
+    return FlowLogDelivery(
+        log_group=log_group,
+        log_stream=log_stream,
+        messages=tuple(messages),
+        delivery_id=_delivery_id(log_group, log_stream, events),
+        latest_event_ms=latest_ms,
+    )
+
+
+def _messages(events: list[Any]) -> tuple[list[str], int]:
+    """The log events' messages and the newest timestamp. Checked column by column at C speed (a delivery
+    holds up to 10,000 events); only a delivery that fails is walked event by event, to name the bad one."""
+    try:
+        messages = list(map(itemgetter("message"), events))
+        stamps = list(map(itemgetter("timestamp"), events))
+        ids = list(map(itemgetter("id"), events))
+    except (KeyError, TypeError, IndexError):
+        pass
+    else:  # exact types: a bool is no timestamp; any surrogate makes the joined ids unencodable too
+        if (
+            set(map(type, messages)) == {str}
+            and set(map(type, stamps)) == {int}
+            and set(map(type, ids)) == {str}
+            and min(stamps) >= 0
+            and max(stamps) <= MAX_EPOCH_MS
+            and max(map(len, ids)) <= MAX_NAME_CHARS
+            and not has_surrogates("".join(ids))
+        ):
+            return messages, max(stamps)
+    messages = []
     latest_ms = 0
     for position, item in enumerate(events):
         where = f"awslogs.data logEvents[{position}]"
@@ -196,13 +227,7 @@ def _subscription(awslogs: object) -> FlowLogDelivery | ControlMessage:
             raise InvalidEvent(f"{where}.id is not an event id: {shown(event_id)}")
         messages.append(message)
         latest_ms = max(latest_ms, timestamp)
-    return FlowLogDelivery(
-        log_group=log_group,
-        log_stream=log_stream,
-        messages=tuple(messages),
-        delivery_id=_delivery_id(log_group, log_stream, events),
-        latest_event_ms=latest_ms,
-    )
+    return messages, latest_ms
 
 
 def _decode_awslogs(awslogs: object) -> Mapping[str, Any]:
