@@ -51,6 +51,17 @@ def pages(retrier: Retrier, what: str, query: Callable[..., Any], params: Mappin
             return
 
 
+def put_new(
+    retrier: Retrier, what: str, put_item: Callable[..., Any], table: str, item: Mapping[str, Any]
+) -> bool:
+    """Write `item` unless an item with its key is already there (a retry of the same write, or another
+    worker's): True when this call wrote it."""
+    written = retrier.call_if(
+        what, partial(put_item, TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+    )
+    return written is not None
+
+
 def _storable(value: Any) -> Any:
     if isinstance(value, bool) or value is None:
         return value

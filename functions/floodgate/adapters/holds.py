@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from floodgate.adapters import dynamo
 from floodgate.adapters.retry import Retrier, default_client
 from floodgate.tables import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 
@@ -56,16 +57,7 @@ class HoldRecords:
             "desired": {"N": str(record.desired)},
             TTL_ATTRIBUTE: {"N": str(math.ceil(record.until) + _RECORD_GRACE_S)},
         }
-        done = self._retry.call_if(
-            "PutItem hold",
-            partial(
-                self._ddb.put_item,
-                TableName=self.table,
-                Item=item,
-                ConditionExpression="attribute_not_exists(pk)",
-            ),
-        )
-        return done is not None
+        return dynamo.put_new(self._retry, "PutItem hold", self._ddb.put_item, self.table, item)
 
     def in_force(self) -> list[HoldRecord]:
         reply = self._retry.call(

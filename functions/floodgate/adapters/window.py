@@ -163,9 +163,7 @@ class TrafficWindow:
         if again:
             self._retry.call("PutItem window delivery", put)
             return filed
-        if self._retry.call_if(
-            "PutItem window delivery", partial(put, ConditionExpression="attribute_not_exists(pk)")
-        ):
+        if dynamo.put_new(self._retry, "PutItem window delivery", self._ddb.put_item, self.table, marker):
             return filed
         known = self._retry.call(
             "GetItem window delivery",
@@ -185,16 +183,8 @@ class TrafficWindow:
                 "summary": {"B": part},
                 TTL_ATTRIBUTE: {"N": expires},
             }
-            stored = self._retry.call_if(
-                "PutItem window",
-                partial(
-                    self._ddb.put_item,
-                    TableName=self.table,
-                    Item=item,
-                    ConditionExpression="attribute_not_exists(pk)",
-                ),
-            )
-            if stored is not None:  # else an earlier attempt at this same delivery wrote this part
+            # Not written when an earlier attempt at this same delivery wrote this part.
+            if dynamo.put_new(self._retry, "PutItem window", self._ddb.put_item, self.table, item):
                 written += 1
         return written
 
@@ -360,16 +350,7 @@ class TrafficWindow:
             }
             if index == 0:
                 item["deliveries"] = {"SS": sorted(ids)}  # what a late writer checks itself against
-            stored = self._retry.call_if(
-                "PutItem window merged",
-                partial(
-                    self._ddb.put_item,
-                    TableName=self.table,
-                    Item=item,
-                    ConditionExpression="attribute_not_exists(pk)",
-                ),
-            )
-            if stored is None:
+            if not dynamo.put_new(self._retry, "PutItem window merged", self._ddb.put_item, self.table, item):
                 return  # a concurrent reader merged up to the same mark and writes this version
             bucket.merged_written += 1
         self._keep_opened((bucket.minute, mark_ms), (self._open(list(parts), "merged"), ids))
