@@ -239,12 +239,7 @@ class DetectionService:
             settings,
             enforcer=parts.enforcer,
             window=parts.window,
-            arming=Arming(
-                settings.state_table,
-                parts.dynamodb,
-                retrier=wiring.retrier,
-                clock_skew_s=settings.clock_skew_s,
-            ),
+            arming=parts.arming,
             notifier=parts.notifier,
             holds=parts.holds,
             dependencies=DependencyMemory(settings.state_table, parts.dynamodb, retrier=wiring.retrier),

@@ -51,7 +51,7 @@ class Wiring:
         return dataclasses.replace(settings, vpc_cidrs=union_with_vpc(settings.vpc_cidrs, vpc_ids, blocks))
 
     def parts(self, settings: Settings, *, actor: str) -> ServiceParts:
-        """The engine, the window and the notifier both services are made of."""
+        """The engine, the window, the notifier and the arming the services are made of."""
         dynamodb = default_client("dynamodb", self.dynamodb)
         ledger = Ledger(
             settings.state_table,
@@ -63,6 +63,9 @@ class Wiring:
         gateway = NaclGateway(self.ec2, retrier=self.retrier)
         config = EnforcementConfig.from_settings(settings)
         notifier = Notifier(settings.topic_arn, self.sns, retrier=self.retrier)
+        arming = Arming(
+            settings.state_table, dynamodb, retrier=self.retrier, clock_skew_s=settings.clock_skew_s
+        )
         return ServiceParts(
             enforcer=Enforcer(config, gateway, ledger, now=self.clock, actor=actor),
             window=window_for(
@@ -70,11 +73,19 @@ class Wiring:
             ),
             notifier=notifier,
             dynamodb=dynamodb,
-            holds=self._holds(settings, ledger, notifier, dynamodb, actor=actor),
+            arming=arming,
+            holds=self._holds(settings, ledger, notifier, dynamodb, arming, actor=actor),
         )
 
     def _holds(
-        self, settings: Settings, ledger: Ledger, notifier: Notifier, dynamodb: Any, *, actor: str
+        self,
+        settings: Settings,
+        ledger: Ledger,
+        notifier: Notifier,
+        dynamodb: Any,
+        arming: Arming,
+        *,
+        actor: str,
     ) -> CapacityHold | None:
         """The capacity hold when groups are named (FLOODGATE_HOLD_GROUPS), else None: off."""
         if not settings.hold_groups:
@@ -84,9 +95,7 @@ class Wiring:
             max_s=settings.hold_max_s,
             records=HoldRecords(settings.state_table, dynamodb, retrier=self.retrier),
             scaling=ScalingGroups(self.autoscaling, retrier=self.retrier),
-            arming=Arming(
-                settings.state_table, dynamodb, retrier=self.retrier, clock_skew_s=settings.clock_skew_s
-            ),
+            arming=arming,
             ledger=ledger,
             notifier=notifier,
             actor=actor,
@@ -100,6 +109,7 @@ class ServiceParts:
     window: TrafficWindow
     notifier: Notifier
     dynamodb: Any
+    arming: Arming
     holds: CapacityHold | None = None
 
 
