@@ -57,7 +57,7 @@ def start_emulator() -> tuple[ThreadedMotoServer, str]:
 
 
 def client(service: str, endpoint: str) -> Any:
-    config = Config(retries={"mode": "standard", "total_max_attempts": 1})
+    config = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5, read_timeout=20)
     return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1", config=config)
 
 

@@ -108,7 +108,8 @@ class Emulator:
         self.ec2, self.sns = self.client("ec2"), self.client("sns")
 
     def client(self, service: str) -> Any:
-        config = Config(retries={"mode": "standard", "total_max_attempts": 1})
+        retries: Any = {"mode": "standard", "total_max_attempts": 1}
+        config = Config(retries=retries, connect_timeout=5, read_timeout=20)
         return boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1", config=config)
 
     def _count_write(self, params: dict[str, Any], model: Any, **_: Any) -> None:

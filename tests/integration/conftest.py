@@ -71,7 +71,14 @@ def aws_client(aws_endpoint: str) -> AwsClientFactory:
     """`aws_client("ec2")` or `aws_client("dynamodb", retries={...})`: a client bound to the emulator."""
 
     def build(service: str, **config: Any) -> Any:
-        settings = {"retries": {"mode": "standard", "total_max_attempts": 1}, **config}
+        # Timeouts well within the engine's 60 s lease (it refuses a client that could outlast it), and
+        # generous for an emulator on a busy machine.
+        settings = {
+            "retries": {"mode": "standard", "total_max_attempts": 1},
+            "connect_timeout": 5,
+            "read_timeout": 20,
+            **config,
+        }
         return boto3.client(service, endpoint_url=aws_endpoint, region_name=REGION, config=Config(**settings))
 
     return build

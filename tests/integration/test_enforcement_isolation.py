@@ -99,8 +99,8 @@ def test_a_poison_record_is_quarantined_and_the_other_nacls_keep_working(
     assert set(owned_entries(kit, poisoned, kit.config.directions[0]).values()) == {"203.0.113.7/32"}
     assert set(owned_entries(kit, healthy, kit.config.directions[0]).values()) == {poison, "203.0.113.7/32"}
     assert poison not in {d.cidr for d in kit.ledger.denies(poisoned)}  # no longer retried
+    # No BLOCK: its entry never went in; the QUARANTINE line says why.
     assert [e.kind for e in log_of(kit, clock) if e.cidr == poison and e.nacl_id == poisoned] == [
-        EventKind.BLOCK,
         EventKind.QUARANTINE,
     ]
 
@@ -197,7 +197,8 @@ def test_a_throttled_write_is_pending_not_in_force_and_the_next_run_writes_it(
     result = kit.enforcer.apply([flood("203.0.113.7/32")])
 
     pending = result.of_kind(EventKind.PENDING)
-    assert [(e.nacl_id, e.cidr) for e in pending] == [(throttled, "203.0.113.7/32")]
+    assert [(e.nacl_id, e.cidr, e.would) for e in pending] == [(throttled, "203.0.113.7/32", EventKind.BLOCK)]
+    assert [e.nacl_id for e in result.of_kind(EventKind.BLOCK)] == [healthy]
     assert [nacl_id for nacl_id, _ in result.failures] == [throttled]
     assert owned_entries(kit, throttled, kit.config.directions[0]) == {}
     assert owned_entries(kit, healthy, kit.config.directions[0]) == {100: "203.0.113.7/32"}
@@ -207,7 +208,7 @@ def test_a_throttled_write_is_pending_not_in_force_and_the_next_run_writes_it(
 
     clock.advance(60)  # EC2 is willing again: the expirer's drift check writes the pending entry
     retried = make_enforcer().enforcer.reconcile()
-    assert [(e.kind, e.nacl_id) for e in retried.events] == [(EventKind.REPAIR, throttled)]
+    assert [(e.kind, e.nacl_id) for e in retried.events] == [(EventKind.BLOCK, throttled)]
     assert owned_entries(kit, throttled, kit.config.directions[0]) == {100: "203.0.113.7/32"}
     assert all(n.pending == () for n in kit.enforcer.status().nacls)
 

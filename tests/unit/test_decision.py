@@ -24,6 +24,7 @@ from floodgate.core.decision import (
     Request,
     Want,
     decide,
+    settle_events,
 )
 from floodgate.core.nacl import NaclEntry, NaclSnapshot
 from floodgate.core.networks import DenyPolicy
@@ -35,6 +36,7 @@ from floodgate.core.records import (
     EntryMark,
     EventKind,
     Evidence,
+    LogEvent,
     MarkKind,
     OffenceRecord,
     Origin,
@@ -68,6 +70,11 @@ def deny_entry(rule: int, cidr: str, *, action: str = "deny", protocol: str = "-
 def owned(rule: int, cidr: str) -> EntryMark:
     """The ledger's mark of an entry Floodgate wrote whose deny has left (or moved)."""
     return EntryMark(MarkKind.OWNED, "acl-1", IN, rule, cidr)
+
+
+def pending(rule: int, cidr: str) -> EntryMark:
+    """The ledger's mark of a deny logged PENDING: its entry was not written."""
+    return EntryMark(MarkKind.PENDING, "acl-1", IN, rule, cidr)
 
 
 def reported(rule: int, cidr: str) -> EntryMark:
@@ -293,6 +300,27 @@ CASES = {
         events=((EventKind.REPAIR, X, 100, None, None),),
         changes=(("create", 100, X),),
         drift=((DriftKind.MISSING, 100, X),),
+    ),
+    "pending: a deny logged PENDING goes in now; its BLOCK is logged, not a repair": Case(
+        records=(held(100, X),),
+        marks=(pending(100, X),),
+        events=((EventKind.BLOCK, X, 100, NOW + 300, 1),),
+        changes=(("create", 100, X),),
+        drift=((DriftKind.MISSING, 100, X),),
+    ),
+    "pending: a PENDING deny whose entry is found in place is logged BLOCK, nothing written": Case(
+        entries=(deny_entry(100, X),),
+        records=(held(100, X),),
+        marks=(pending(100, X),),
+        events=((EventKind.BLOCK, X, 100, NOW + 300, 1),),
+    ),
+    "pending: a PENDING mark of a deny no longer held is forgotten, nothing logged": Case(
+        marks=(pending(100, X),),
+    ),
+    "pending: a PENDING deny whose ban ended before its entry was written expires": Case(
+        records=(held(100, X, expires=NOW - 1),),
+        marks=(pending(100, X),),
+        events=((EventKind.EXPIRE, X, 100, NOW - 1, 1),),
     ),
     "drift, mismatch: Floodgate's old entry at a ledger deny's rule is replaced": Case(
         entries=(deny_entry(100, Y),),
@@ -593,3 +621,51 @@ def test_an_extension_on_evidence_carries_the_rate_and_threshold_it_was_judged_o
     (extended,) = run(CASES["extend: the ban is over but the source still sends above the threshold"]).events
     assert extended.evidence is not None
     assert (extended.evidence.reject_pps, extended.evidence.threshold_pps) == (6000.0, 5000.0)
+
+
+def test_a_pending_deny_written_now_drops_its_mark_with_its_block_line() -> None:
+    decision = run(CASES["pending: a deny logged PENDING goes in now; its BLOCK is logged, not a repair"])
+    ((dropped, logged),) = decision.groups
+    assert dropped == DropMark(pending(100, X))
+    assert isinstance(logged, AppendEvent) and logged.event.kind is EventKind.BLOCK
+    assert "pending since an earlier run" in logged.event.reason
+
+
+def test_a_forgotten_pending_mark_is_dropped_alone() -> None:
+    decision = run(CASES["pending: a PENDING mark of a deny no longer held is forgotten, nothing logged"])
+    assert decision.groups == ((DropMark(pending(100, X)),),)
+
+
+def _line(kind: EventKind, cidr: str, rule: int | None, reason: str = "why") -> LogEvent:
+    return LogEvent(kind, NOW, cidr, reason, "floodgate", nacl_id="acl-1", direction=IN, rule=rule)
+
+
+def test_settling_turns_the_lines_of_unwritten_entries_into_pending_and_keeps_the_rest() -> None:
+    block_x = _line(EventKind.BLOCK, X, 100, "9,000 pps")
+    extend_y = _line(EventKind.EXTEND, Y, 101)
+    repair_z = _line(EventKind.REPAIR, Z, 102)
+    evict = _line(EventKind.EVICT, Y, 100)
+    refused = _line(EventKind.REFUSED, V6, None)
+    block_v6 = _line(EventKind.BLOCK, V6, 103)
+    events = [evict, block_x, extend_y, repair_z, refused, block_v6]
+    unwritten = {(IN, 100, X): "EC2 kept failing", (IN, 102, Z): "the lease ran short"}
+
+    settled = settle_events(events, unwritten, dropped={(IN, 103, V6)})
+
+    assert [(e.kind, e.would, e.cidr) for e in settled] == [
+        (EventKind.EVICT, None, Y),  # not about an entry going in
+        (EventKind.PENDING, EventKind.BLOCK, X),
+        (EventKind.EXTEND, None, Y),  # its entry was written (or needed no writing)
+        (EventKind.PENDING, EventKind.REPAIR, Z),
+        (EventKind.REFUSED, None, V6),
+        # the BLOCK of V6 is left out: its deny was dropped, its own QUARANTINE/REFUSED line says why
+    ]
+    assert settled[1].reason == "entry not written (EC2 kept failing); the next run writes it. 9,000 pps"
+    # Same time and id: delivered again, it lands on the same log line.
+    assert (settled[1].at, settled[1].event_id) == (block_x.at, block_x.event_id)
+
+
+def test_settling_matches_the_cidr_as_well_as_the_rule() -> None:
+    # An entry unwritten at rule 100 for X says nothing of a line about Y at the same rule.
+    settled = settle_events([_line(EventKind.BLOCK, Y, 100)], {(IN, 100, X): "why"})
+    assert [e.kind for e in settled] == [EventKind.BLOCK]

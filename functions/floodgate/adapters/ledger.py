@@ -12,8 +12,9 @@ LOG table:
 
 Ledger changes go through `commit`: transactions that carry the writer's lease as a condition (a worker whose
 lease ran out changes nothing), make every item change conditional on the version the writer read
-(`write_id`), and carry the change's log events in a journal item, delivered to the log table right after
-(a transactional outbox: the log table, which grows for months, never takes part in a transaction).
+(`write_id`), and carry the change's log events in a journal item, delivered to the log table afterwards
+(a transactional outbox: the log table, which grows for months, never takes part in a transaction). The
+engine holds a journal back until its NACL writes are done, so the log says what they achieved.
 DynamoDB's TTL deletes late and the emulator never does: whoever reads a record checks its expiry.
 """
 
@@ -86,6 +87,16 @@ class LedgerConflict(LedgerError):
 
 class LeaseLost(LedgerError):
     """The writer's lease ran out (or was taken over) before its change landed; nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Journal:
+    """Log events committed with a ledger change, not yet in the log (`Ledger.deliver` puts them there)."""
+
+    nacl_id: str
+    sort_key: str
+    holder: str | None  # the lease holder that committed it (None: written before journals named it)
+    events: tuple[LogEvent, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,30 +239,40 @@ class Ledger:
 
     # -- writes ------------------------------------------------------------------------------------------
 
-    def commit(self, groups: Sequence[Sequence[LedgerWrite]], *, lease: Lease, now: float) -> None:
+    def commit(
+        self, groups: Sequence[Sequence[LedgerWrite]], *, lease: Lease, now: float, deliver: bool = True
+    ) -> list[Journal]:
         """Write the groups, each group atomically and only while `lease` is still held.
 
         Each transaction carries its groups' ledger changes and one journal item holding their log events;
-        once it lands, the events go to the log table and the journal item is deleted. A worker that dies in
-        between leaves the journal behind, and the next `flush_journal` of that NACL delivers it: the log
+        once it lands, the events go to the log table and the journal item is deleted — at once, or, with
+        `deliver` false, when the caller passes the returned journals to `deliver`. A worker that dies in
+        between leaves the journal behind, and the next run on that NACL delivers it (`journals`): the log
         never misses a committed change, and never shows one that did not commit.
 
         Raises LeaseLost when the lease check failed and LedgerConflict when an item is not in the version it
         was read in; either way that transaction wrote nothing (earlier ones stay: each group stands alone).
         """
+        held: list[Journal] = []
         for chunk in _pack(groups, room=MAX_TRANSACTION_ITEMS - 2):  # the lease check and the journal
             changes = [write for write in chunk if not isinstance(write, AppendEvent)]
-            events = [write.event for write in chunk if isinstance(write, AppendEvent)]
+            events = tuple(write.event for write in chunk if isinstance(write, AppendEvent))
             items: list[TransactWriteItemTypeDef] = [self._lease_check(lease, now)]
             items += [self._transact_item(write) for write in changes]
-            journal_key = _key(JOURNAL_PREFIX + lease.nacl_id, f"{time_key(now)}#{uuid.uuid4().hex[:12]}")
-            log_items = [self._event_item(event) for event in events]
-            if log_items:
-                journal = {**journal_key, "events": {"L": [{"M": item} for item in log_items]}}
-                items.append({"Put": {"TableName": self.state_table, "Item": journal}})
+            journal = Journal(lease.nacl_id, f"{time_key(now)}#{uuid.uuid4().hex[:12]}", lease.holder, events)
+            if events:
+                item = {
+                    **_key(JOURNAL_PREFIX + journal.nacl_id, journal.sort_key),
+                    "holder": attribute(lease.holder),
+                    "events": {"L": [{"M": self._event_item(event)} for event in events]},
+                }
+                items.append({"Put": {"TableName": self.state_table, "Item": item}})
             self._transact(items)
-            if log_items:
-                self._deliver(journal_key, log_items)
+            if events and deliver:
+                self.deliver(journal, events)
+            elif events:
+                held.append(journal)
+        return held
 
     def put_offences(self, writes: Sequence[PutOffence]) -> None:
         """Record offences, each conditional on the version read. Written ahead of the ledger change they
@@ -262,19 +283,49 @@ class Ledger:
             if self._retry.call_if("PutItem offence", partial(self._ddb.put_item, **put)) is None:
                 raise LedgerConflict(f"offence record of {write.record.cidr} changed meanwhile")
 
-    def flush_journal(self, nacl_id: str) -> int:
-        """Deliver log events a dead worker committed but did not get to the log. Returns how many."""
-        delivered = 0
-        for journal in self._query(
+    def journals(self, nacl_id: str, *, now: float) -> list[Journal]:
+        """Journals of the NACL left undelivered by workers that no longer hold its lease (they died, or their
+        lease ran out): the caller delivers them. A live holder's journals are its own to deliver."""
+        items = self._query(
             TableName=self.state_table,
             KeyConditionExpression="pk = :pk",
             ExpressionAttributeValues={":pk": attribute(JOURNAL_PREFIX + nacl_id)},
             ConsistentRead=True,
-        ):
-            log_items = [entry["M"] for entry in journal["events"]["L"]]
-            self._deliver(_key(journal["pk"]["S"], journal["sk"]["S"]), log_items)
-            delivered += len(log_items)
-        return delivered
+        )
+        if not items:
+            return []
+        lease = self.lease_of(nacl_id, now)
+        live = lease.holder if lease is not None else None
+        found = [
+            Journal(
+                nacl_id,
+                str(item[SORT_KEY]["S"]),
+                item["holder"]["S"] if "holder" in item else None,
+                tuple(_event_from(entry["M"]) for entry in item["events"]["L"]),
+            )
+            for item in items
+        ]
+        return [journal for journal in found if journal.holder is None or journal.holder != live]
+
+    def deliver(self, journal: Journal, events: Sequence[LogEvent]) -> None:
+        """Put `events` (the journal's, as they turned out) in the log, then delete the journal. Delivered
+        twice, the same events land on the same log lines."""
+        self._write_log([self._event_item(event) for event in events])
+        self._retry.call(
+            "DeleteItem journal",
+            lambda: self._ddb.delete_item(
+                TableName=self.state_table, Key=_key(JOURNAL_PREFIX + journal.nacl_id, journal.sort_key)
+            ),
+        )
+
+    def put_marks(self, marks: Sequence[EntryMark]) -> None:
+        """Write entry marks outside a commit: only for PENDING marks, which no decision depends on for
+        safety (they only choose the word the log uses once the entry goes in)."""
+        for mark in marks:
+            self._retry.call(
+                "PutItem mark",
+                partial(self._ddb.put_item, TableName=self.state_table, Item=_mark_item(mark)),
+            )
 
     def append(self, events: Sequence[LogEvent]) -> None:
         """Log events that go with no ledger change (dry runs, refusals)."""
@@ -376,12 +427,6 @@ class Ledger:
             if reasons and reasons[0] == "ConditionalCheckFailed":  # the first item is the lease check
                 raise LeaseLost("the lease ran out before the change was written") from None
             raise LedgerConflict(f"ledger changed meanwhile ({', '.join(reasons)})") from None
-
-    def _deliver(self, journal_key: dict[str, Any], log_items: list[dict[str, Any]]) -> None:
-        self._write_log(log_items)
-        self._retry.call(
-            "DeleteItem journal", lambda: self._ddb.delete_item(TableName=self.state_table, Key=journal_key)
-        )
 
     def _write_log(self, log_items: list[dict[str, Any]]) -> None:
         """Put log items in batches of 25. A retry rewrites an item with the same key and content."""

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from floodgate.adapters.retry import THROTTLING_CODES, Retrier, default_client, error_code, is_server_error
+from floodgate.adapters.retry import (
+    THROTTLING_CODES,
+    Retrier,
+    call_budget_s,
+    default_client,
+    error_code,
+    is_server_error,
+)
 from floodgate.core.nacl import ALL_PROTOCOLS, NaclEntry, NaclSnapshot
 from floodgate.core.slots import Direction
 
@@ -76,12 +83,15 @@ class EntryNotFound(NaclError, LookupError):
 class NaclGateway:
     """Reads NACLs and creates, replaces and deletes deny entries.
 
-    At most one mutating EC2 call per method call, plus retries of calls that failed transiently.
+    At most one mutating EC2 call per method call, plus retries of calls that failed transiently. One attempt
+    takes at most `call_budget_s` (the client's connect and read timeouts): the engine starts a call only
+    while its lease has that much left.
     """
 
     def __init__(self, client: EC2Client | None = None, *, retrier: Retrier | None = None) -> None:
         self._ec2: EC2Client = default_client("ec2", client)
         self._retry = retrier or Retrier()
+        self.call_budget_s = call_budget_s(self._ec2)
 
     def describe_vpc(self, vpc_id: str) -> dict[str, NaclSnapshot]:
         """Snapshots of every NACL of the VPC, by id in id order."""

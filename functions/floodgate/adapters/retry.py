@@ -40,14 +40,17 @@ SERVER_ERROR_CODES = frozenset(
 
 
 CONNECT_TIMEOUT_S = 2
-READ_TIMEOUT_S = (
-    3  # with the connect timeout, within the engine's lease margin: a call started in time ends in time
-)
+READ_TIMEOUT_S = 3  # with the connect timeout, how long one attempt may take: the engine's lease margin
+
+
+class NoTimeLeft(Exception):
+    """The caller's time ran out (`keep_going` said no) before an attempt could start; carries the last
+    failure, if there was one."""
 
 
 def client_config() -> Config:
     """botocore config for the adapters' default clients: standard retry mode, one attempt (see above), and
-    timeouts short enough that one attempt started within a lease's safe margin ends before the lease."""
+    short timeouts: the engine starts a NACL call only while its lease has at least their sum left."""
     return Config(
         retries={"mode": "standard", "total_max_attempts": 1},
         connect_timeout=CONNECT_TIMEOUT_S,
@@ -63,6 +66,12 @@ def default_client(service: str, client: Any = None) -> Any:
     import boto3  # noqa: PLC0415 - lazy on purpose
 
     return boto3.client(service, config=client_config())
+
+
+def call_budget_s(client: Any) -> float:
+    """The longest one attempt of `client` may take: its connect timeout plus its read timeout."""
+    config = client.meta.config
+    return float(config.connect_timeout) + float(config.read_timeout)
 
 
 def error_code(exc: BaseException) -> str | None:
@@ -125,8 +134,11 @@ class Retrier:
         transient: Callable[[BaseException], bool] = is_transient,
         keep_going: Callable[[], bool] | None = None,
     ) -> T:
-        """`keep_going`, when given, is asked before each retry (after its pause): when it says no, the last
-        failure is raised (a NACL write must not start past its lease's margin)."""
+        """`keep_going`, when given, is asked before each attempt (a retry's after its pause): when it says
+        no, NoTimeLeft is raised from the last failure (a NACL write must not start past its lease's margin).
+        """
+        if keep_going is not None and not keep_going():
+            raise NoTimeLeft(f"{what}: no time left to start")
         for attempt in range(self.backoff.attempts - 1):
             try:
                 return operation()
@@ -136,7 +148,7 @@ class Retrier:
                 self.pause(attempt, f"{what} failed ({_summary(exc)})")
                 if keep_going is not None and not keep_going():
                     _log.warning("%s: no time left for another try", what)
-                    raise
+                    raise NoTimeLeft(f"{what}: {_summary(exc)}, no time left for another try") from exc
         return operation()
 
     def call_if(self, what: str, operation: Callable[[], T]) -> T | None:

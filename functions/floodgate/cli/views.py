@@ -29,10 +29,10 @@ def origin_text(origin: Origin) -> str:
 
 
 def event_name(event: LogEvent) -> str:
-    """BLOCK, EXPIRE, …; a dry run says what it would have done: DRYRUN:BLOCK."""
-    return (
-        f"{event.kind}:{event.would}" if event.kind is EventKind.DRYRUN and event.would else str(event.kind)
-    )
+    """BLOCK, EXPIRE, …; a dry run says what it would have done (DRYRUN:BLOCK), a pending deny what was
+    decided and is not in force yet (PENDING:BLOCK)."""
+    shows_would = event.kind in (EventKind.DRYRUN, EventKind.PENDING) and event.would
+    return f"{event.kind}:{event.would}" if shows_would else str(event.kind)
 
 
 def rule_text(rule: int | None, direction: Direction | None) -> str:

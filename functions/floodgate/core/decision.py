@@ -14,6 +14,10 @@ ledger holds its deny, or an OWNED mark for it (written with the change that dro
 dropped once the entry is gone). Every other entry there is foreign, whatever it looks like: reported (a
 FOREIGN event the first time, remembered by a FOREIGN mark), its rule number skipped, never deleted or
 replaced; the rest of the pool keeps working.
+
+Truth of the log: the decision's events are committed with its ledger writes, before the entry changes; an
+event that says an entry went in (BLOCK, EXTEND, REPAIR) whose entry was then not written is logged as PENDING
+instead (`settle_events`), and a PENDING mark remembers it, so that the run that writes the entry logs BLOCK.
 """
 
 from __future__ import annotations
@@ -65,6 +69,46 @@ if TYPE_CHECKING:
     from floodgate.settings import Settings
 
 RuleKey = tuple[Direction, int]
+EntryKey = tuple[Direction, int, str]  # an entry: direction, rule number and the CIDR it denies
+
+# Events that say an entry is in the NACL: false, and logged as PENDING, when that entry was not written.
+_ENTRY_IN_FORCE = frozenset({EventKind.BLOCK, EventKind.EXTEND, EventKind.REPAIR})
+
+
+def settle_events(
+    events: Collection[LogEvent],
+    unwritten: Mapping[EntryKey, str],
+    dropped: Collection[EntryKey] = (),
+) -> list[LogEvent]:
+    """The log lines of a decision once its entry changes are done: an event saying an entry went in whose
+    entry was not written (`unwritten`: entry -> why) becomes PENDING (`would` keeps what was decided, the
+    time and id stay, so a retried delivery lands on the same line); one whose deny was dropped because AWS
+    refused the entry (`dropped`) is left out, the refusal's own event says what happened."""
+    settled: list[LogEvent] = []
+    for event in events:
+        key = _entry_key(event)
+        if key is None or event.kind not in _ENTRY_IN_FORCE:
+            settled.append(event)
+        elif key in dropped:
+            continue
+        elif key in unwritten:
+            settled.append(
+                dataclasses.replace(
+                    event,
+                    kind=EventKind.PENDING,
+                    would=event.kind,
+                    reason=f"entry not written ({unwritten[key]}); the next run writes it. {event.reason}",
+                )
+            )
+        else:
+            settled.append(event)
+    return settled
+
+
+def _entry_key(event: LogEvent) -> EntryKey | None:
+    if event.direction is None or event.rule is None:
+        return None
+    return (event.direction, event.rule, event.cidr)
 
 
 @dataclass(frozen=True, slots=True)
@@ -619,6 +663,22 @@ class _Deciding:
         }
         for slot in plan.ops:
             key = (pool.direction, slot.rule)
+            pending = EntryMark(MarkKind.PENDING, self.nacl_id, pool.direction, slot.rule, slot.cidr)
+            if slot.kind is not OpKind.DELETE and key not in self.placed and pending in self.marks:
+                # Logged PENDING by the run that could not write it: writing it now is when it goes in.
+                self.drift.append(
+                    Drift(
+                        DriftKind.MISMATCH if slot.kind is OpKind.REPLACE else DriftKind.MISSING,
+                        self.nacl_id,
+                        pool.direction,
+                        slot.rule,
+                        slot.cidr,
+                        "pending deny (an earlier run could not write its entry): write it",
+                    )
+                )
+                self._went_in(standing[key], pending, "its entry, pending since an earlier run, is written")
+                self.changes.append(PutEntry(standing[key], replace=slot.kind is OpKind.REPLACE))
+                continue
             if slot.kind is OpKind.DELETE:
                 original = self.original.get(key)
                 if original is None or original.cidr != slot.cidr or key not in self.final:
@@ -643,6 +703,31 @@ class _Deciding:
                 self._repair(DriftKind.MISSING, pool, slot, "ledger deny missing from the NACL: re-create it")
             # The planner creates or replaces an entry only for the deny the ledger keeps at that rule.
             self.changes.append(PutEntry(standing[key], replace=slot.kind is OpKind.REPLACE))
+        self._settle_pending(pool, standing)
+
+    def _settle_pending(self, pool: Pool, standing: Mapping[RuleKey, DenyRecord]) -> None:
+        """PENDING marks the entry changes above do not take up: a deny whose entry is in place after all (a
+        write whose answer was lost) is logged as gone in now; one no longer held is simply forgotten."""
+        putting = {(c.direction, c.rule, c.cidr) for c in self.changes if isinstance(c, PutEntry)}
+        for mark in sorted(self.marks, key=lambda m: (m.rule, m.cidr)):
+            if mark.kind is not MarkKind.PENDING or mark.direction is not pool.direction:
+                continue
+            key = (mark.direction, mark.rule)
+            if mark.rule not in pool.rules:
+                continue
+            if key not in self.placed and (mark.direction, mark.rule, mark.cidr) in putting:
+                continue  # its entry is written by this decision: taken up above
+            record = None if key in self.placed else standing.get(key)
+            if record is not None and record.cidr == mark.cidr and self._in_nacl(record):
+                self._went_in(record, mark, "its entry, pending since an earlier run, was found in place")
+            else:
+                self.mark_writes.setdefault((mark.direction, mark.rule), []).append(DropMark(mark))
+
+    def _went_in(self, record: DenyRecord, pending: EntryMark, how: str) -> None:
+        """BLOCK for a deny logged PENDING before, and the drop of its PENDING mark, in the rule's group."""
+        key = (record.direction, record.rule)
+        self.mark_writes.setdefault(key, []).append(DropMark(pending))
+        self._event(EventKind.BLOCK, record, f"{record.reason}; {how}", key)
 
     def _repair(self, kind: DriftKind, pool: Pool, slot: SlotOp, detail: str) -> None:
         self.drift.append(Drift(kind, self.nacl_id, pool.direction, slot.rule, slot.cidr, detail))

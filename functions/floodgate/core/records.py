@@ -153,7 +153,8 @@ class LogEvent:
     evidence: Evidence | None = None
     expires: float | None = None
     offences: int | None = None
-    would: EventKind | None = None  # for DRYRUN: the event a real run would have written
+    would: EventKind | None = None  # DRYRUN: the event a real run would have written; PENDING: the one
+    # that was decided, and not logged as such because the entry did not get written
     event_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     @property
@@ -189,6 +190,7 @@ class AppendEvent:
 class MarkKind(StrEnum):
     OWNED = "OWNED"  # an entry Floodgate wrote or is about to write: its own to delete or replace
     FOREIGN = "FOREIGN"  # an entry Floodgate did not write, already reported (so it is logged once)
+    PENDING = "PENDING"  # a deny logged PENDING (its entry not written): BLOCK is logged once it is
 
 
 @dataclass(frozen=True, slots=True)

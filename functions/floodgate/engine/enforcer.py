@@ -31,7 +31,7 @@ from enum import StrEnum
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from floodgate.adapters.ledger import Lease, LeaseLost, Ledger, LedgerConflict, LedgerError
+from floodgate.adapters.ledger import Journal, Lease, LeaseLost, Ledger, LedgerConflict, LedgerError
 from floodgate.adapters.nacl import (
     EntryAlreadyExists,
     EntryLimitExceeded,
@@ -40,7 +40,7 @@ from floodgate.adapters.nacl import (
     NaclError,
     NaclGateway,
 )
-from floodgate.adapters.retry import error_code, is_transient
+from floodgate.adapters.retry import NoTimeLeft, error_code, is_transient
 from floodgate.core.decision import (
     Decision,
     DeleteEntry,
@@ -48,10 +48,12 @@ from floodgate.core.decision import (
     DriftKind,
     EnforcementConfig,
     EntryChange,
+    EntryKey,
     PutEntry,
     Request,
     Want,
     decide,
+    settle_events,
 )
 from floodgate.core.model import DenyPlan, PlannedDeny
 from floodgate.core.nacl import NaclSnapshot
@@ -124,7 +126,14 @@ class Enforcer:
         self.ledger = ledger
         self.actor = actor
         self._now = now
-        self.leases = Leases(ledger, actor=actor, lease_s=config.lease_s, wait_s=config.lease_wait_s, now=now)
+        self.leases = Leases(
+            ledger,
+            actor=actor,
+            lease_s=config.lease_s,
+            wait_s=config.lease_wait_s,
+            now=now,
+            call_budget_s=gateway.call_budget_s,
+        )
 
     # -- operations ----------------------------------------------------------------------------------------
 
@@ -219,7 +228,7 @@ class Enforcer:
         outcome = self._converge_all(snapshots, Request(actor, wanted=wanted), mode)
         outcome.problems += problems
         result = self._result("block", mode, snapshots, outcome)
-        went_in = result.of_kind(EventKind.BLOCK, EventKind.EXTEND)
+        went_in = result.of_kind(EventKind.BLOCK, EventKind.EXTEND, EventKind.PENDING)
         not_in = result.of_kind(EventKind.REFUSED)
         if not_in and not went_in:
             raise BlockRefused(f"{want.cidr} refused: {not_in[0].reason}", result)
@@ -299,7 +308,7 @@ class Enforcer:
         for nacl_id in snapshots:
             try:
                 self._converge_one(nacl_id, request, mode, outcome)
-            except (EnforcementError, NaclError, LedgerError, ClientError, BotoCoreError) as exc:
+            except (EnforcementError, NaclError, LedgerError, NoTimeLeft, ClientError, BotoCoreError) as exc:
                 # One NACL's trouble is reported, and never stops the others.
                 _log.error("%s: %s; the other NACLs carry on", nacl_id, exc)
                 outcome.failures[nacl_id] = f"{type(exc).__name__}: {exc}"[:500]
@@ -316,7 +325,7 @@ class Enforcer:
             if decision.changes_anything:
                 outcome.would_change.add(nacl_id)
             return
-        self.ledger.flush_journal(nacl_id)  # log lines a dead worker committed but never delivered
+        self._deliver_left_journals(nacl_id)
         first_look = self._decide(nacl_id, request)
         if not first_look.changes_anything:
             outcome.drift += first_look.drift  # foreign entries already reported: never touched
@@ -332,48 +341,89 @@ class Enforcer:
         offences = self.ledger.offences(request.offence_cidrs(records, now))
         return decide(self.config, snapshot, records, offences, request, now=now, marks=marks)
 
+    def _deliver_left_journals(self, nacl_id: str) -> None:
+        """Deliver the log lines a worker committed and never delivered (it died, or its lease ran out),
+        settled against the NACL: a line saying an entry went in whose entry is not there is PENDING."""
+        journals = self.ledger.journals(nacl_id, now=self._now())
+        if not journals:
+            return
+        snapshot = self.gateway.describe([nacl_id])[nacl_id]
+        unwritten = {
+            (r.direction, r.rule, r.cidr): "the worker stopped before writing it"
+            for r in self.ledger.denies(nacl_id)
+            if not _entry_in(snapshot, r)
+        }
+        for journal in journals:
+            settled = settle_events(journal.events, unwritten)
+            self.ledger.put_marks(_pending_marks(settled))
+            self.ledger.deliver(journal, settled)
+
     def _converge(self, nacl_id: str, request: Request, lease: Lease, outcome: _Findings) -> None:
-        """Read, decide, write the ledger, change the NACL; again from the top if anything moved under us."""
+        """Read, decide, write the ledger, change the NACL, log what came of it; again from the top if
+        anything moved under us."""
         for _ in range(_MAX_ROUNDS):
             decision = self._decide(nacl_id, request)
             try:
                 self.ledger.put_offences(decision.offences)
-                self.ledger.commit(decision.groups, lease=lease, now=decision.now)
+                journals = self.ledger.commit(decision.groups, lease=lease, now=decision.now, deliver=False)
             except LedgerConflict as exc:
                 _log.info("%s: %s; reading again", nacl_id, exc)
                 continue
-            outcome.events += decision.events
             outcome.drift += decision.drift
+            progress = _Progress.of(decision)
             try:
-                outcome.events += self._execute(nacl_id, decision, lease, outcome)
+                extra = self._execute(nacl_id, decision, lease, outcome, progress)
             except EntryAlreadyExists as exc:
                 # Another writer got to a rule number first (after a lease lapsed, or a person added an
                 # entry mid-run): the ledger is already right, so read the NACL again and carry on from there.
                 _log.warning("%s; reading again", exc)
+                progress.stopped(f"another entry took its rule meanwhile: {exc}")
+                outcome.events += self._deliver(journals, progress)
                 continue
+            except Exception:
+                progress.stopped("the run stopped before writing it")
+                try:
+                    outcome.events += self._deliver(journals, progress)
+                except Exception:
+                    # Never mask the failure itself: the journals stay, and the next run delivers them.
+                    _log.warning("%s: log lines left for the next run", nacl_id, exc_info=True)
+                raise
+            outcome.events += self._deliver(journals, progress) + extra
             return
         raise EnforcementError(
             f"{nacl_id}: the ledger or the NACL kept changing during {_MAX_ROUNDS} attempts; run reconcile"
         )
 
-    def _execute(self, nacl_id: str, decision: Decision, lease: Lease, outcome: _Findings) -> list[LogEvent]:
-        """Make the entry changes in order. Returns the events of entries AWS would not take (REFUSED over
-        quota, QUARANTINE when invalid). A change EC2 refuses for another lasting reason is reported as
-        FAILED drift and the next change goes on; the NACL then counts as failed."""
-        written: list[LogEvent] = []
+    def _deliver(self, journals: Sequence[Journal], progress: _Progress) -> list[LogEvent]:
+        """Log the decision's events as they turned out (`settle_events`), PENDING marks first (so a worker
+        dying in between leaves a journal the next run settles the same way). Returns the events logged."""
+        delivered: list[LogEvent] = []
+        for journal in journals:
+            settled = settle_events(journal.events, progress.unwritten, progress.dropped)
+            self.ledger.put_marks(_pending_marks(settled))
+            self.ledger.deliver(journal, settled)
+            delivered += settled
+        return delivered
+
+    def _execute(
+        self, nacl_id: str, decision: Decision, lease: Lease, outcome: _Findings, progress: _Progress
+    ) -> list[LogEvent]:
+        """Make the entry changes in order, noting in `progress` each entry written. Returns the events of
+        entries AWS would not take (REFUSED over quota, QUARANTINE when invalid). A change EC2 refuses for
+        another lasting reason is reported as FAILED drift and the next change goes on; the NACL then counts
+        as failed."""
+        written: list[LogEvent] = []  # events of entries AWS would not take
         failed: list[str] = []
         deleted: list[DropMark] = []
         looked: NaclSnapshot | None = None  # the NACL as seen after the puts, just before the deletes
         changes = decision.changes
         # Events of what happened to the entries come after the decision's own (a microsecond apart each).
         after = decision.now + 1e-3
-        for index, change in enumerate(changes):
+        for change in changes:
             try:
                 self.leases.check(lease)
             except LeaseLost:
-                written += self._pending(
-                    changes[index:], "the lease ran short before its entry was written", after
-                )
+                progress.stopped("the lease ran short before it was written")
                 raise
             keep_going = self.leases.margin_left(lease)
             try:
@@ -383,18 +433,28 @@ class Enforcer:
                     continue
                 try:
                     self._put_entry(nacl_id, change, keep_going)
+                    progress.written(change)
                 except EntryLimitExceeded as exc:
                     written.append(self._withdraw(change.record, str(exc), lease, after))
+                    progress.refused(change)
                 except EntryRejected as exc:
                     written.append(self._quarantine(change.record, str(exc), lease, after))
+                    progress.refused(change)
+            except NoTimeLeft as exc:
+                # The lease's margin ran out while EC2 kept failing: the deny stays in the ledger, pending,
+                # and the next run (the expirer's drift check) writes its entry.
+                why = f"{exc} (the lease's margin ran out)"
+                progress.not_written(change, why)
+                status = "pending" if isinstance(change, PutEntry) else "not done, the next run retries"
+                failed.append(self._failed(nacl_id, change, f"{status}: {why}", outcome))
             except ClientError as exc:
                 if not is_transient(exc):
+                    progress.not_written(change, f"EC2 refused it: {error_code(exc) or exc}")
                     failed.append(self._failed(nacl_id, change, str(exc), outcome))
                     continue
-                # Retried as long as the lease allowed: the deny stays in the ledger, pending, and the next
-                # run (the expirer's drift check) writes its entry.
-                why = f"EC2 kept failing ({error_code(exc) or type(exc).__name__}) within the lease's margin"
-                written += self._pending([change], why, after)
+                # Retried as long as the backoff allowed: pending, as above.
+                why = f"EC2 kept failing ({error_code(exc) or type(exc).__name__})"
+                progress.not_written(change, why)
                 status = "pending" if isinstance(change, PutEntry) else "not done, the next run retries"
                 failed.append(self._failed(nacl_id, change, f"{status}: {why}", outcome))
         if deleted:  # the entries are gone: their OWNED marks have served (a later decision drops any left)
@@ -438,31 +498,6 @@ class Enforcer:
         self.gateway.create_deny(
             nacl_id, rule=change.rule, cidr=change.cidr, direction=change.direction, keep_going=keep_going
         )
-
-    def _pending(self, changes: Sequence[EntryChange], why: str, after: float) -> list[LogEvent]:
-        """PENDING events for the entries of `changes` that were not written: their denies stay in the
-        ledger, shown as pending until a later run writes them (a REPAIR)."""
-        events = [
-            LogEvent(
-                EventKind.PENDING,
-                max(self._now(), after),
-                change.cidr,
-                f"entry not written yet ({why}); the next run retries",
-                self.actor,
-                nacl_id=change.record.nacl_id,
-                direction=change.direction,
-                rule=change.rule,
-                origin=change.record.origin,
-                evidence=change.record.evidence,
-                expires=change.record.expires,
-                offences=change.record.offences,
-            )
-            for change in changes
-            if isinstance(change, PutEntry)
-        ]
-        if events:
-            self.ledger.append(events)  # log lines only: no ledger change, so no lease needed
-        return events
 
     def _failed(self, nacl_id: str, change: EntryChange, why: str, outcome: _Findings) -> str:
         verb = "delete" if isinstance(change, DeleteEntry) else "put"
@@ -560,6 +595,55 @@ class Enforcer:
             failures=tuple(sorted(outcome.failures.items())),
             would_change=tuple(sorted(outcome.would_change)),
         )
+
+
+@dataclass(slots=True)
+class _Progress:
+    """Which of a decision's entries were written, as its changes go: every entry it puts starts unwritten."""
+
+    unwritten: dict[EntryKey, str]  # entry -> why it is not written (so far: not yet tried)
+    dropped: set[EntryKey] = field(default_factory=set)  # entries AWS refused: their denies were dropped
+    settled: set[EntryKey] = field(default_factory=set)  # entries whose outcome is known
+
+    @classmethod
+    def of(cls, decision: Decision) -> _Progress:
+        puts = [change for change in decision.changes if isinstance(change, PutEntry)]
+        return cls({_key_of(change): "not tried yet" for change in puts})
+
+    def written(self, change: PutEntry) -> None:
+        self.unwritten.pop(_key_of(change), None)
+        self.settled.add(_key_of(change))
+
+    def refused(self, change: PutEntry) -> None:
+        self.unwritten.pop(_key_of(change), None)
+        self.dropped.add(_key_of(change))
+        self.settled.add(_key_of(change))
+
+    def not_written(self, change: EntryChange, why: str) -> None:
+        if isinstance(change, PutEntry):
+            self.unwritten[_key_of(change)] = why
+            self.settled.add(_key_of(change))
+
+    def stopped(self, why: str) -> None:
+        """The run stopped: the entries not tried yet will not be."""
+        for key in self.unwritten.keys() - self.settled:
+            self.unwritten[key] = why
+
+
+def _key_of(change: PutEntry) -> EntryKey:
+    return (change.direction, change.rule, change.cidr)
+
+
+def _pending_marks(events: Iterable[LogEvent]) -> list[EntryMark]:
+    """PENDING marks for the PENDING events among `events`: the run that writes their entries logs BLOCK."""
+    return [
+        EntryMark(MarkKind.PENDING, event.nacl_id, event.direction, event.rule, event.cidr)
+        for event in events
+        if event.kind is EventKind.PENDING
+        and event.nacl_id is not None
+        and event.direction is not None
+        and event.rule is not None
+    ]
 
 
 def _entry_in(snapshot: NaclSnapshot, record: DenyRecord) -> bool:

@@ -13,19 +13,36 @@ from floodgate.engine.results import NaclBusy
 
 _log = logging.getLogger(__name__)
 
-_LEASE_MARGIN_S = 5.0  # no NACL write starts with less lease than this left (or a quarter of the lease)
+CLOCK_SLACK_S = 1.0  # between this worker's clock and DynamoDB's view of the lease, added to the margin
 
 
 class Leases:
-    """Takes NACL leases in the ledger for `actor`, waiting up to `wait_s` for another worker's to go."""
+    """Takes NACL leases in the ledger for `actor`, waiting up to `wait_s` for another worker's to go.
+
+    `call_budget_s` is the longest one NACL call may take (its client's timeouts): no NACL call starts, nor is
+    retried, with less than that (plus clock slack) left of the lease, so every call ends within the lease.
+    """
 
     def __init__(
-        self, ledger: Ledger, *, actor: str, lease_s: float, wait_s: float, now: Callable[[], float]
+        self,
+        ledger: Ledger,
+        *,
+        actor: str,
+        lease_s: float,
+        wait_s: float,
+        now: Callable[[], float],
+        call_budget_s: float,
     ) -> None:
         self.ledger = ledger
         self.actor = actor
         self.lease_s = lease_s
         self.wait_s = wait_s
+        self.margin_s = call_budget_s + CLOCK_SLACK_S
+        if self.margin_s > lease_s / 2:
+            raise ValueError(
+                f"a NACL call may take {call_budget_s:g}s (the EC2 client's connect + read timeouts): too "
+                f"long for a lease of {lease_s:g}s; keep the timeouts under {lease_s / 2 - CLOCK_SLACK_S:g}s"
+            )
         self._now = now
         self._rng = random.Random()
 
@@ -50,10 +67,6 @@ class Leases:
             except Exception:
                 # Never mask the operation's own outcome: an unreleased lease lapses by itself.
                 _log.warning("could not release the lease on %s; it lapses by itself", nacl_id, exc_info=True)
-
-    @property
-    def margin_s(self) -> float:
-        return min(_LEASE_MARGIN_S, self.lease_s / 4)
 
     def check(self, lease: Lease) -> None:
         """Raise LeaseLost when too little of the lease is left to start another NACL change."""

@@ -245,15 +245,19 @@ def _block(action: Block, enforcer: Enforcer) -> ManualResponse:
     except PreflightError as exc:
         return _error("block", str(exc))
     went_in = result.of_kind(EventKind.BLOCK, EventKind.EXTEND)
-    if not went_in:
+    pending = sorted({e.nacl_id for e in result.of_kind(EventKind.PENDING) if e.nacl_id})
+    if not went_in and not pending:
         return _done(
             "block", result, f"{action.cidr} is already denied for at least as long; nothing changed"
         )
     until = max((e.expires for e in went_in if e.expires is not None), default=None)
-    nacls = sorted({e.nacl_id for e in went_in if e.nacl_id})
+    nacls = sorted({e.nacl_id for e in went_in if e.nacl_id} - set(pending))
     verb = "would deny" if result.dry_run else "denied"
     when = f" until {iso(until)}" if until is not None else ""
-    return _done("block", result, f"{action.cidr} {verb} in {', '.join(nacls)}{when}")
+    said = [f"{verb} in {', '.join(nacls)}{when}"] if nacls else []
+    if pending:
+        said.append(f"pending in {', '.join(pending)} (entry not written yet; the next run writes it)")
+    return _done("block", result, f"{action.cidr} {'; '.join(said)}")
 
 
 def _unblock(action: Unblock, enforcer: Enforcer) -> ManualResponse:
