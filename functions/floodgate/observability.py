@@ -21,6 +21,7 @@ class METRIC:
     REFUSALS = "Refusals"
     REPAIRS = "Repairs"
     QUARANTINES = "Quarantines"  # entries EC2 refused as invalid: their denies dropped
+    PENDING_DENIES = "PendingDenies"  # entries that could not be written in time (a later run writes them)
     FOREIGN_ENTRIES = "ForeignEntries"  # foreign entries found in the owned rules (each counted once)
     NACL_FAILURES = "NaclFailures"  # NACLs whose convergence failed in one invocation (the others went on)
     DECISION_LATENCY_MS = "DecisionLatencyMs"

@@ -317,6 +317,12 @@ CASES = {
     "pending: a PENDING mark of a deny no longer held is forgotten, nothing logged": Case(
         marks=(pending(100, X),),
     ),
+    "pending: a PENDING deny whose rule a foreign entry took stays pending, its mark kept": Case(
+        entries=(deny_entry(100, Y),),
+        records=(held(100, X),),
+        marks=(pending(100, X), reported(100, Y)),
+        drift=((DriftKind.FOREIGN, 100, Y), (DriftKind.MISSING, 100, X)),
+    ),
     "pending: a PENDING deny whose ban ended before its entry was written expires": Case(
         records=(held(100, X, expires=NOW - 1),),
         marks=(pending(100, X),),
@@ -669,3 +675,10 @@ def test_settling_matches_the_cidr_as_well_as_the_rule() -> None:
     # An entry unwritten at rule 100 for X says nothing of a line about Y at the same rule.
     settled = settle_events([_line(EventKind.BLOCK, Y, 100)], {(IN, 100, X): "why"})
     assert [e.kind for e in settled] == [EventKind.BLOCK]
+
+
+def test_a_pending_deny_blocked_by_a_foreign_entry_keeps_its_mark() -> None:
+    decision = run(
+        CASES["pending: a PENDING deny whose rule a foreign entry took stays pending, its mark kept"]
+    )
+    assert decision.groups == ()

@@ -707,7 +707,8 @@ class _Deciding:
 
     def _settle_pending(self, pool: Pool, standing: Mapping[RuleKey, DenyRecord]) -> None:
         """PENDING marks the entry changes above do not take up: a deny whose entry is in place after all (a
-        write whose answer was lost) is logged as gone in now; one no longer held is simply forgotten."""
+        write whose answer was lost) is logged as gone in now; one no longer held is simply forgotten; one
+        whose rule a foreign entry holds stays pending."""
         putting = {(c.direction, c.rule, c.cidr) for c in self.changes if isinstance(c, PutEntry)}
         for mark in sorted(self.marks, key=lambda m: (m.rule, m.cidr)):
             if mark.kind is not MarkKind.PENDING or mark.direction is not pool.direction:
@@ -718,10 +719,11 @@ class _Deciding:
             if key not in self.placed and (mark.direction, mark.rule, mark.cidr) in putting:
                 continue  # its entry is written by this decision: taken up above
             record = None if key in self.placed else standing.get(key)
-            if record is not None and record.cidr == mark.cidr and self._in_nacl(record):
+            if record is None or record.cidr != mark.cidr:
+                self.mark_writes.setdefault(key, []).append(DropMark(mark))
+            elif self._in_nacl(record):
                 self._went_in(record, mark, "its entry, pending since an earlier run, was found in place")
-            else:
-                self.mark_writes.setdefault((mark.direction, mark.rule), []).append(DropMark(mark))
+            # else its rule is held by a foreign entry: still pending, the mark waits
 
     def _went_in(self, record: DenyRecord, pending: EntryMark, how: str) -> None:
         """BLOCK for a deny logged PENDING before, and the drop of its PENDING mark, in the rule's group."""

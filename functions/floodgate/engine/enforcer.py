@@ -4,8 +4,12 @@ This is the one place the handlers and the CLI call. Every operation works NACL 
 lease, in three steps:
 
 1. read the NACL and the ledger, and decide (pure: `core.decision`);
-2. write the decision to the ledger, its log events riding in the same transactions, fenced by the lease;
-3. change the NACL entries, new ones before leaving ones (make-before-break).
+2. write the decision to the ledger, its log events riding in the same transactions (in a journal), fenced
+   by the lease;
+3. change the NACL entries, new ones before leaving ones (make-before-break);
+4. deliver the log events as the entry changes turned out: a line saying an entry went in whose entry was not
+   written is PENDING (`core.decision.settle_events`), and a PENDING mark makes the run that writes it say
+   BLOCK. Journals a dead worker left are delivered by the next run, settled against the NACL.
 
 The ledger is written before the NACL, always. A worker that dies between 2 and 3 leaves a ledger that says
 what the NACL should hold, and the next run puts the NACL right (REPAIR): an entry whose deny left the
@@ -17,7 +21,7 @@ Isolation: each NACL is converged on its own; an error on one is reported (`Enfo
 the others carry on. An entry EC2 refuses as invalid is quarantined (its deny dropped, QUARANTINE logged),
 never retried; an entry change EC2 refuses otherwise is reported as FAILED drift and the other changes go on.
 A delete is made only after looking that the entry is still the one expected, and every NACL call starts, and
-is retried, only while the lease has its safe margin left.
+is retried, only while the lease has more left than one call may take (`Leases.margin_s`).
 """
 
 from __future__ import annotations
@@ -136,17 +140,6 @@ class Enforcer:
         )
 
     # -- operations ----------------------------------------------------------------------------------------
-
-    def preflight(self) -> dict[str, NaclSnapshot]:
-        """The target NACLs, checked fit for Floodgate's entries; raises PreflightError listing every problem
-        with its fix, or UnknownNacl."""
-        snapshots = self._snapshots()
-        problems = [
-            problem for snapshot in snapshots.values() for problem in problems_of(self.config, snapshot)
-        ]
-        if problems:
-            raise PreflightError(problems)
-        return snapshots
 
     def _fit(self) -> tuple[dict[str, NaclSnapshot], list[str]]:
         """The target NACLs fit for new entries, and the problems of the others (each with its fix). An unfit
