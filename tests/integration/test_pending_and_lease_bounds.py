@@ -224,6 +224,8 @@ def test_a_manual_block_throttled_in_one_nacl_says_pending_there_and_status_and_
     )
     table = deployment.cli("log", "--cidr", A).out
     assert "PENDING:BLOCK" in table
+    shown = deployment.cli("show", A).out.splitlines()[0]
+    assert shown.startswith(f"{A}: denied now in 1 NACL; pending in {slow_nacl} (entry not written yet")
 
     # The next run (EC2 willing) writes it and logs BLOCK; status shows nothing pending any more.
     wall.advance(10)

@@ -44,6 +44,27 @@ def test_one_line_per_source_with_where_until_and_why() -> None:
     ]
 
 
+def test_a_deny_whose_entry_was_not_written_is_announced_as_pending_not_blocked() -> None:
+    written = block("203.0.113.9/32", "acl-1", 100)
+    pending = LogEvent(
+        EventKind.PENDING,
+        AT,
+        "203.0.113.9/32",
+        "entry not written (EC2 kept failing (RequestLimitExceeded)); the next run writes it. flood",
+        "floodgate-detector",
+        nacl_id="acl-2",
+        direction=Direction.INGRESS,
+        rule=100,
+        would=EventKind.BLOCK,
+    )
+    subject, body = compose([written, pending], context="automatic")
+    assert subject == "Floodgate: 1 blocked, 1 pending, not in force yet"
+    assert body.splitlines()[3] == (
+        "PENDING, NOT IN FORCE YET 203.0.113.9/32 in acl-2 (ingress rule 100): entry not written "
+        "(EC2 kept failing (RequestLimitExceeded)); the next run writes it. flood"
+    )
+
+
 def test_a_long_list_is_cut_short_and_the_subject_stays_within_the_limit() -> None:
     events = [block(f"198.51.100.{n}/32", "acl-1", 100 + n) for n in range(40)]
     expired = LogEvent(EventKind.EXPIRE, AT, "192.0.2.1/32", "ban over", "floodgate-expirer", nacl_id="acl-1")

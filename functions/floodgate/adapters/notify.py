@@ -32,6 +32,7 @@ NOTIFIED: dict[EventKind, str] = {
     EventKind.RELEASE: "capacity released",
     EventKind.FOREIGN: "foreign entry found",
     EventKind.QUARANTINE: "quarantined",
+    EventKind.PENDING: "pending, not in force yet",  # decided, its entry not written: a later run writes it
 }
 # Refusals are announced only when asked (`publish_refusals`): those of a source the VPC depends on.
 _LABELS = {**NOTIFIED, EventKind.REFUSED: "refused"}

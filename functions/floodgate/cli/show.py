@@ -48,6 +48,7 @@ class Story:
     offence: OffenceRecord | None
     history: list[LogEvent]  # oldest first: this CIDR's events and those of every prefix covering it
     effects: list[DenyEffect]  # each deny of it or of a covering prefix, from the history's samples
+    pending: list[DenyRecord]  # denies of it or a covering prefix whose entry is not written yet
 
     @property
     def actions(self) -> list[LogEvent]:
@@ -74,8 +75,10 @@ def run_show(args: argparse.Namespace) -> int:
     now = time.time()
     network = parse_network(args.cidr)
     status = deployment.enforcer(CLI_ACTOR).status()
-    denies = [d for n in status.nacls for d in n.denies if parse_network(d.cidr).overlaps(network)]
+    held = [(d, d.cidr in n.pending) for n in status.nacls for d in n.denies]
+    denies = [d for d, waiting in held if not waiting and parse_network(d.cidr).overlaps(network)]
     covering = [d for d in denies if network.subnet_of(parse_network(d.cidr))]  # type: ignore[arg-type]
+    pending = [d for d, waiting in held if waiting and network.subnet_of(parse_network(d.cidr))]  # type: ignore[arg-type]
     # Denies of a covering prefix may have ended long ago: ask the log for every prefix the policy could
     # have denied (at most 17 for IPv4, 81 for IPv6 under the default caps), one indexed query each.
     settings = deployment.settings
@@ -91,6 +94,7 @@ def run_show(args: argparse.Namespace) -> int:
         offence=deployment.ledger.offences([args.cidr]).get(args.cidr),
         history=history,
         effects=deny_effects(history),
+        pending=sorted(pending, key=lambda d: (d.cidr != args.cidr, d.nacl_id)),
     )
     print(json.dumps(story_json(story)) if args.json else story_text(story))
     return 0
@@ -102,6 +106,7 @@ def story_json(story: Story) -> dict[str, Any]:
         "cidr": story.cidr,
         "denied": [deny_json(d, story.now) for d in story.denied],
         "overlapping": [deny_json(d, story.now) for d in story.overlapping],
+        "pending": [deny_json(d, story.now) for d in story.pending],
         "offences": None
         if offence is None
         else {
@@ -198,6 +203,9 @@ def _headline(story: Story) -> str:
         state = f"denied now by {', '.join(by)} in {counted(nacls, 'NACL')}"
     else:
         state = f"denied now in {counted(nacls, 'NACL')}"
+    if story.pending:
+        waiting = ", ".join(sorted({d.nacl_id for d in story.pending}))
+        state += f"; pending in {waiting} (entry not written yet; the next run writes it)"
     if story.offence is not None and story.offence.remember_until > story.now:
         state += f"; offence {story.offence.count}, remembered until {clock(story.offence.remember_until)}"
     if not story.actions:
