@@ -678,7 +678,9 @@ def test_a_failure_that_is_not_transient_is_reported_for_its_nacl_and_the_others
     assert "UnauthorizedOperation" in answer["decision"]["failed"][failed]
     assert len(entries[failed]) == len(expected) - 1  # only the refused entry is missing
     assert all(entries[nacl] == expected for nacl in deployment.vpc.nacl_ids if nacl != failed)
-    # The ledger was written first: the expirer's next run puts the missing entry in.
+    # The log says so: that deny is pending there, not blocked.
+    assert answer["decision"]["tally"]["PENDING:BLOCK"] == 1
+    # The ledger was written first: the expirer's next run puts the missing entry in, and logs its BLOCK.
     repaired = deployment.expire()
-    assert repaired["tally"] == {"REPAIR": 1} and repaired["failed"] == {}
+    assert repaired["tally"] == {"BLOCK": 1} and repaired["failed"] == {}
     assert deployment.deny_entries() == {nacl: expected for nacl in deployment.vpc.nacl_ids}
