@@ -494,7 +494,7 @@ class DetectionService:
         why = f"{type(exc).__name__}: {exc}"
         _log.error("decision (%s) failed: %s", origin, why, exc_info=exc)
         try:
-            self.health.decided(at=now, ok=False, outcome=f"failed: {why}")
+            self.health.decided(at=now, ok=False, outcome=why)
             announce = self.health.claim_failure_notice(now=now)
         except Exception:
             _log.exception("recording the failed decision for status failed too")
