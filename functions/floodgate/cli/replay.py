@@ -50,9 +50,9 @@ def run_replay(args: argparse.Namespace) -> int:
     queue = deployment.failure_queue
     if queue is None:
         raise CliError(f"stack {deployment.stack} has no output {OUTPUT.FAILURE_QUEUE}: redeploy it", AWS)
-    functions = {
-        deployment.output(OUTPUT.DETECTOR_FUNCTION): DETECTOR,
+    functions = {  # the detector last: its events are checked before replay, should one function be both
         deployment.output(OUTPUT.EXPIRER_FUNCTION): EXPIRER,
+        deployment.output(OUTPUT.DETECTOR_FUNCTION): DETECTOR,
     }
     invoker = deployment.client("lambda")
 
