@@ -23,12 +23,23 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from floodgate.core.durations import format_duration
-from floodgate.observability import DECISION_AGE_ALARM_S, INGEST_LAG_ALARM_S, METRIC
+from floodgate.observability import DECISION_AGE_ALARM_S, INGEST_LAG_ALARM_S, METRIC, METRIC_NAMESPACE
 from infra.notifications import Notifications
-from infra.observability import floodgate_metric
+from infra.observability import PERIOD, SERVICE_DIMENSIONS
 
 ASYNC_EVENT_AGE_ALARM_S = 300  # deliveries queued by Lambda this long: the detector is not keeping up
 FAILURE_AGE_ALARM_S = 3600  # a failed delivery unreplayed this long
+
+
+def _metric(name: str, statistic: str, period: Duration) -> cloudwatch.Metric:
+    """A handler metric as a plain metric alarm (no label: a label makes CDK write a metric-math alarm)."""
+    return cloudwatch.Metric(
+        namespace=METRIC_NAMESPACE,
+        metric_name=name,
+        dimensions_map=SERVICE_DIMENSIONS,
+        statistic=statistic,
+        period=period,
+    )
 
 
 class FallingBehind(Construct):
@@ -48,7 +59,7 @@ class FallingBehind(Construct):
         watched: list[tuple[str, cloudwatch.Metric, float, cloudwatch.ComparisonOperator, str]] = [
             (
                 "IngestLag",
-                floodgate_metric(METRIC.INGEST_LAG_S, "Minimum", period=five_minutes),
+                _metric(METRIC.INGEST_LAG_S, "Minimum", five_minutes),
                 INGEST_LAG_ALARM_S,
                 over,
                 f"Floodgate is behind: flow logs stored over {format_duration(INGEST_LAG_ALARM_S)} after "
@@ -56,7 +67,7 @@ class FallingBehind(Construct):
             ),
             (
                 "DecisionAge",
-                floodgate_metric(METRIC.DECISION_AGE_S, "Maximum"),
+                _metric(METRIC.DECISION_AGE_S, "Maximum", PERIOD),
                 DECISION_AGE_ALARM_S,
                 over,
                 f"Floodgate is armed and no decision completed for {format_duration(DECISION_AGE_ALARM_S)} "
@@ -64,7 +75,7 @@ class FallingBehind(Construct):
             ),
             (
                 "DecisionFailures",
-                floodgate_metric(METRIC.DECISION_FAILURES, "Sum", period=five_minutes),
+                _metric(METRIC.DECISION_FAILURES, "Sum", five_minutes),
                 1,
                 at_least,
                 "Floodgate decisions failed: no deny was written by them (floodgate status, then "
