@@ -288,7 +288,8 @@ class DetectionService:
         except Exception as exc:
             if self.holds is not None:
                 try:
-                    self.holds.release(f"Floodgate's run failed ({type(exc).__name__}: {exc})"[:256])
+                    cause = exc.__cause__ if isinstance(exc, DecisionFailed) and exc.__cause__ else exc
+                    self.holds.release(f"Floodgate's run failed ({type(cause).__name__}: {cause})"[:256])
                 except Exception:
                     _log.exception("releasing the capacity hold after a failed run failed too")
             raise
@@ -470,8 +471,12 @@ class DetectionService:
     ) -> DecisionReport:
         """Plan on the window and apply the plan. `min_pps` raises the rate floor (the always threshold).
 
-        Either way the outcome is recorded for `status`; a failure is also announced (at most once per
-        FAILURE_NOTICE_EVERY_S) and raised as DecisionFailed."""
+        An automatic decision (`dry_run` None: as the deployment is configured) has its outcome recorded
+        for `status` and DecisionAgeS; its failure is also announced (at most once per
+        FAILURE_NOTICE_EVERY_S) and raised as DecisionFailed. A person's analyze (`dry_run` given) answers
+        that person and leaves the record alone: a dry run must not pass for the armed deployment deciding."""
+        if dry_run is not None:
+            return self._decide(origin=origin, dry_run=dry_run, min_pps=min_pps, received=received)
         try:
             report = self._decide(origin=origin, dry_run=dry_run, min_pps=min_pps, received=received)
         except Exception as exc:
@@ -502,7 +507,7 @@ class DetectionService:
         if announce:
             self.notifier.publish_failure(
                 f"decision ({origin}) failed: {why}",
-                "Floodgate could not decide on the traffic window; no deny was written by this decision. "
+                "Floodgate's decision on the traffic window did not complete: its denies may be missing. "
                 "Lambda retries the delivery; what still fails lands in the failure queue: see "
                 "`floodgate status`, then `floodgate replay` once the cause is mended.",
             )
