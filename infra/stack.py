@@ -8,6 +8,7 @@ from constructs import Construct
 from floodgate.observability import OUTPUT
 from infra.early_warning import EarlyWarning
 from infra.enforcement import Enforcement
+from infra.falling_behind import FallingBehind
 from infra.ingest import FlowLogIngest
 from infra.manual import ManualTrigger
 from infra.notifications import Notifications
@@ -18,7 +19,6 @@ from infra.settings import FloodgateSettings
 EXTRA_OUTPUT_EARLY_ALARM = "EarlyAlarmName"
 EXTRA_OUTPUT_WATCHED_ALARMS = "WatchedAlarmNames"
 EXTRA_OUTPUT_FLOW_LOG_GROUP = "FlowLogGroupName"
-EXTRA_OUTPUT_FAILURE_QUEUE = "FailureQueueUrl"
 EXTRA_OUTPUT_DASHBOARD = "DashboardName"
 EXTRA_OUTPUT_RUNBOOK = "{}Name"  # BlockRunbookName, UnblockRunbookName, AnalyzeRunbookName
 
@@ -56,6 +56,13 @@ class FloodgateStack(Stack):
             notifications=self.notifications,
             early_alarm=self.early_warning.alarm_ref,
         )
+        self.falling_behind = FallingBehind(
+            self,
+            "FallingBehind",
+            detector=detector,
+            failures=self.enforcement.failures,
+            notifications=self.notifications,
+        )
         self._outputs()
 
     def _outputs(self) -> None:
@@ -71,7 +78,7 @@ class FloodgateStack(Stack):
             OUTPUT.VPC_ID: s.vpc_id or "",
             EXTRA_OUTPUT_WATCHED_ALARMS: ",".join(s.watched_alarm_names),
             EXTRA_OUTPUT_FLOW_LOG_GROUP: self.ingest.log_group.log_group_name,
-            EXTRA_OUTPUT_FAILURE_QUEUE: e.failures.queue_url,
+            OUTPUT.FAILURE_QUEUE: e.failures.queue_url,
             EXTRA_OUTPUT_DASHBOARD: self.observability.dashboard.dashboard_name,
         }
         if self.early_warning.alarm is not None:

@@ -28,6 +28,19 @@ class METRIC:
     INBOUND_PPS = "InboundPps"  # the window's inbound packet rate (detector decisions, expirer samples)
     DENIED_ACCEPT_PPS = "DeniedAcceptPps"  # from sources denied now, let through (should fall to 0)
     DENIED_REJECT_PPS = "DeniedRejectPps"  # from sources denied now, stopped by the NACLs
+    INGEST_LAG_S = "IngestLagS"  # per stored delivery: when it was stored - its latest record's end
+    DECISION_AGE_S = "DecisionAgeS"  # at each armed decision: since the last one completed (or the arming)
+    DECISION_FAILURES = "DecisionFailures"  # decisions that raised (the invocation fails too, and is retried)
+
+
+# How far behind is "behind" (the alarms in infra.falling_behind, and `floodgate status`).
+# Ingest: a record whose end is older than the window plus the late-delivery allowance (20 minutes,
+# adapters.window.LATE_DELIVERY_S) is skipped as too old, so a delivery stored that late no longer counts:
+# Floodgate is blind to what it carries.
+INGEST_LAG_ALARM_S = 1200
+# Decisions: armed, a decision is due every 20 s of deliveries (services.detection.DECISION_PACE_S); five
+# minutes without one completing is fifteen missed, a whole detection window of a flood left standing.
+DECISION_AGE_ALARM_S = 300
 
 
 class OUTPUT:
@@ -40,6 +53,7 @@ class OUTPUT:
     TOPIC_ARN = "TopicArn"
     NACL_IDS = "NaclIds"  # comma-separated, empty when the VPC is the target
     VPC_ID = "VpcId"
+    FAILURE_QUEUE = "FailureQueueUrl"  # the functions' on-failure destination (`status`, `replay`)
 
 
 # Lambda handler entry points, relative to the `functions/` asset root.

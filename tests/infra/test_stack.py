@@ -656,6 +656,51 @@ def test_dashboard_graphs_the_effect_of_the_denies(base: Synth) -> None:
     assert all(metric[0] == "Floodgate" for metric in widget["properties"]["metrics"])
 
 
+def test_falling_behind_alarms_reach_on_call(base: Synth) -> None:
+    topic = {"Ref": base.logical_id("AWS::SNS::Topic", "Topic")}
+    queue = base.logical_id("AWS::SQS::Queue", "FailedInvocations")
+    detector = base.function("Detector")[0]
+    alarms = {
+        (p.get("Namespace"), p.get("MetricName")): p
+        for p in (a["Properties"] for a in base.resources("AWS::CloudWatch::Alarm").values())
+    }
+    expected = {
+        # (namespace, metric): (statistic, period, comparison, threshold)
+        ("Floodgate", "IngestLagS"): ("Minimum", 300, "GreaterThanThreshold", 1200),
+        ("Floodgate", "DecisionAgeS"): ("Maximum", 60, "GreaterThanThreshold", 300),
+        ("Floodgate", "DecisionFailures"): ("Sum", 300, "GreaterThanOrEqualToThreshold", 1),
+        ("AWS/Lambda", "AsyncEventAge"): ("Maximum", 60, "GreaterThanThreshold", 300_000),
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage"): ("Maximum", 300, "GreaterThanThreshold", 3600),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"): (
+            "Maximum",
+            300,
+            "GreaterThanOrEqualToThreshold",
+            1,
+        ),
+    }
+    for key, (statistic, period, comparison, threshold) in expected.items():
+        alarm = alarms[key]
+        assert (alarm["Statistic"], alarm["Period"], alarm["ComparisonOperator"], alarm["Threshold"]) == (
+            statistic,
+            period,
+            comparison,
+            threshold,
+        ), key
+        assert alarm["AlarmActions"] == [topic], key
+        assert alarm["TreatMissingData"] == "notBreaching", key
+    assert alarms[("Floodgate", "IngestLagS")]["Dimensions"] == [{"Name": "service", "Value": "floodgate"}]
+    assert alarms[("AWS/Lambda", "AsyncEventAge")]["Dimensions"] == [
+        {"Name": "FunctionName", "Value": {"Ref": detector}}
+    ]
+    for key in (
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+    ):
+        assert alarms[key]["Dimensions"] == [
+            {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}
+        ], key
+
+
 # ---------------------------------------------------------------------------------------------- checks
 
 

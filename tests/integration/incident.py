@@ -72,6 +72,8 @@ class Deployment:
     arming: Arming
     clock: Clock
     ec2: Any
+    function: str = ""  # the detector function's name
+    failure_queue: str = ""  # the failure queue's URL (output FailureQueueUrl)
 
     def cli(self, *argv: str) -> Run:
         """`floodgate ARGV --stack STACK`: this deployment."""
@@ -132,6 +134,9 @@ def stand_in(aws_client: AwsClientFactory, vpc: VpcFixture, tables: Tables) -> D
         ENV.LOG_TABLE: tables.log,
     }
     function = _detector_function(aws_client, environment)
+    failure_queue = aws_client("sqs").create_queue(QueueName=f"floodgate-failures-{uuid.uuid4().hex[:8]}")[
+        "QueueUrl"
+    ]
     stack = _stack(
         aws_client,
         {
@@ -141,6 +146,7 @@ def stand_in(aws_client: AwsClientFactory, vpc: VpcFixture, tables: Tables) -> D
             OUTPUT.EXPIRER_FUNCTION: function,
             OUTPUT.NACL_IDS: ",".join(vpc.nacl_ids),
             OUTPUT.VPC_ID: vpc.vpc_id,
+            OUTPUT.FAILURE_QUEUE: failure_queue,
         },
     )
     settings = Settings.from_env(environment)
@@ -155,7 +161,7 @@ def stand_in(aws_client: AwsClientFactory, vpc: VpcFixture, tables: Tables) -> D
         actor="floodgate-detector",
     )
     arming = Arming(tables.state, dynamodb, retrier=retrier)
-    return Deployment(stack, vpc, tables, settings, enforcer, arming, clock, ec2)
+    return Deployment(stack, vpc, tables, settings, enforcer, arming, clock, ec2, function, failure_queue)
 
 
 def play_incident(d: Deployment) -> Deployment:

@@ -18,7 +18,7 @@ from floodgate.adapters.holds import HoldRecord
 from floodgate.adapters.retry import Retrier
 from floodgate.core.records import EventKind, LogEvent
 from floodgate.services.capacity_hold import CapacityHold
-from floodgate.services.detection import DetectionService
+from floodgate.services.detection import DecisionFailed, DetectionService
 from floodgate.services.events import parse_detector_event
 from floodgate.services.expiry import ExpiryService
 from floodgate.services.wiring import Wiring
@@ -233,7 +233,7 @@ def test_a_failed_run_releases_the_hold_and_still_fails(
         raise RuntimeError("window unreadable")
 
     monkeypatch.setattr(held.detector.window, "read", broken_read)
-    with pytest.raises(RuntimeError, match="window unreadable"):
+    with pytest.raises(DecisionFailed, match="RuntimeError: window unreadable"):
         held.alarm()  # held, then the decision fails
     assert held.suspended(group) == set()
     assert sorted(e.kind for e in held.capacity_log()) == [EventKind.HOLD, EventKind.RELEASE]

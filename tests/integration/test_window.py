@@ -87,6 +87,23 @@ def test_a_window_compacted_as_it_fills_holds_every_delivery_once_and_reads_few_
     assert (window.last_read.items, window.last_read.bytes) == (minutes, 0)
 
 
+@pytest.mark.parametrize("stored", [8, 96])
+def test_the_items_a_decision_reads_do_not_grow_with_the_deliveries_stored(
+    window: TrafficWindow, stored: int
+) -> None:
+    # The same four minutes, twelve times the deliveries: the read costs the same bound, set by the window's
+    # minutes (a merged version each, its key and its part) and the few deliveries not merged yet.
+    at = float(START)
+    for n, batch in enumerate(batches(stored)):
+        at = START + n * (240.0 / stored)
+        window.add(f"delivery-{n}", summary_of(batch), now=at)
+        window.compact(now=at)
+    window.read(now=at + SETTLE_S + 1)
+    minutes = len({int((START + n * (240.0 / stored)) // BUCKET_S) for n in range(stored)})
+    assert minutes == 4
+    assert window.last_read.items <= 2 * minutes + COMPACT_AFTER + 1
+
+
 def test_a_delivery_whose_parts_land_after_a_merge_passed_it_is_filed_again(window: TrafficWindow) -> None:
     first, late = batches(2)
     window.add("on-time", summary_of(first), now=START + 10.0)

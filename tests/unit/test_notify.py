@@ -101,3 +101,16 @@ def test_a_failed_publish_is_logged_not_raised() -> None:
     retrier = Retrier(Backoff(attempts=2, base_s=0.0, cap_s=0.0))
     notifier = Notifier(TOPIC, RecordingSns(fail_with="AuthorizationError"), retrier=retrier)
     assert not notifier.publish([block("203.0.113.9/32", "acl-1", 100)], context="automatic")
+
+
+def test_a_failure_notice_names_what_failed_and_what_to_do_in_a_valid_subject() -> None:
+    sns = RecordingSns()
+    what = (
+        "decision (alarm:Floodgate-early-warning) failed: ProvisionedThroughputExceededException: " + "x" * 80
+    )
+    assert Notifier(TOPIC, sns).publish_failure(what, "Run floodgate replay.")
+    (message,) = sns.published
+    assert message["Subject"] == f"Floodgate FAILED: {what}"[:100]
+    assert message["Message"] == f"{what}\n\nRun floodgate replay.\n"
+    assert not Notifier(None, sns).publish_failure(what, "-")
+    assert len(sns.published) == 1

@@ -64,19 +64,29 @@ class Notifier:
         """Announce REFUSED events: denies detection wanted and must not make (what the VPC depends on)."""
         return self._send([event for event in events if event.kind is EventKind.REFUSED], context=context)
 
+    def publish_failure(self, what: str, advice: str) -> bool:
+        """Announce that Floodgate itself failed (`what`, one line) and what on-call can do (`advice`)."""
+        if self.topic_arn is None:
+            return False
+        subject = _ascii(f"Floodgate FAILED: {what}")[:_SUBJECT_LIMIT]
+        return self._publish(self.topic_arn, subject, f"{what}\n\n{advice}\n")
+
     def _send(self, notable: list[LogEvent], *, context: str) -> bool:
         if not notable or self.topic_arn is None:
             return False
         subject, body = compose(notable, context=context)
+        return self._publish(self.topic_arn, subject, body)
+
+    def _publish(self, topic_arn: str, subject: str, body: str) -> bool:
         if self._sns is None:
             self._sns = default_client("sns")
         try:
             self._retry.call(
                 "Publish",
-                partial(self._sns.publish, TopicArn=self.topic_arn, Subject=subject, Message=body),
+                partial(self._sns.publish, TopicArn=topic_arn, Subject=subject, Message=body),
             )
         except Exception:
-            _log.error("notification to %s failed: %s", self.topic_arn, subject, exc_info=True)
+            _log.error("notification to %s failed: %s", topic_arn, subject, exc_info=True)
             return False
         return True
 

@@ -36,6 +36,8 @@ from botocore.exceptions import (
 
 from floodgate.adapters.arming import Arming
 from floodgate.adapters.dependencies import DependencyMemory
+from floodgate.adapters.failure_queue import FailureQueue
+from floodgate.adapters.health import HealthRecords
 from floodgate.adapters.ledger import Ledger, LedgerError
 from floodgate.adapters.nacl import NaclError, NaclGateway
 from floodgate.adapters.notify import Notifier
@@ -180,6 +182,16 @@ class Deployment:
     @functools.cached_property
     def arming(self) -> Arming:
         return Arming(self.output(OUTPUT.STATE_TABLE), self.client("dynamodb", client_config()))
+
+    @functools.cached_property
+    def health(self) -> HealthRecords:
+        return HealthRecords(self.output(OUTPUT.STATE_TABLE), self.client("dynamodb", client_config()))
+
+    @functools.cached_property
+    def failure_queue(self) -> FailureQueue | None:
+        """The functions' on-failure queue; None for a stack deployed before it was an output."""
+        url = self.outputs.get(OUTPUT.FAILURE_QUEUE)
+        return FailureQueue(url, self.client("sqs", client_config())) if url else None
 
     @functools.cached_property
     def dependencies(self) -> DependencyMemory:

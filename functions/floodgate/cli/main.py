@@ -24,6 +24,7 @@ COMMAND_MODULES = {
     "block": "floodgate.cli.act",
     "unblock": "floodgate.cli.act",
     "reconcile": "floodgate.cli.act",
+    "replay": "floodgate.cli.replay",
     "report": "floodgate.cli.report",
     "timeline": "floodgate.cli.scaling_race",
 }

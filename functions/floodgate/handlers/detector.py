@@ -1,14 +1,17 @@
 """Detector Lambda: VPC Flow Log batches (CloudWatch Logs subscription), alarm state changes (EventBridge
 or the alarm's own Lambda action) and manual actions (console, SSM runbooks, CLI).
 
-An event of no known kind, or a malformed one, raises InvalidEvent before anything is read or written.
+An event of no known kind, or a malformed one, raises InvalidEvent before anything is read or written. A
+decision that fails is counted (DecisionFailures) and raised on: Lambda retries the event, then keeps it in
+the failure queue.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from floodgate.handlers.runtime import ColdStart, logger, metrics, record, tracer
+from floodgate.handlers.runtime import ColdStart, logger, metrics, record, record_failure, tracer
+from floodgate.observability import METRIC
 from floodgate.services.events import AlarmStateChange, Home, InvalidEvent, parse_detector_event
 from floodgate.settings import Settings
 
@@ -43,4 +46,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.set_correlation_id(context.aws_request_id)
     tracer.put_annotation(key="event", value=type(detector_event).__name__)
     home = Home.of_function(context.invoked_function_arn)
-    return record(detector.get().handle(detector_event, home=home))
+    try:
+        return record(detector.get().handle(detector_event, home=home))
+    except Exception as exc:
+        # Loaded already when a decision failed: the service is what raised it.
+        from floodgate.services.detection import DecisionFailed  # noqa: PLC0415 - lazy on purpose
+
+        if isinstance(exc, DecisionFailed):
+            record_failure(METRIC.DECISION_FAILURES)
+        raise

@@ -63,6 +63,8 @@ _UNITS = {
     METRIC.INBOUND_PPS: MetricUnit.CountPerSecond,
     METRIC.DENIED_ACCEPT_PPS: MetricUnit.CountPerSecond,
     METRIC.DENIED_REJECT_PPS: MetricUnit.CountPerSecond,
+    METRIC.INGEST_LAG_S: MetricUnit.Seconds,
+    METRIC.DECISION_AGE_S: MetricUnit.Seconds,
 }
 
 
@@ -85,3 +87,16 @@ def record_per_nacl(name: str, values: Mapping[str, int]) -> None:
             default_dimensions={"service": SERVICE_NAME},
         ) as metric:
             metric.add_dimension(name="NaclId", value=nacl_id)
+
+
+def record_failure(name: str) -> None:
+    """Count one failure now, in its own EMF line: the invocation is about to raise, and what `log_metrics`
+    gathered for it is not what on-call needs to see."""
+    with single_metric(
+        name=name,
+        unit=MetricUnit.Count,
+        value=1,
+        namespace=METRIC_NAMESPACE,
+        default_dimensions={"service": SERVICE_NAME},
+    ):
+        pass

@@ -10,6 +10,11 @@ made on the whole window through the enforcement engine.
   a state change stamped in the future (beyond `clockSkew`) or older than the arming TTL is refused, with
   the reason in the answer and the log. Anyone may paste an alarm event into the console: none of these
   arm enforcement.
+- Falling behind is never silent: each stored delivery reports its ingest lag (IngestLagS: stored - its
+  latest record's end), each armed decision how long since the last one completed (DecisionAgeS), and a
+  decision that fails is recorded (`adapters.health`, read by `floodgate status`), announced on the topic
+  (once per FAILURE_NOTICE_EVERY_S) and raised as DecisionFailed: the invocation still fails, Lambda
+  retries it, and the delivery ends in the failure queue for `floodgate replay`.
 - Without an armed alarm, enforcement is off unless FLOODGATE_ALWAYS_PPS is set; then only sources above
   that rate are denied.
 - A record counts by its own time, not its delivery's: one that ended before the window (plus the late
@@ -35,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from floodgate.adapters.arming import Armed, Arming
 from floodgate.adapters.dependencies import DependencyGuard, DependencyMemory
+from floodgate.adapters.health import HealthRecords
 from floodgate.adapters.notify import Notifier
 from floodgate.adapters.window import LATE_DELIVERY_S, TrafficWindow, WindowWrite
 from floodgate.core.detect import plan_denies
@@ -80,6 +86,15 @@ DECISION_PACE_S = 20.0
 REFUSAL_REPEAT_S = 600  # a refusal of the same CIDR is logged again after this long, not at every decision
 # Records a healthy flow log produces and Floodgate rightly leaves out; any other skip reason is damage.
 _ROUTINE_SKIPS = frozenset({EMPTY, NODATA, SKIPDATA, NOT_INBOUND, AWS_SERVICE})
+
+
+class DecisionFailed(Exception):
+    """A decision raised: recorded and announced, and raised on so that the invocation fails (and is retried
+    by Lambda, then kept in the failure queue) rather than pass for a success."""
+
+    def __init__(self, origin: Origin, cause: BaseException) -> None:
+        super().__init__(f"decision ({origin}) failed: {type(cause).__name__}: {cause}")
+        self.origin = origin
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +144,8 @@ class IngestReport:
     window: WindowWrite
     decision: DecisionReport | None
     why_no_decision: str | None
+    ingest_lag_s: float | None = None  # stored - the latest record end of the batch (None: nothing stored)
+    decision_age_s: float | None = None  # armed: since the last decision completed, or the arming
 
     @property
     def poisoned(self) -> bool:
@@ -142,6 +159,10 @@ class IngestReport:
             METRIC.RECORDS_SKIPPED: float(self.stats.total_skipped),
             METRIC.WINDOW_WRITES: float(self.window.written),
         }
+        if self.ingest_lag_s is not None:
+            values[METRIC.INGEST_LAG_S] = self.ingest_lag_s
+        if self.decision_age_s is not None:
+            values[METRIC.DECISION_AGE_S] = self.decision_age_s
         return {**values, **(self.decision.metric_values() if self.decision else {})}
 
     def as_dict(self) -> dict[str, Any]:
@@ -154,6 +175,8 @@ class IngestReport:
             "window_writes": self.window.written,
             "decision": self.decision.as_dict() if self.decision else None,
             "why_no_decision": self.why_no_decision,
+            "ingest_lag_s": None if self.ingest_lag_s is None else round(self.ingest_lag_s, 1),
+            "decision_age_s": None if self.decision_age_s is None else round(self.decision_age_s, 1),
         }
 
 
@@ -209,6 +232,7 @@ class DetectionService:
         window: TrafficWindow,
         arming: Arming,
         notifier: Notifier,
+        health: HealthRecords,
         holds: CapacityHold | None = None,
         dependencies: DependencyMemory,
         clock: Callable[[], float] = time.time,
@@ -219,6 +243,7 @@ class DetectionService:
         self.window = window
         self.arming = arming
         self.notifier = notifier
+        self.health = health
         self.holds = holds
         self.dependencies = dependencies
         self._refusals_logged: dict[str, float] = {}
@@ -241,6 +266,7 @@ class DetectionService:
             window=parts.window,
             arming=parts.arming,
             notifier=parts.notifier,
+            health=parts.health,
             holds=parts.holds,
             dependencies=DependencyMemory(settings.state_table, parts.dynamodb, retrier=wiring.retrier),
             clock=wiring.clock,
@@ -262,7 +288,8 @@ class DetectionService:
         except Exception as exc:
             if self.holds is not None:
                 try:
-                    self.holds.release(f"Floodgate's run failed ({type(exc).__name__}: {exc})"[:256])
+                    cause = exc.__cause__ if isinstance(exc, DecisionFailed) and exc.__cause__ else exc
+                    self.holds.release(f"Floodgate's run failed ({type(cause).__name__}: {cause})"[:256])
                 except Exception:
                     _log.exception("releasing the capacity hold after a failed run failed too")
             raise
@@ -301,11 +328,15 @@ class DetectionService:
         if batch.dependencies:
             self.dependencies.remember(batch.dependencies, now=now)
         written = WindowWrite(parts=0, written=0)
+        lag: float | None = None
         if batch.stats.parsed:  # every parsed record belongs to a source
             stored_at = self._clock()  # after parsing: the stamp that tells settled deliveries apart
             written = self.window.add(delivery.delivery_id, summary, now=stored_at)
             self.window.compact(now=stored_at)
-        report = IngestReport(delivery.log_stream, batch.stats, written, None, None)
+            if summary.last_end is not None:
+                lag = max(0.0, stored_at - summary.last_end)
+                self.health.stored(summary.last_end, now=stored_at)
+        report = IngestReport(delivery.log_stream, batch.stats, written, None, None, ingest_lag_s=lag)
         if report.poisoned:
             # Retrying cannot mend these records; the error log and RecordsSkipped are how anyone hears.
             _log.error(
@@ -316,7 +347,8 @@ class DetectionService:
                 batch.stats.skipped,
                 ENV.FLOW_LOG_FORMAT,
             )
-        armed = next(iter(self._armings(now)), None)
+        armings = self._armings(now)
+        armed = next(iter(armings), None)
         if armed is not None:
             origin, min_pps = Origin.alarm(armed.alarm_name), None
         elif self.settings.always_pps is not None:
@@ -327,6 +359,10 @@ class DetectionService:
             return dataclasses.replace(
                 report, why_no_decision=f"decided less than {DECISION_PACE_S:.0f}s ago"
             )
+        if armings:
+            # Armed since the earliest arming in force; a decision completed since then restarts the count.
+            since = max(armings[-1].armed_at, self.health.read().completed_at or 0.0)
+            report = dataclasses.replace(report, decision_age_s=max(0.0, now - since))
         decision = self.decide(origin=origin, min_pps=min_pps, received=received)
         return dataclasses.replace(report, decision=decision)
 
@@ -433,7 +469,57 @@ class DetectionService:
         min_pps: float | None = None,
         received: float | None = None,
     ) -> DecisionReport:
-        """Plan on the window and apply the plan. `min_pps` raises the rate floor (the always threshold)."""
+        """Plan on the window and apply the plan. `min_pps` raises the rate floor (the always threshold).
+
+        An automatic decision (`dry_run` None: as the deployment is configured) has its outcome recorded
+        for `status` and DecisionAgeS; its failure is also announced (at most once per
+        FAILURE_NOTICE_EVERY_S) and raised as DecisionFailed. A person's analyze (`dry_run` given) answers
+        that person and leaves the record alone: a dry run must not pass for the armed deployment deciding."""
+        if dry_run is not None:
+            return self._decide(origin=origin, dry_run=dry_run, min_pps=min_pps, received=received)
+        try:
+            report = self._decide(origin=origin, dry_run=dry_run, min_pps=min_pps, received=received)
+        except Exception as exc:
+            self._decision_failed(origin, exc)
+            raise DecisionFailed(origin, exc) from exc
+        tally = ", ".join(f"{count} {kind}" for kind, count in event_tally(report.events).items())
+        outcome = f"{report.plan.verdict}, {len(report.plan.denies)} planned: {tally or 'nothing to change'}"
+        try:
+            self.health.decided(at=self._clock(), ok=True, outcome=outcome)
+        except Exception:
+            # The decision is made and its denies are in force: failing now would only repeat it. The error
+            # log says status is out of date; the next decision records again.
+            _log.exception("recording the completed decision for status failed")
+        return report
+
+    def _decision_failed(self, origin: Origin, exc: Exception) -> None:
+        """Record and announce a failed decision. Neither may hide the failure itself: their own failures
+        are logged, and the caller raises on."""
+        now = self._clock()
+        why = f"{type(exc).__name__}: {exc}"
+        _log.error("decision (%s) failed: %s", origin, why, exc_info=exc)
+        try:
+            self.health.decided(at=now, ok=False, outcome=why)
+            announce = self.health.claim_failure_notice(now=now)
+        except Exception:
+            _log.exception("recording the failed decision for status failed too")
+            announce = True  # better a repeated notice than none
+        if announce:
+            self.notifier.publish_failure(
+                f"decision ({origin}) failed: {why}",
+                "Floodgate's decision on the traffic window did not complete: its denies may be missing. "
+                "Lambda retries the delivery; what still fails lands in the failure queue: see "
+                "`floodgate status`, then `floodgate replay` once the cause is mended.",
+            )
+
+    def _decide(
+        self,
+        *,
+        origin: Origin,
+        dry_run: bool | None,
+        min_pps: float | None,
+        received: float | None,
+    ) -> DecisionReport:
         started = self._stopwatch() if received is None else received
         now = self._clock()
         summary = self.window.read(now=now)

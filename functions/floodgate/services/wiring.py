@@ -14,6 +14,7 @@ from typing import Any
 
 from floodgate.adapters.arming import Arming
 from floodgate.adapters.autoscaling import ScalingGroups
+from floodgate.adapters.health import HealthRecords
 from floodgate.adapters.holds import HoldRecords
 from floodgate.adapters.ledger import Ledger
 from floodgate.adapters.nacl import NaclGateway
@@ -74,6 +75,7 @@ class Wiring:
             notifier=notifier,
             dynamodb=dynamodb,
             arming=arming,
+            health=HealthRecords(settings.state_table, dynamodb, retrier=self.retrier),
             holds=self._holds(settings, ledger, notifier, dynamodb, arming, actor=actor),
         )
 
@@ -110,6 +112,7 @@ class ServiceParts:
     notifier: Notifier
     dynamodb: Any
     arming: Arming
+    health: HealthRecords
     holds: CapacityHold | None = None
 
 
