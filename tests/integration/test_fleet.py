@@ -259,7 +259,11 @@ def test_the_vpc_blocks_are_read_at_cold_start_and_a_foreign_cidr_is_an_error(
     # Configured with the IPv4 block only (as a first deployment often is): the IPv6 block joins it.
     ipv4_only = dataclasses.replace(deployment.settings, vpc_cidrs=(deployment.vpc.cidr,))
     service = DetectionService.from_settings(ipv4_only, wiring)
-    assert service.settings.vpc_cidrs == (deployment.vpc.cidr, deployment.vpc.ipv6_cidr)
+    # Compared as networks: EC2 may spell the IPv6 block with leading zeros ("…:0700::/56").
+    assert [ipaddress.ip_network(block) for block in service.settings.vpc_cidrs] == [
+        ipaddress.ip_network(deployment.vpc.cidr),
+        ipaddress.ip_network(deployment.vpc.ipv6_cidr),
+    ]
     assert service.parser.destination_inside(vpc_hosts(deployment)[-1]) is True
     assert ExpiryService.from_settings(ipv4_only, wiring).settings.vpc_cidrs == service.settings.vpc_cidrs
     foreign = dataclasses.replace(deployment.settings, vpc_cidrs=(deployment.vpc.cidr, "10.99.0.0/16"))
