@@ -1,8 +1,9 @@
 """Start and stop a moto server (the AWS stand-in) on a free localhost port.
 
-Each emulator is a `moto_server` process of its own. moto keeps its in-memory backend per Python process,
-so two emulators started as threads of one process would share every resource: a test that lists rules or
-stacks would see another test's. A process per emulator gives each one its own account state, as separate
+Each emulator is a moto server process of its own (`atomic_moto`: moto's server answering one call at a
+time, atomic as AWS's calls are). moto keeps its in-memory backend per Python process, so two emulators
+started as threads of one process would share every resource: a test that lists rules or stacks would see
+another test's. A process per emulator gives each one its own account state, as separate
 AWS accounts would have, whatever ran before it in the same test process.
 """
 
@@ -17,12 +18,15 @@ import urllib.request
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
 
 DEFAULT_REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # moto's default account
+# Run as a script (not `-m`), so it starts from any working directory.
+_ATOMIC_MOTO = Path(__file__).with_name("atomic_moto.py")
 # What boto3 and the AWS CLI need to talk to the emulator instead of AWS (never real credentials).
 DUMMY_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -117,8 +121,8 @@ def _launch(region: str, *, quiet: bool, attempts: int = 3) -> Emulator:
     output = subprocess.DEVNULL if quiet else None
     for _ in range(attempts):
         port = free_port()
-        process = subprocess.Popen(  # noqa: S603 - this interpreter running moto's own server module
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        process = subprocess.Popen(  # noqa: S603 - this interpreter running moto's server
+            [sys.executable, str(_ATOMIC_MOTO), "-H", "127.0.0.1", "-p", str(port)],
             stdout=output,
             stderr=output,
         )
