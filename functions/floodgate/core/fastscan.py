@@ -34,7 +34,7 @@ from floodgate.core.flowlog import (
     Tally,
     TimeBounds,
 )
-from floodgate.core.summary import Counter, TrafficSummary
+from floodgate.core.summary import Counter, LevelSummary, TrafficSummary
 
 NDArray = Any  # numpy arrays; the stubs add nothing but noise here
 
@@ -247,6 +247,7 @@ class FastScanner:
         self._sums = _SourceSums()
         self._bounds: TimeBounds | None = None  # of the block being scanned
         self._inside_v4 = parser.inside_ranges(4)
+        self._held: _HeldLevels | None = None  # IPv4 levels kept in arrays between drains (`hold`)
 
     def scan(self, data: bytes, bounds: TimeBounds | None = None) -> SourceBatch:
         pending = PendingBatch()
@@ -391,7 +392,9 @@ class FastScanner:
         """Distinct sources held in arrays, not yet drained (an upper bound)."""
         return self._sums.size
 
-    def drain_into(self, pending: PendingBatch, summary: TrafficSummary) -> SourceBatch:
+    def drain_into(
+        self, pending: PendingBatch, summary: TrafficSummary, *, hold: bool = False
+    ) -> SourceBatch:
         """Fold everything gathered so far into `summary`, then start afresh: what
         `summary.add(parser.finish(pending))` would do with every line through the reference parser.
 
@@ -399,10 +402,14 @@ class FastScanner:
         levels, keeping only the counters that can survive compaction: no Python object per distinct
         source. IPv4 sources of the lines the reference parser took join them first, so that each level
         takes one merge per batch, as it would from the reference parser.
+
+        With `hold`, the IPv4 levels stay in arrays here, merged batch by batch exactly as LevelSummary
+        would, and reach `summary.levels` at the first drain without `hold` (a capture drained many times
+        then builds its Python counters once, not once per drain). Everything else is in `summary` at once.
         """
         table = self._take_outside(pending.batch)
         batch = self.parser.finish(pending)
-        if table is not None:
+        if table is not None or self._held is not None:
             taken = [(key, batch.sources.pop(key)) for key in [key for key in batch.sources if key[0] == 4]]
             if taken:
                 values = np.array([value for (_, value), _ in taken], dtype=np.int64)
@@ -410,14 +417,26 @@ class FastScanner:
                 octets = tallies[:, BYTES]
                 columns = [tallies[:, PACKETS], octets >> 32, octets & 0xFFFFFFFF]
                 columns += [tallies[:, REJECT_PACKETS], tallies[:, RECORDS], tallies[:, SPOOFABLE]]
-                table = _Table.grouped(
-                    np.concatenate([table.values, values]),
-                    [
-                        np.concatenate([mine, theirs.astype(np.int64)])
-                        for mine, theirs in zip(table.columns, columns, strict=True)
-                    ],
-                )
-            _fold_into_levels(summary, table)
+                theirs = [column.astype(np.int64) for column in columns]
+                if table is not None:
+                    values = np.concatenate([table.values, values])
+                    theirs = [np.concatenate(pair) for pair in zip(table.columns, theirs, strict=True)]
+                table = _Table.grouped(values, theirs)
+        if table is not None:
+            if self._held is not None and self._held.summary is not summary:
+                self._held.publish()
+                self._held = None
+            held = self._held or _HeldLevels.of(summary)
+            if held is not None and held.fold(table):
+                self._held = held
+            else:  # beyond exact int64/float64 arithmetic: the levels' own merge, on Python integers
+                if self._held is not None:
+                    self._held.publish()
+                    self._held = None
+                _fold_into_levels(summary, table)
+        if self._held is not None and not hold:
+            self._held.publish()
+            self._held = None
         summary.add(batch)
         return batch
 
@@ -613,3 +632,138 @@ def _fold_into_levels(summary: TrafficSummary, table: _Table) -> None:
             level.counters = {key: Counter(p, (h << 32) + lo, r, s) for key, p, h, lo, r, s in rows}
         else:
             level.merge({key: [p, (h << 32) + lo, r, s] for key, p, h, lo, r, s in rows}, floor=floor)
+
+
+# Held levels work in int64 and float64: packets below 2**53 divide exactly as Python's int / int does, and
+# bytes below 2**62 neither overflow nor round differently from Python's int * float.
+_EXACT_PACKETS = 2**53
+_EXACT_BYTES = 2**62
+
+
+class _HeldLevel:
+    """One IPv4 LevelSummary as arrays sorted by key: merged and compacted exactly as LevelSummary.merge
+    and compact do, the same cut, floor and float64 scaling of bytes, rejects and spoofable packets."""
+
+    __slots__ = ("bytes", "error", "keys", "level", "packets", "rejected", "spoofable")
+
+    def __init__(self, level: LevelSummary) -> None:
+        self.level = level
+        items = sorted(level.counters.items())
+        self.keys = np.array([key for key, _ in items], dtype=np.int64)
+        self.packets = np.array([c.packets for _, c in items], dtype=np.int64)
+        self.bytes = np.array([c.bytes for _, c in items], dtype=np.int64)
+        self.rejected = np.array([c.reject_packets for _, c in items], dtype=np.int64)
+        self.spoofable = np.array([c.spoofable for _, c in items], dtype=np.int64)
+        self.error = level.error
+
+    def merge(self, prefixes: NDArray, columns: list[NDArray]) -> None:
+        """Add one batch's exact sums per prefix (`prefixes` sorted and distinct; columns packets, bytes,
+        rejected, spoofable), leaving out new keys that cannot survive compaction, then compact."""
+        capacity = self.level.capacity
+        keys = self.keys
+        at: NDArray = np.searchsorted(keys, prefixes)
+        known = np.zeros(len(prefixes), dtype=bool)
+        inside = np.flatnonzero(at < len(keys))
+        known[inside] = keys[at[inside]] == prefixes[inside]
+        fresh = np.flatnonzero(~known)
+        floor = 0
+        if len(fresh) > capacity + 1:
+            # As in LevelSummary.merge: only the capacity+1 heaviest new keys can survive compaction.
+            weights = columns[0][fresh]
+            top = np.argpartition(-weights, capacity)[: capacity + 1]
+            floor = int(weights[top].min())
+            fresh = fresh[top]
+        rows = at[known]
+        mine = [self.packets, self.bytes, self.rejected, self.spoofable]
+        for column, theirs in zip(mine, columns, strict=True):
+            column[rows] += theirs[known]
+        if len(fresh):
+            keys = np.concatenate([keys, prefixes[fresh]])
+            order = np.argsort(keys, kind="stable")
+            self.keys = keys[order]
+            mine = [
+                np.concatenate([column, theirs[fresh]])[order]
+                for column, theirs in zip(mine, columns, strict=True)
+            ]
+            self.packets, self.bytes, self.rejected, self.spoofable = mine
+        self._compact(floor)
+
+    def _compact(self, floor: int) -> None:
+        count, capacity = len(self.keys), self.level.capacity
+        if count <= capacity:
+            return
+        # The (capacity+1)-th largest count, as LevelSummary.compact finds it by sorting.
+        cut = max(int(np.partition(self.packets, count - 1 - capacity)[count - 1 - capacity]), floor)
+        remaining = self.packets - cut
+        kept = remaining > 0
+        remaining = remaining[kept]
+        scale = remaining / self.packets[kept]
+        self.bytes = (self.bytes[kept] * scale).astype(np.int64)
+        self.rejected = (self.rejected[kept] * scale).astype(np.int64)
+        self.spoofable = (self.spoofable[kept] * scale).astype(np.int64)
+        self.packets, self.keys = remaining, self.keys[kept]
+        self.error += cut
+
+    def publish(self) -> None:
+        """Write the arrays back as the level's counters."""
+        rows = zip(
+            self.keys.tolist(),
+            self.packets.tolist(),
+            self.bytes.tolist(),
+            self.rejected.tolist(),
+            self.spoofable.tolist(),
+            strict=True,
+        )
+        self.level.counters = {key: Counter(p, b, r, s) for key, p, b, r, s in rows}
+        self.level.error = self.error
+
+
+class _HeldLevels:
+    """A summary's IPv4 levels held in arrays across drains, with bounds on what their counters can reach:
+    a fold that could leave exact integer arithmetic is refused (the caller folds through the levels)."""
+
+    def __init__(self, summary: TrafficSummary, packets: int, octets: int) -> None:
+        self.summary = summary
+        self.levels = [
+            (length, _HeldLevel(level)) for (version, length), level in summary.levels.items() if version == 4
+        ]
+        self.packets_bound, self.bytes_bound = packets, octets  # no counter can exceed these
+
+    @classmethod
+    def of(cls, summary: TrafficSummary) -> _HeldLevels | None:
+        """The summary's IPv4 levels in arrays; None when their counters are already beyond exact range."""
+        packets = octets = 0
+        for (version, _), level in summary.levels.items():
+            if version == 4:
+                packets = max(packets, sum(c.packets for c in level.counters.values()))
+                octets = max(octets, sum(abs(c.bytes) for c in level.counters.values()))
+        if packets >= _EXACT_PACKETS or octets >= _EXACT_BYTES:
+            return None
+        return cls(summary, packets, octets)
+
+    def fold(self, table: _Table) -> bool:
+        """Add the table's sources to the summary's totals and to every held level, as
+        `_fold_into_levels` would; False (and nothing done) when the counters could leave exact range."""
+        packets = int(table.packets.sum())
+        octets = (int(table.bytes_high.sum()) << 32) + int(table.bytes_low.sum())
+        if self.packets_bound + packets >= _EXACT_PACKETS or self.bytes_bound + octets >= _EXACT_BYTES:
+            return False
+        self.packets_bound += packets
+        self.bytes_bound += octets
+        summary = self.summary
+        summary.total_packets += packets
+        summary.total_bytes += octets
+        summary.reject_packets += int(table.rejected.sum())
+        sums = [table.packets, (table.bytes_high << 32) + table.bytes_low, table.rejected, table.spoofable]
+        for length, held in self.levels:
+            prefixes = table.values >> (32 - length)
+            if length == 32:
+                held.merge(prefixes, sums)
+                continue
+            firsts = np.flatnonzero(np.concatenate(([True], prefixes[1:] != prefixes[:-1])))
+            held.merge(prefixes[firsts], [np.add.reduceat(column, firsts) for column in sums])
+        return True
+
+    def publish(self) -> None:
+        for _, held in self.levels:
+            held.publish()

@@ -1,0 +1,101 @@
+"""Levels held in arrays across drains (`drain_into(..., hold=True)`, what `floodgate analyze` does between
+flushes) end as the same summary as the reference parser's batch-by-batch merges, compaction included."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from emulator.traffic import VPC_CIDR
+from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat, FlowLogParser, PendingBatch, SourceBatch
+from floodgate.core.scanning import ReferenceScanner
+from floodgate.core.summary import Counter, TrafficSummary
+
+fastscan = pytest.importorskip("floodgate.core.fastscan")
+
+V2 = FlowLogFormat.parse(DEFAULT_FORMAT)
+RECORD = (
+    "2 123456789012 eni-0abc {src} 10.0.1.10 40000 443 {proto} {packets} {octets} "
+    "1764000000 1764000060 {act} OK"
+)
+
+# Sources in a few /16s and /24s, so that every level sees keys repeat, collide and get compacted away.
+_source = st.builds(
+    "{}.{}.{}.{}".format,
+    st.sampled_from([45, 198, 203]),
+    st.sampled_from([0, 51, 113]),
+    st.integers(0, 3),
+    st.integers(0, 40),
+)
+_record = st.builds(
+    lambda src, packets, proto, act, odd: RECORD.format(
+        src=src, proto=proto, packets=packets, octets=packets * 60, act=act
+    ).replace(" 443 ", "\t443 " if odd else " 443 "),
+    _source,
+    st.integers(1, 5000),
+    st.sampled_from(["6", "17"]),
+    st.sampled_from(["ACCEPT", "REJECT"]),
+    st.booleans(),  # a tab: the reference parser takes the line, its source joins the arrays' at the drain
+)
+
+
+def _summarise(scanner: Any, drains: list[list[str]], summary: TrafficSummary) -> TrafficSummary:
+    """Each drain's lines scanned in one block and drained, holding until the last drain. `scanner` is
+    either kind (Any: numpy, and so the vectorised scanner's module, is optional)."""
+    for index, lines in enumerate(drains):
+        pending = PendingBatch()
+        scanner.scan_into(("\n".join(lines) + "\n").encode(), pending)
+        scanner.drain_into(pending, summary, hold=index < len(drains) - 1)
+    return summary
+
+
+def _both(drains: list[list[str]], summary: TrafficSummary) -> tuple[TrafficSummary, TrafficSummary]:
+    fast = _summarise(fastscan.FastScanner(FlowLogParser(V2, [VPC_CIDR])), drains, copy.deepcopy(summary))
+    reference = _summarise(ReferenceScanner(FlowLogParser(V2, [VPC_CIDR])), drains, copy.deepcopy(summary))
+    return fast, reference
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    drains=st.lists(st.lists(_record, min_size=1, max_size=60), min_size=1, max_size=6),
+    capacity=st.integers(2, 30),
+)
+def test_held_levels_end_as_the_reference_merges_them(drains: list[list[str]], capacity: int) -> None:
+    fast, reference = _both(drains, TrafficSummary(capacity=capacity, max_prefix_v4=16))
+    assert fast == reference
+    assert fast.stats.parsed == sum(map(len, drains))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    drains=st.lists(st.lists(_record, min_size=1, max_size=40), min_size=1, max_size=4),
+    before=st.dictionaries(st.integers(0x2D000000, 0x2D0000FF), st.integers(1, 9000), max_size=12),
+)
+def test_held_levels_start_from_counters_the_summary_already_has(
+    drains: list[list[str]], before: dict[int, int]
+) -> None:
+    summary = TrafficSummary(capacity=8)
+    batch = SourceBatch()
+    batch.sources = {(4, value): [packets, packets * 80, 0, 1, packets] for value, packets in before.items()}
+    summary.add(batch)
+    fast, reference = _both(drains, summary)
+    assert fast == reference
+
+
+def test_counters_beyond_exact_integer_range_fold_through_the_levels_alike() -> None:
+    """A summary holding a counter of 2**64 bytes (beyond int64): the scanner folds as the levels do."""
+    summary = TrafficSummary(capacity=4)
+    summary.levels[(4, 32)].counters[0x2D000001] = Counter(10, 2**64, 0, 0)
+    drains = [
+        [
+            RECORD.format(src=f"45.0.0.{i}", proto=6, packets=i, octets=i * 60, act="ACCEPT")
+            for i in range(1, 9)
+        ]
+    ]
+    fast, reference = _both(drains * 2, summary)
+    assert fast == reference
+    assert fast.levels[(4, 32)].error > 0  # compaction happened on that path too
