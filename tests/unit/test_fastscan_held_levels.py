@@ -42,6 +42,14 @@ _record = st.builds(
     st.booleans(),  # a tab: the reference parser takes the line, its source joins the arrays' at the drain
 )
 
+_repeated = st.builds(  # from a handful of sources, so that blocks mostly repeat known ones
+    lambda last, packets: RECORD.format(
+        src=f"45.0.0.{last}", proto=6, packets=packets, octets=packets * 60, act="ACCEPT"
+    ),
+    st.integers(0, 5),
+    st.integers(1, 5000),
+)
+
 
 def _summarise(scanner: Any, drains: list[list[str]], summary: TrafficSummary) -> TrafficSummary:
     """Each drain's lines scanned in one block and drained, holding until the last drain. `scanner` is
@@ -99,3 +107,25 @@ def test_counters_beyond_exact_integer_range_fold_through_the_levels_alike() -> 
     fast, reference = _both(drains * 2, summary)
     assert fast == reference
     assert fast.levels[(4, 32)].error > 0  # compaction happened on that path too
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    blocks=st.lists(st.lists(st.one_of(_record, _repeated), min_size=1, max_size=50), min_size=2, max_size=8),
+    merge_rows=st.integers(1, 20),
+)
+def test_per_source_sums_agree_whether_sources_repeat_or_not(
+    blocks: list[list[str]], merge_rows: int
+) -> None:
+    """Blocks looked up in the merged table both ways (rows of known sources summed in by position, or
+    the block's own sums first), as a small merge size makes the table fill early: the reference's sums."""
+    scanner = fastscan.FastScanner(FlowLogParser(V2, [VPC_CIDR]))
+    scanner._sums.MERGE_ROWS = merge_rows
+    pending = PendingBatch()
+    for lines in blocks:
+        scanner.scan_into(("\n".join(lines) + "\n").encode(), pending)
+    scanner.drain(pending)
+    fast = scanner.parser.finish(pending)
+    reference = FlowLogParser(V2, [VPC_CIDR]).parse([line for lines in blocks for line in lines])
+    assert fast.sources == reference.sources
+    assert fast.stats == reference.stats

@@ -503,18 +503,6 @@ class _Table:
 _COLUMNS = 6  # of a _Table
 
 
-def _add_rows(sums: list[NDArray], rows: NDArray, columns: list[NDArray]) -> None:
-    """sums[i][rows] += columns[i], rows repeating. bincount sums in float64: exact while every sum stays
-    below 2**53, which a block's rows ensure (MAX_PACKETS per row, bytes in 32-bit halves); np.add.at,
-    exact but slower, takes any larger block."""
-    if len(rows) * MAX_PACKETS < 2**53:
-        for mine, theirs in zip(sums, columns, strict=True):
-            np.add(mine, np.bincount(rows, weights=theirs, minlength=len(mine)).astype(np.int64), out=mine)
-    else:
-        for mine, theirs in zip(sums, columns, strict=True):
-            np.add.at(mine, rows, theirs)
-
-
 class _SourceSums:
     """Per-source sums [packets, bytes high, bytes low, rejected packets, records, spoofable packets] kept
     as arrays.
@@ -535,6 +523,7 @@ class _SourceSums:
         )
         self.fresh: list[_Table] = []
         self.fresh_rows = 0
+        self.repeating = False  # did most rows of the last block come from known sources?
 
     @property
     def size(self) -> int:
@@ -552,16 +541,33 @@ class _SourceSums:
             packets * spoofable,
         ]
         known_values = self.table.values
-        if len(known_values):
-            # Rows of sources already in the table are summed into it by position, without sorting them.
+        if len(known_values) and self.repeating:
+            # Most sources of late were known: their rows are summed into the table by position, unsorted.
             at = np.minimum(np.searchsorted(known_values, src), len(known_values) - 1)
             known = known_values[at] == src
+            self.repeating = 2 * np.count_nonzero(known) >= len(known)
             if known.any():
-                _add_rows(self.table.columns, at[known], [column[known] for column in columns])
+                for mine, theirs in zip(self.table.columns, columns, strict=True):
+                    np.add.at(mine, at[known], theirs[known])
                 if known.all():
                     return
                 src, columns = src[~known], [column[~known] for column in columns]
-        block = _Table.grouped(src, columns)
+            block = _Table.grouped(src, columns)
+        else:
+            # Mostly new sources (a spoofed flood): the block's own sums first (one sort), then its distinct
+            # sources looked up in order, several times faster than a search for scattered keys.
+            block = _Table.grouped(src, columns)
+            if len(known_values):
+                at = np.minimum(np.searchsorted(known_values, block.values), len(known_values) - 1)
+                known = known_values[at] == block.values
+                self.repeating = 2 * np.count_nonzero(known) >= len(known)
+                if known.any():
+                    rows = at[known]  # distinct: a plain indexed sum is exact
+                    for mine, theirs in zip(self.table.columns, block.columns, strict=True):
+                        mine[rows] += theirs[known]
+                    if known.all():
+                        return
+                    block = block.select(~known)
         self.fresh.append(block)
         self.fresh_rows += len(block.values)
         if self.fresh_rows >= self.MERGE_ROWS:
