@@ -545,7 +545,7 @@ class _SourceSums:
             # Most sources of late were known: their rows are summed into the table by position, unsorted.
             at = np.minimum(np.searchsorted(known_values, src), len(known_values) - 1)
             known = known_values[at] == src
-            self.repeating = 2 * np.count_nonzero(known) >= len(known)
+            self.repeating = 2 * int(np.count_nonzero(known)) >= len(known)
             if known.any():
                 for mine, theirs in zip(self.table.columns, columns, strict=True):
                     np.add.at(mine, at[known], theirs[known])
@@ -560,7 +560,7 @@ class _SourceSums:
             if len(known_values):
                 at = np.minimum(np.searchsorted(known_values, block.values), len(known_values) - 1)
                 known = known_values[at] == block.values
-                self.repeating = 2 * np.count_nonzero(known) >= len(known)
+                self.repeating = 2 * int(np.count_nonzero(known)) >= len(known)
                 if known.any():
                     rows = at[known]  # distinct: a plain indexed sum is exact
                     for mine, theirs in zip(self.table.columns, block.columns, strict=True):
