@@ -4,10 +4,11 @@ flushes) end as the same summary as the reference parser's batch-by-batch merges
 from __future__ import annotations
 
 import copy
+import socket
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from emulator.traffic import VPC_CIDR
@@ -15,6 +16,7 @@ from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat, FlowLogParser,
 from floodgate.core.scanning import ReferenceScanner
 from floodgate.core.summary import Counter, TrafficSummary
 
+np = pytest.importorskip("numpy")
 fastscan = pytest.importorskip("floodgate.core.fastscan")
 
 V2 = FlowLogFormat.parse(DEFAULT_FORMAT)
@@ -129,3 +131,34 @@ def test_per_source_sums_agree_whether_sources_repeat_or_not(
     reference = FlowLogParser(V2, [VPC_CIDR]).parse([line for lines in blocks for line in lines])
     assert fast.sources == reference.sources
     assert fast.stats == reference.stats
+
+
+def _inet_pton(text: str) -> int | None:
+    try:
+        return int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+    except OSError:
+        return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text("0123456789.", min_size=1, max_size=15),
+            st.builds("{}.{}.{}.{}".format, *[st.integers(0, 300)] * 4).filter(lambda t: len(t) <= 15),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+@example(["1234.5.6.7", "1.2.3.4", "01.2.3.4", "1..2.3", "256.1.1.1", "1.2.3.4.", ".1.2.3", "0.0.0.0"])
+def test_dotted_quads_read_addresses_as_inet_pton_does(texts: list[str]) -> None:
+    """The nibble keys of digit-and-dot texts (as `_Block.ipv4` builds them: byte - 44 per character,
+    first character lowest, padding 0) are read as inet_pton reads the texts."""
+    keys = np.array(
+        [sum(((byte - 44) & 15) << 4 * i for i, byte in enumerate(text.encode())) for text in texts],
+        dtype=np.uint64,
+    )
+    values, ok = fastscan._dotted_quads(keys)
+    expected = [_inet_pton(text) for text in texts]
+    assert [int(v) if good else None for v, good in zip(values, ok, strict=True)] == expected

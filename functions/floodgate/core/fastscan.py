@@ -107,9 +107,13 @@ class _Block:
     eight byte lanes per operation), never character by character. Every byte is ASCII (checked by caller).
     """
 
-    def __init__(self, buf: NDArray, ends: NDArray, line_starts: NDArray) -> None:
-        padded = np.zeros(len(buf) + 2 * _PAD, dtype=np.uint8)
+    def __init__(self, buf: NDArray, ends: NDArray, line_starts: NDArray, room: NDArray) -> None:
+        """`room`: a scratch buffer of at least len(buf) + 2 * _PAD bytes, reused from block to block (a
+        fresh one would cost its page faults every time)."""
+        padded = room[: len(buf) + 2 * _PAD]
+        padded[:_PAD] = 0
         padded[_PAD:-_PAD] = buf
+        padded[-_PAD:] = 0
         # The 16 bytes from any offset as one (unaligned) 16-byte item: indexing by field position copies
         # them with one memcpy each, far faster than a two-dimensional sliding-window gather.
         self.sixteen_at = np.ndarray((len(padded) - 15,), dtype="V16", buffer=padded, strides=(1,))
@@ -189,41 +193,42 @@ def _octet_table() -> NDArray:
 
 
 _OCTETS = _octet_table()
-_NIBBLES_15 = np.uint64((1 << 60) - 1)
-_LOW_NIBBLE_BITS = np.uint64(0x0777777777777777)
-_HIGH_NIBBLE_BITS = np.uint64(0x0888888888888888)
-_DOT_NIBBLES = np.uint64(0x0222222222222222)  # "." is nibble 2, in each of the 15 character positions
+_NIBBLES_15 = np.int64((1 << 60) - 1)
+_LOW_NIBBLE_BITS = np.int64(0x0777777777777777)
+_HIGH_NIBBLE_BITS = np.int64(0x0888888888888888)
+_DOT_NIBBLES = np.int64(0x0222222222222222)  # "." is nibble 2, in each of the 15 character positions
 
 
 def _lowest_bit_index(words: NDArray) -> NDArray:
-    """Index of each word's lowest set bit (negative for 0): a power of two converts to float64 exactly, and
-    its exponent field is the index."""
-    lowest = words & (~words + np.uint64(1))
-    return (lowest.astype(np.float64).view(np.int64) >> 52) - 1023
+    """Index of each int64 word's lowest set bit (negative for 0): a power of two converts to float64
+    exactly, and its exponent field is the index. (From int64, not uint64: a conversion the CPU has.)"""
+    return ((words & -words).astype(np.float64).view(np.int64) >> 52) - 1023
 
 
 def _dotted_quads(keys: NDArray) -> tuple[NDArray, NDArray]:
     """(value, ok) of address keys read as strict dotted quads (as inet_pton reads them: no leading zeros).
 
     The three dots are found as the zero nibbles of key ^ "...": each octet is then the nibbles below the
-    next dot, at most three of them, read through a 4096-entry table. No loop over characters.
+    next dot, at most three of them, read through a 4096-entry table. No loop over characters. Keys have 60
+    bits, so everything is done in int64 (numpy's uint64 conversions and indexing are slower).
     """
-    rest = keys & _NIBBLES_15
+    rest = keys.view(np.int64) & _NIBBLES_15
     found = rest ^ _DOT_NIBBLES  # dots become zero nibbles
     dots = ~(((found & _LOW_NIBBLE_BITS) + _LOW_NIBBLE_BITS) | found | _LOW_NIBBLE_BITS) & _HIGH_NIBBLE_BITS
     value = np.zeros(len(keys), dtype=np.int64)
     ok = np.ones(len(keys), dtype=bool)
     for _ in range(3):
-        at = _lowest_bit_index(dots)  # bit 3 of the dot's nibble
-        ok &= at >= 3
-        shift = np.maximum(at + 1, 0).astype(np.uint64)
-        octet = _OCTETS[np.minimum(rest & ((np.uint64(1) << shift - np.uint64(4)) - np.uint64(1)), 4095)]
-        ok &= (octet >= 0) & (at <= 15)  # a dot within the first four characters
+        at = _lowest_bit_index(dots)  # bit 3 of the dot's nibble, negative when there is none
+        # The octet's nibbles lie below the dot's: at most three (a dot further on fails `at <= 15`); none
+        # when the dot comes first or is missing (table entry 0, which is no octet).
+        octet = np.take(_OCTETS, rest & ((1 << np.clip(at - 3, 0, 12)) - 1))
+        ok &= (octet >= 0) & (at <= 15)
         value = (value << 8) | octet
+        shift = np.maximum(at + 1, 0)
         rest >>= shift
         dots >>= shift
     ok &= dots == 0
-    octet = _OCTETS[np.minimum(rest, 4095)]
+    octet = np.take(_OCTETS, np.minimum(rest, 4095))
     ok &= octet >= 0
     return (value << 8) | octet, ok
 
@@ -247,6 +252,7 @@ class FastScanner:
         self._sums = _SourceSums()
         self._bounds: TimeBounds | None = None  # of the block being scanned
         self._inside_v4 = parser.inside_ranges(4)
+        self._room = np.empty(0, dtype=np.uint8)  # the padded copy of the block being scanned
         self._held: _HeldLevels | None = None  # IPv4 levels kept in arrays between drains (`hold`)
 
     def scan(self, data: bytes, bounds: TimeBounds | None = None) -> SourceBatch:
@@ -282,7 +288,9 @@ class FastScanner:
                 line_starts = np.empty(len(ends), dtype=ends.dtype)
                 line_starts[0] = 0
                 line_starts[1:] = ends[:-1, -1] + 1
-                block = _Block(buf, ends, line_starts)
+                if len(self._room) < len(buf) + 2 * _PAD:
+                    self._room = np.empty(len(buf) + len(buf) // 8 + 2 * _PAD, dtype=np.uint8)
+                block = _Block(buf, ends, line_starts, self._room)
                 if block.no_empty_fields(seps):
                     return self._scan_regular(block, data, by_text, batch)
         # Mixed block: route lines that cannot be regular to the reference, scan the rest in one go.
