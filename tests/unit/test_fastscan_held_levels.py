@@ -151,7 +151,7 @@ def _inet_pton(text: str) -> int | None:
         max_size=40,
     )
 )
-@example(["1234.5.6.7", "1.2.3.4", "01.2.3.4", "1..2.3", "256.1.1.1", "1.2.3.4.", ".1.2.3", "0.0.0.0"])
+@example(["1234.5.6.7", "1.2.3.4", "01.2.3.4", "1..2.3", "256.1.1.1", "1.2.3.4.", ".1.2.3", "10.0.0.0"])
 def test_dotted_quads_read_addresses_as_inet_pton_does(texts: list[str]) -> None:
     """The nibble keys of digit-and-dot texts (as `_Block.ipv4` builds them: byte - 44 per character,
     first character lowest, padding 0) are read as inet_pton reads the texts."""
@@ -162,3 +162,37 @@ def test_dotted_quads_read_addresses_as_inet_pton_does(texts: list[str]) -> None
     values, ok = fastscan._dotted_quads(keys)
     expected = [_inet_pton(text) for text in texts]
     assert [int(v) if good else None for v, good in zip(values, ok, strict=True)] == expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 10**13),  # packets: every width to past the 12 digits allowed
+            st.integers(0, 10**16),  # bytes: to past 15
+            st.integers(0, 99_999_999),  # start within eight digits, so that whole blocks take one word
+            st.integers(0, 10**11),  # end: ten digits and more
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    st.booleans(),
+)
+def test_numbers_of_every_width_read_as_the_reference_reads_them(
+    rows: list[tuple[int, int, int, int]], short: bool
+) -> None:
+    """Counters and times of one to seventeen digits, in blocks whose fields all fit one word (`short`:
+    numbers cut to eight digits) or not: the same sums, times and skip reasons as the reference parser."""
+    lines = []
+    for packets, octets, start, end in rows:
+        numbers = [packets, octets, start, end]
+        if short:
+            numbers = [n % 10**8 for n in numbers]
+        lines.append(
+            "2 123456789012 eni-0abc 45.0.0.1 10.0.1.10 40000 443 6 {} {} {} {} ACCEPT OK".format(*numbers)
+        )
+    fast = fastscan.FastScanner(FlowLogParser(V2, [VPC_CIDR])).scan(("\n".join(lines) + "\n").encode())
+    reference = FlowLogParser(V2, [VPC_CIDR]).parse(lines)
+    assert fast.sources == reference.sources
+    assert fast.stats == reference.stats
+    assert (fast.first_start, fast.last_end) == (reference.first_start, reference.last_end)

@@ -72,12 +72,28 @@ _ZERO_FILL = _MASKS[16 - np.arange(17)] & _lanes(48)
 _HIGH_NIBBLES = _lanes(0xF0)
 
 
+# The same for a field read as one word: FIELD_8[w] keeps the last w of 8 bytes.
+_FIELD_8 = ~_MASKS[8 - np.arange(9), 0]
+_ZERO_FILL_8 = _MASKS[8 - np.arange(9), 0] & _lanes(48)
+
+
+def _digit_words(words: NDArray) -> NDArray:
+    """Per word: is every byte an ASCII digit? (high nibble 3 before and after adding 6)"""
+    return ((words & _HIGH_NIBBLES) == _lanes(0x30)) & (((words + _lanes(6)) & _HIGH_NIBBLES) == _lanes(0x30))
+
+
 def _all_digits(words: NDArray) -> NDArray:
-    """Per row of words: is every byte an ASCII digit? (high nibble 3 before and after adding 6)"""
-    valid = ((words & _HIGH_NIBBLES) == _lanes(0x30)) & (
-        ((words + _lanes(6)) & _HIGH_NIBBLES) == _lanes(0x30)
-    )
+    """Per row of two words: is every byte an ASCII digit?"""
+    valid = _digit_words(words)
     return valid[:, 0] & valid[:, 1]
+
+
+def _eight_digits(digits: NDArray) -> NDArray:
+    """The value of words of eight digit values (0..9), first digit in the lowest byte: pairs, quads, then
+    all eight."""
+    digits = (digits * np.uint64(10) + (digits >> np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
+    digits = (digits * np.uint64(100) + (digits >> np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
+    return (digits * np.uint64(10000) + (digits >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
 
 
 def _rows(table: NDArray, index: NDArray) -> NDArray:
@@ -141,19 +157,23 @@ class _Block:
 
     def number(self, col: int, width: int) -> tuple[NDArray, NDArray]:
         """(value, ok) of an unsigned decimal field of at most `width` (≤ 16) digits."""
-        words, widths = self._words(col, right_aligned=True)
-        fits = widths <= width
-        clipped = np.minimum(widths, 16)
-        digits = words & _rows(_FIELD, clipped)
-        digits |= _rows(_ZERO_FILL, clipped)
-        ok = fits & _all_digits(digits)
-        digits -= _lanes(48)
-        # Eight digits per word, first digit in the lowest byte: pairs, quads, then all eight.
-        digits = (digits * np.uint64(10) + (digits >> np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
-        digits = (digits * np.uint64(100) + (digits >> np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
-        digits = (digits * np.uint64(10000) + (digits >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
-        value = digits[:, 0] * np.uint64(100_000_000) + digits[:, 1]
-        return value.astype(np.int64), ok
+        end = self.ends[:, col]
+        widths = end - self.start(col)
+        if width > 8 and int(widths.max()) > 8:
+            words, _ = self._words(col, right_aligned=True)
+            clipped = np.minimum(widths, 16)
+            digits = words & _rows(_FIELD, clipped)
+            digits |= _rows(_ZERO_FILL, clipped)
+            ok = (widths <= width) & _all_digits(digits)
+            digits = _eight_digits(digits - _lanes(48))
+            return (digits[:, 0] * np.uint64(100_000_000) + digits[:, 1]).view(np.int64), ok
+        # No field of the block is longer than a word (or longer ones fail `width` anyway): half the work.
+        clipped = np.minimum(widths, 8)
+        digits = (self.words_at[end + (_PAD - 8)] & np.take(_FIELD_8, clipped)) | np.take(
+            _ZERO_FILL_8, clipped
+        )
+        ok = (widths <= width) & _digit_words(digits)
+        return _eight_digits(digits - _lanes(48)).view(np.int64), ok
 
     def word(self, col: int) -> NDArray:
         """Fields of up to 8 bytes as one uint64 each (longer fields never match a known word)."""
