@@ -196,3 +196,21 @@ def test_numbers_of_every_width_read_as_the_reference_reads_them(
     assert fast.sources == reference.sources
     assert fast.stats == reference.stats
     assert (fast.first_start, fast.last_end) == (reference.first_start, reference.last_end)
+
+
+def test_levels_held_until_the_bound_of_exact_arithmetic_continue_through_the_levels_alike(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A drain that would take the held counters past exact int64/float64 range (lowered here to 10**6
+    bytes) hands the levels back and folds as the levels do: the same summary as the reference's."""
+    monkeypatch.setattr(fastscan, "_EXACT_BYTES", 10**6)
+    drains = [
+        [
+            RECORD.format(src=f"45.0.{d}.{i}", proto=6, packets=i, octets=9000 * i, act="ACCEPT")
+            for i in range(1, 12)
+        ]
+        for d in range(4)
+    ]
+    fast, reference = _both(drains, TrafficSummary(capacity=4))
+    assert fast == reference
+    assert fast.total_bytes > 10**6 and fast.levels[(4, 32)].error > 0
