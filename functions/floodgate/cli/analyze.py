@@ -144,7 +144,7 @@ def analyze_paths(
             # Sources are validated and folded into the summary once per batch of blocks: far fewer
             # repeats than per block, and memory stays bounded by the flush size, not by the input.
             if scanner.pending_sources + len(pending.by_text) >= FLUSH_SOURCES:
-                scanner.drain_into(pending, summary)
+                scanner.drain_into(pending, summary, hold=True)
                 pending = PendingBatch()
     scanner.drain_into(pending, summary)
     return plan_denies(summary, config)

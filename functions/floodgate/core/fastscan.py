@@ -34,7 +34,7 @@ from floodgate.core.flowlog import (
     Tally,
     TimeBounds,
 )
-from floodgate.core.summary import Counter, TrafficSummary
+from floodgate.core.summary import Counter, LevelSummary, TrafficSummary
 
 NDArray = Any  # numpy arrays; the stubs add nothing but noise here
 
@@ -72,12 +72,28 @@ _ZERO_FILL = _MASKS[16 - np.arange(17)] & _lanes(48)
 _HIGH_NIBBLES = _lanes(0xF0)
 
 
+# The same for a field read as one word: FIELD_8[w] keeps the last w of 8 bytes.
+_FIELD_8 = ~_MASKS[8 - np.arange(9), 0]
+_ZERO_FILL_8 = _MASKS[8 - np.arange(9), 0] & _lanes(48)
+
+
+def _digit_words(words: NDArray) -> NDArray:
+    """Per word: is every byte an ASCII digit? (high nibble 3 before and after adding 6)"""
+    return ((words & _HIGH_NIBBLES) == _lanes(0x30)) & (((words + _lanes(6)) & _HIGH_NIBBLES) == _lanes(0x30))
+
+
 def _all_digits(words: NDArray) -> NDArray:
-    """Per row of words: is every byte an ASCII digit? (high nibble 3 before and after adding 6)"""
-    valid = ((words & _HIGH_NIBBLES) == _lanes(0x30)) & (
-        ((words + _lanes(6)) & _HIGH_NIBBLES) == _lanes(0x30)
-    )
+    """Per row of two words: is every byte an ASCII digit?"""
+    valid = _digit_words(words)
     return valid[:, 0] & valid[:, 1]
+
+
+def _eight_digits(digits: NDArray) -> NDArray:
+    """The value of words of eight digit values (0..9), first digit in the lowest byte: pairs, quads, then
+    all eight."""
+    digits = (digits * np.uint64(10) + (digits >> np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
+    digits = (digits * np.uint64(100) + (digits >> np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
+    return (digits * np.uint64(10000) + (digits >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
 
 
 def _rows(table: NDArray, index: NDArray) -> NDArray:
@@ -107,9 +123,13 @@ class _Block:
     eight byte lanes per operation), never character by character. Every byte is ASCII (checked by caller).
     """
 
-    def __init__(self, buf: NDArray, ends: NDArray, line_starts: NDArray) -> None:
-        padded = np.zeros(len(buf) + 2 * _PAD, dtype=np.uint8)
+    def __init__(self, buf: NDArray, ends: NDArray, line_starts: NDArray, room: NDArray) -> None:
+        """`room`: a scratch buffer of at least len(buf) + 2 * _PAD bytes, reused from block to block (a
+        fresh one would cost its page faults every time)."""
+        padded = room[: len(buf) + 2 * _PAD]
+        padded[:_PAD] = 0
         padded[_PAD:-_PAD] = buf
+        padded[-_PAD:] = 0
         # The 16 bytes from any offset as one (unaligned) 16-byte item: indexing by field position copies
         # them with one memcpy each, far faster than a two-dimensional sliding-window gather.
         self.sixteen_at = np.ndarray((len(padded) - 15,), dtype="V16", buffer=padded, strides=(1,))
@@ -137,19 +157,23 @@ class _Block:
 
     def number(self, col: int, width: int) -> tuple[NDArray, NDArray]:
         """(value, ok) of an unsigned decimal field of at most `width` (≤ 16) digits."""
-        words, widths = self._words(col, right_aligned=True)
-        fits = widths <= width
-        clipped = np.minimum(widths, 16)
-        digits = words & _rows(_FIELD, clipped)
-        digits |= _rows(_ZERO_FILL, clipped)
-        ok = fits & _all_digits(digits)
-        digits -= _lanes(48)
-        # Eight digits per word, first digit in the lowest byte: pairs, quads, then all eight.
-        digits = (digits * np.uint64(10) + (digits >> np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
-        digits = (digits * np.uint64(100) + (digits >> np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
-        digits = (digits * np.uint64(10000) + (digits >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
-        value = digits[:, 0] * np.uint64(100_000_000) + digits[:, 1]
-        return value.astype(np.int64), ok
+        end = self.ends[:, col]
+        widths = end - self.start(col)
+        if width > 8 and int(widths.max()) > 8:
+            words, _ = self._words(col, right_aligned=True)
+            clipped = np.minimum(widths, 16)
+            digits = words & _rows(_FIELD, clipped)
+            digits |= _rows(_ZERO_FILL, clipped)
+            ok = (widths <= width) & _all_digits(digits)
+            digits = _eight_digits(digits - _lanes(48))
+            return (digits[:, 0] * np.uint64(100_000_000) + digits[:, 1]).view(np.int64), ok
+        # No field of the block is longer than a word (or longer ones fail `width` anyway): half the work.
+        clipped = np.minimum(widths, 8)
+        digits = (self.words_at[end + (_PAD - 8)] & np.take(_FIELD_8, clipped)) | np.take(
+            _ZERO_FILL_8, clipped
+        )
+        ok = (widths <= width) & _digit_words(digits)
+        return _eight_digits(digits - _lanes(48)).view(np.int64), ok
 
     def word(self, col: int) -> NDArray:
         """Fields of up to 8 bytes as one uint64 each (longer fields never match a known word)."""
@@ -189,41 +213,42 @@ def _octet_table() -> NDArray:
 
 
 _OCTETS = _octet_table()
-_NIBBLES_15 = np.uint64((1 << 60) - 1)
-_LOW_NIBBLE_BITS = np.uint64(0x0777777777777777)
-_HIGH_NIBBLE_BITS = np.uint64(0x0888888888888888)
-_DOT_NIBBLES = np.uint64(0x0222222222222222)  # "." is nibble 2, in each of the 15 character positions
+_NIBBLES_15 = np.int64((1 << 60) - 1)
+_LOW_NIBBLE_BITS = np.int64(0x0777777777777777)
+_HIGH_NIBBLE_BITS = np.int64(0x0888888888888888)
+_DOT_NIBBLES = np.int64(0x0222222222222222)  # "." is nibble 2, in each of the 15 character positions
 
 
 def _lowest_bit_index(words: NDArray) -> NDArray:
-    """Index of each word's lowest set bit (negative for 0): a power of two converts to float64 exactly, and
-    its exponent field is the index."""
-    lowest = words & (~words + np.uint64(1))
-    return (lowest.astype(np.float64).view(np.int64) >> 52) - 1023
+    """Index of each int64 word's lowest set bit (negative for 0): a power of two converts to float64
+    exactly, and its exponent field is the index. (From int64, not uint64: a conversion the CPU has.)"""
+    return ((words & -words).astype(np.float64).view(np.int64) >> 52) - 1023
 
 
 def _dotted_quads(keys: NDArray) -> tuple[NDArray, NDArray]:
     """(value, ok) of address keys read as strict dotted quads (as inet_pton reads them: no leading zeros).
 
     The three dots are found as the zero nibbles of key ^ "...": each octet is then the nibbles below the
-    next dot, at most three of them, read through a 4096-entry table. No loop over characters.
+    next dot, at most three of them, read through a 4096-entry table. No loop over characters. Keys have 60
+    bits, so everything is done in int64 (numpy's uint64 conversions and indexing are slower).
     """
-    rest = keys & _NIBBLES_15
+    rest = keys.view(np.int64) & _NIBBLES_15
     found = rest ^ _DOT_NIBBLES  # dots become zero nibbles
     dots = ~(((found & _LOW_NIBBLE_BITS) + _LOW_NIBBLE_BITS) | found | _LOW_NIBBLE_BITS) & _HIGH_NIBBLE_BITS
     value = np.zeros(len(keys), dtype=np.int64)
     ok = np.ones(len(keys), dtype=bool)
     for _ in range(3):
-        at = _lowest_bit_index(dots)  # bit 3 of the dot's nibble
-        ok &= at >= 3
-        shift = np.maximum(at + 1, 0).astype(np.uint64)
-        octet = _OCTETS[np.minimum(rest & ((np.uint64(1) << shift - np.uint64(4)) - np.uint64(1)), 4095)]
-        ok &= (octet >= 0) & (at <= 15)  # a dot within the first four characters
+        at = _lowest_bit_index(dots)  # bit 3 of the dot's nibble, negative when there is none
+        # The octet's nibbles lie below the dot's: at most three (a dot further on fails `at <= 15`); none
+        # when the dot comes first or is missing (table entry 0, which is no octet).
+        octet = np.take(_OCTETS, rest & ((1 << np.clip(at - 3, 0, 12)) - 1))
+        ok &= (octet >= 0) & (at <= 15)
         value = (value << 8) | octet
+        shift = np.maximum(at + 1, 0)
         rest >>= shift
         dots >>= shift
     ok &= dots == 0
-    octet = _OCTETS[np.minimum(rest, 4095)]
+    octet = np.take(_OCTETS, np.minimum(rest, 4095))
     ok &= octet >= 0
     return (value << 8) | octet, ok
 
@@ -247,6 +272,8 @@ class FastScanner:
         self._sums = _SourceSums()
         self._bounds: TimeBounds | None = None  # of the block being scanned
         self._inside_v4 = parser.inside_ranges(4)
+        self._room = np.empty(0, dtype=np.uint8)  # the padded copy of the block being scanned
+        self._held: _HeldLevels | None = None  # IPv4 levels kept in arrays between drains (`hold`)
 
     def scan(self, data: bytes, bounds: TimeBounds | None = None) -> SourceBatch:
         pending = PendingBatch()
@@ -281,7 +308,9 @@ class FastScanner:
                 line_starts = np.empty(len(ends), dtype=ends.dtype)
                 line_starts[0] = 0
                 line_starts[1:] = ends[:-1, -1] + 1
-                block = _Block(buf, ends, line_starts)
+                if len(self._room) < len(buf) + 2 * _PAD:
+                    self._room = np.empty(len(buf) + len(buf) // 8 + 2 * _PAD, dtype=np.uint8)
+                block = _Block(buf, ends, line_starts, self._room)
                 if block.no_empty_fields(seps):
                     return self._scan_regular(block, data, by_text, batch)
         # Mixed block: route lines that cannot be regular to the reference, scan the rest in one go.
@@ -391,7 +420,9 @@ class FastScanner:
         """Distinct sources held in arrays, not yet drained (an upper bound)."""
         return self._sums.size
 
-    def drain_into(self, pending: PendingBatch, summary: TrafficSummary) -> SourceBatch:
+    def drain_into(
+        self, pending: PendingBatch, summary: TrafficSummary, *, hold: bool = False
+    ) -> SourceBatch:
         """Fold everything gathered so far into `summary`, then start afresh: what
         `summary.add(parser.finish(pending))` would do with every line through the reference parser.
 
@@ -399,10 +430,14 @@ class FastScanner:
         levels, keeping only the counters that can survive compaction: no Python object per distinct
         source. IPv4 sources of the lines the reference parser took join them first, so that each level
         takes one merge per batch, as it would from the reference parser.
+
+        With `hold`, the IPv4 levels stay in arrays here, merged batch by batch exactly as LevelSummary
+        would, and reach `summary.levels` at the first drain without `hold` (a capture drained many times
+        then builds its Python counters once, not once per drain). Everything else is in `summary` at once.
         """
         table = self._take_outside(pending.batch)
         batch = self.parser.finish(pending)
-        if table is not None:
+        if table is not None or self._held is not None:
             taken = [(key, batch.sources.pop(key)) for key in [key for key in batch.sources if key[0] == 4]]
             if taken:
                 values = np.array([value for (_, value), _ in taken], dtype=np.int64)
@@ -410,14 +445,26 @@ class FastScanner:
                 octets = tallies[:, BYTES]
                 columns = [tallies[:, PACKETS], octets >> 32, octets & 0xFFFFFFFF]
                 columns += [tallies[:, REJECT_PACKETS], tallies[:, RECORDS], tallies[:, SPOOFABLE]]
-                table = _Table.grouped(
-                    np.concatenate([table.values, values]),
-                    [
-                        np.concatenate([mine, theirs.astype(np.int64)])
-                        for mine, theirs in zip(table.columns, columns, strict=True)
-                    ],
-                )
-            _fold_into_levels(summary, table)
+                theirs = [column.astype(np.int64) for column in columns]
+                if table is not None:
+                    values = np.concatenate([table.values, values])
+                    theirs = [np.concatenate(pair) for pair in zip(table.columns, theirs, strict=True)]
+                table = _Table.grouped(values, theirs)
+        if table is not None:
+            if self._held is not None and self._held.summary is not summary:
+                self._held.publish()
+                self._held = None
+            held = self._held or _HeldLevels.of(summary)
+            if held is not None and held.fold(table):
+                self._held = held
+            else:  # beyond exact int64/float64 arithmetic: the levels' own merge, on Python integers
+                if self._held is not None:
+                    self._held.publish()
+                    self._held = None
+                _fold_into_levels(summary, table)
+        if self._held is not None and not hold:
+            self._held.publish()
+            self._held = None
         summary.add(batch)
         return batch
 
@@ -484,18 +531,6 @@ class _Table:
 _COLUMNS = 6  # of a _Table
 
 
-def _add_rows(sums: list[NDArray], rows: NDArray, columns: list[NDArray]) -> None:
-    """sums[i][rows] += columns[i], rows repeating. bincount sums in float64: exact while every sum stays
-    below 2**53, which a block's rows ensure (MAX_PACKETS per row, bytes in 32-bit halves); np.add.at,
-    exact but slower, takes any larger block."""
-    if len(rows) * MAX_PACKETS < 2**53:
-        for mine, theirs in zip(sums, columns, strict=True):
-            np.add(mine, np.bincount(rows, weights=theirs, minlength=len(mine)).astype(np.int64), out=mine)
-    else:
-        for mine, theirs in zip(sums, columns, strict=True):
-            np.add.at(mine, rows, theirs)
-
-
 class _SourceSums:
     """Per-source sums [packets, bytes high, bytes low, rejected packets, records, spoofable packets] kept
     as arrays.
@@ -516,6 +551,7 @@ class _SourceSums:
         )
         self.fresh: list[_Table] = []
         self.fresh_rows = 0
+        self.repeating = False  # did most rows of the last block come from known sources?
 
     @property
     def size(self) -> int:
@@ -533,16 +569,33 @@ class _SourceSums:
             packets * spoofable,
         ]
         known_values = self.table.values
-        if len(known_values):
-            # Rows of sources already in the table are summed into it by position, without sorting them.
+        if len(known_values) and self.repeating:
+            # Most sources of late were known: their rows are summed into the table by position, unsorted.
             at = np.minimum(np.searchsorted(known_values, src), len(known_values) - 1)
             known = known_values[at] == src
+            self.repeating = 2 * int(np.count_nonzero(known)) >= len(known)
             if known.any():
-                _add_rows(self.table.columns, at[known], [column[known] for column in columns])
+                for mine, theirs in zip(self.table.columns, columns, strict=True):
+                    np.add.at(mine, at[known], theirs[known])
                 if known.all():
                     return
                 src, columns = src[~known], [column[~known] for column in columns]
-        block = _Table.grouped(src, columns)
+            block = _Table.grouped(src, columns)
+        else:
+            # Mostly new sources (a spoofed flood): the block's own sums first (one sort), then its distinct
+            # sources looked up in order, several times faster than a search for scattered keys.
+            block = _Table.grouped(src, columns)
+            if len(known_values):
+                at = np.minimum(np.searchsorted(known_values, block.values), len(known_values) - 1)
+                known = known_values[at] == block.values
+                self.repeating = 2 * int(np.count_nonzero(known)) >= len(known)
+                if known.any():
+                    rows = at[known]  # distinct: a plain indexed sum is exact
+                    for mine, theirs in zip(self.table.columns, block.columns, strict=True):
+                        mine[rows] += theirs[known]
+                    if known.all():
+                        return
+                    block = block.select(~known)
         self.fresh.append(block)
         self.fresh_rows += len(block.values)
         if self.fresh_rows >= self.MERGE_ROWS:
@@ -613,3 +666,138 @@ def _fold_into_levels(summary: TrafficSummary, table: _Table) -> None:
             level.counters = {key: Counter(p, (h << 32) + lo, r, s) for key, p, h, lo, r, s in rows}
         else:
             level.merge({key: [p, (h << 32) + lo, r, s] for key, p, h, lo, r, s in rows}, floor=floor)
+
+
+# Held levels work in int64 and float64: packets below 2**53 divide exactly as Python's int / int does, and
+# bytes below 2**62 neither overflow nor round differently from Python's int * float.
+_EXACT_PACKETS = 2**53
+_EXACT_BYTES = 2**62
+
+
+class _HeldLevel:
+    """One IPv4 LevelSummary as arrays sorted by key: merged and compacted exactly as LevelSummary.merge
+    and compact do, the same cut, floor and float64 scaling of bytes, rejects and spoofable packets."""
+
+    __slots__ = ("bytes", "error", "keys", "level", "packets", "rejected", "spoofable")
+
+    def __init__(self, level: LevelSummary) -> None:
+        self.level = level
+        items = sorted(level.counters.items())
+        self.keys = np.array([key for key, _ in items], dtype=np.int64)
+        self.packets = np.array([c.packets for _, c in items], dtype=np.int64)
+        self.bytes = np.array([c.bytes for _, c in items], dtype=np.int64)
+        self.rejected = np.array([c.reject_packets for _, c in items], dtype=np.int64)
+        self.spoofable = np.array([c.spoofable for _, c in items], dtype=np.int64)
+        self.error = level.error
+
+    def merge(self, prefixes: NDArray, columns: list[NDArray]) -> None:
+        """Add one batch's exact sums per prefix (`prefixes` sorted and distinct; columns packets, bytes,
+        rejected, spoofable), leaving out new keys that cannot survive compaction, then compact."""
+        capacity = self.level.capacity
+        keys = self.keys
+        at: NDArray = np.searchsorted(keys, prefixes)
+        known = np.zeros(len(prefixes), dtype=bool)
+        inside = np.flatnonzero(at < len(keys))
+        known[inside] = keys[at[inside]] == prefixes[inside]
+        fresh = np.flatnonzero(~known)
+        floor = 0
+        if len(fresh) > capacity + 1:
+            # As in LevelSummary.merge: only the capacity+1 heaviest new keys can survive compaction.
+            weights = columns[0][fresh]
+            top = np.argpartition(-weights, capacity)[: capacity + 1]
+            floor = int(weights[top].min())
+            fresh = fresh[top]
+        rows = at[known]
+        mine = [self.packets, self.bytes, self.rejected, self.spoofable]
+        for column, theirs in zip(mine, columns, strict=True):
+            column[rows] += theirs[known]
+        if len(fresh):
+            keys = np.concatenate([keys, prefixes[fresh]])
+            order = np.argsort(keys, kind="stable")
+            self.keys = keys[order]
+            mine = [
+                np.concatenate([column, theirs[fresh]])[order]
+                for column, theirs in zip(mine, columns, strict=True)
+            ]
+            self.packets, self.bytes, self.rejected, self.spoofable = mine
+        self._compact(floor)
+
+    def _compact(self, floor: int) -> None:
+        count, capacity = len(self.keys), self.level.capacity
+        if count <= capacity:
+            return
+        # The (capacity+1)-th largest count, as LevelSummary.compact finds it by sorting.
+        cut = max(int(np.partition(self.packets, count - 1 - capacity)[count - 1 - capacity]), floor)
+        remaining = self.packets - cut
+        kept = remaining > 0
+        remaining = remaining[kept]
+        scale = remaining / self.packets[kept]
+        self.bytes = (self.bytes[kept] * scale).astype(np.int64)
+        self.rejected = (self.rejected[kept] * scale).astype(np.int64)
+        self.spoofable = (self.spoofable[kept] * scale).astype(np.int64)
+        self.packets, self.keys = remaining, self.keys[kept]
+        self.error += cut
+
+    def publish(self) -> None:
+        """Write the arrays back as the level's counters."""
+        rows = zip(
+            self.keys.tolist(),
+            self.packets.tolist(),
+            self.bytes.tolist(),
+            self.rejected.tolist(),
+            self.spoofable.tolist(),
+            strict=True,
+        )
+        self.level.counters = {key: Counter(p, b, r, s) for key, p, b, r, s in rows}
+        self.level.error = self.error
+
+
+class _HeldLevels:
+    """A summary's IPv4 levels held in arrays across drains, with bounds on what their counters can reach:
+    a fold that could leave exact integer arithmetic is refused (the caller folds through the levels)."""
+
+    def __init__(self, summary: TrafficSummary, packets: int, octets: int) -> None:
+        self.summary = summary
+        self.levels = [
+            (length, _HeldLevel(level)) for (version, length), level in summary.levels.items() if version == 4
+        ]
+        self.packets_bound, self.bytes_bound = packets, octets  # no counter can exceed these
+
+    @classmethod
+    def of(cls, summary: TrafficSummary) -> _HeldLevels | None:
+        """The summary's IPv4 levels in arrays; None when their counters are already beyond exact range."""
+        packets = octets = 0
+        for (version, _), level in summary.levels.items():
+            if version == 4:
+                packets = max(packets, sum(c.packets for c in level.counters.values()))
+                octets = max(octets, sum(abs(c.bytes) for c in level.counters.values()))
+        if packets >= _EXACT_PACKETS or octets >= _EXACT_BYTES:
+            return None
+        return cls(summary, packets, octets)
+
+    def fold(self, table: _Table) -> bool:
+        """Add the table's sources to the summary's totals and to every held level, as
+        `_fold_into_levels` would; False (and nothing done) when the counters could leave exact range."""
+        packets = int(table.packets.sum())
+        octets = (int(table.bytes_high.sum()) << 32) + int(table.bytes_low.sum())
+        if self.packets_bound + packets >= _EXACT_PACKETS or self.bytes_bound + octets >= _EXACT_BYTES:
+            return False
+        self.packets_bound += packets
+        self.bytes_bound += octets
+        summary = self.summary
+        summary.total_packets += packets
+        summary.total_bytes += octets
+        summary.reject_packets += int(table.rejected.sum())
+        sums = [table.packets, (table.bytes_high << 32) + table.bytes_low, table.rejected, table.spoofable]
+        for length, held in self.levels:
+            prefixes = table.values >> (32 - length)
+            if length == 32:
+                held.merge(prefixes, sums)
+                continue
+            firsts = np.flatnonzero(np.concatenate(([True], prefixes[1:] != prefixes[:-1])))
+            held.merge(prefixes[firsts], [np.add.reduceat(column, firsts) for column in sums])
+        return True
+
+    def publish(self) -> None:
+        for _, held in self.levels:
+            held.publish()

@@ -28,7 +28,12 @@ class ReferenceScanner:
     def scan_into(self, block: bytes, pending: PendingBatch, bounds: TimeBounds | None = None) -> None:
         self.parser.accumulate(block.decode("utf-8", "replace").split("\n")[:-1], pending, bounds)
 
-    def drain_into(self, pending: PendingBatch, summary: TrafficSummary) -> SourceBatch:
+    def drain_into(
+        self, pending: PendingBatch, summary: TrafficSummary, *, hold: bool = False
+    ) -> SourceBatch:
+        """`hold` is the vectorised scanner's leave to keep levels in arrays until the last drain: here
+        everything is in `summary` at once."""
+        del hold
         batch = self.parser.finish(pending)
         summary.add(batch)
         return batch
