@@ -146,7 +146,10 @@ def test_set_variables_are_read_by_their_kind() -> None:
     ("override", "message"),
     [
         ({"FLOODGATE_BUDGET": "99"}, "FLOODGATE_BUDGET: 99 is outside 1..38"),
-        ({"FLOODGATE_INGEST": "firehose"}, "FLOODGATE_INGEST: 'firehose' is not one of subscription, kinesis"),
+        (
+            {"FLOODGATE_INGEST": "firehose"},
+            "FLOODGATE_INGEST: 'firehose' is not one of subscription, kinesis",
+        ),
         ({"FLOODGATE_WINDOW_SHARDS": "0"}, "FLOODGATE_WINDOW_SHARDS: 0 is outside 1..16"),
         ({"FLOODGATE_RULE_START": "x"}, "FLOODGATE_RULE_START: expected an integer, got 'x'"),
         ({"FLOODGATE_MIN_SHARE": "2"}, "FLOODGATE_MIN_SHARE: 2 is outside 0.0001..1.0"),
