@@ -18,7 +18,8 @@ through a logs destination, no record reaches a function. Here:
 
 Liberties, said plainly: invocations run one after another in this process, so ParallelizationFactor is
 read and reported but not exercised; the batching window is the caller's polling period; arrival times
-are the caller's clock at `deliver` (the emulator's own stamps are wall time).
+are the caller's clock at `deliver` (or at the read, for records put otherwise), not the emulator's wall
+time.
 """
 
 from __future__ import annotations
@@ -193,9 +194,11 @@ class StreamRunner:
             iterator = reply["NextShardIterator"]
             for item in reply["Records"]:
                 sequence = item["SequenceNumber"]
+                # Put by `deliver`: the caller's clock then; put otherwise: the caller's clock now (the
+                # emulator's own stamp is wall time, not the caller's).
                 arrived = self._arrivals.pop(sequence, None)
                 if arrived is None:
-                    arrived = item["ApproximateArrivalTimestamp"].timestamp()
+                    arrived = self.clock()
                 pending.append(_Record(shard_id, sequence, item["PartitionKey"], item["Data"], arrived))
             if not reply["Records"] or len(pending) >= 10 * self.config.batch_size:
                 break

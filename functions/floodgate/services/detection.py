@@ -440,13 +440,17 @@ class DetectionService:
         leases = Leases(
             self.enforcer.ledger, actor=self.enforcer.actor, lease_s=lease_s, wait_s=0.0, now=self._clock
         )
-        scope = self.settings.vpc_id or ",".join(sorted(self.settings.nacl_ids))
         try:
-            with leases.held(DECISION_LEASE_PREFIX + scope):
+            with leases.held(self.decision_lease):
                 return self.decide(origin=origin, min_pps=min_pps, received=received)
         except NaclBusy:
-            _log.info("a decision on %s is running elsewhere; this one is left to it", scope)
+            _log.info("%s is held elsewhere: this decision is left to its holder", self.decision_lease)
             return None
+
+    @property
+    def decision_lease(self) -> str:
+        """The lease that makes decisions single-flight: one per protected VPC (or set of NACLs)."""
+        return DECISION_LEASE_PREFIX + (self.settings.vpc_id or ",".join(sorted(self.settings.nacl_ids)))
 
     def on_alarm(self, change: AlarmStateChange, *, home: Home | None = None) -> AlarmReport:
         """ALARM arms and decides at once; OK disarms; INSUFFICIENT_DATA leaves things as they are. A state
