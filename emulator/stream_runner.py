@@ -32,13 +32,21 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from emulator.lambda_runtime import LocalFunction
+from emulator.deploy import DeployedFunction
 
 Clock = Callable[[], float]
 _PUT_RECORDS_MAX = 500  # Kinesis PutRecords takes at most 500 records per call
 _RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours)\)")
+
+
+class Invocable(Protocol):
+    """A deployed function the runner can invoke (emulator.lambda_runtime.LocalFunction)."""
+
+    function: DeployedFunction
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -121,7 +129,7 @@ class StreamRunner:
 
     def __init__(
         self,
-        function: LocalFunction,
+        function: Invocable,
         *,
         kinesis: Any,
         sqs: Any,
