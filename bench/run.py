@@ -15,6 +15,7 @@ SCRIPTS = (
     ("bench_handlers.py",),
     ("bench_window.py",),
     ("bench_chaos.py",),
+    ("bench_scale.py",),
 )
 
 if __name__ == "__main__":

@@ -121,6 +121,7 @@ class RunStats:
     failed_batches: int = 0
     expired_records: int = 0
     lags_s: list[float] = field(default_factory=list)  # per batch: now - its oldest record's arrival
+    flush_lags_s: list[float] = field(default_factory=list)  # per closed window: now - the window's start
     responses: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -249,6 +250,8 @@ class StreamRunner:
     def _close(self, shard_id: str, window: _Window) -> None:
         self._invoke(shard_id, window, [], final=True)
         self.stats.final_invocations += 1
+        # The window's first records waited this long for the final invocation, which stores the state.
+        self.stats.flush_lags_s.append(self.clock() - window.start)
         self._windows.pop(shard_id, None)
 
     def _invoke(self, shard_id: str, window: _Window, batch: list[_Record], *, final: bool) -> None:
