@@ -18,6 +18,10 @@ made on the whole window through the enforcement engine.
 - The remotes the VPC's own hosts connect to (egress records) are remembered (`DependencyMemory`): a plan
   never denies them nor a prefix holding them; each such refusal is logged REFUSED and announced.
 
+With `ingest: "kinesis"` (`services.streaming`), a stream batch is only summed and stored
+(`ingest_stream`); decisions run on the schedule (`scheduled`) and on an ALARM, single-flight per VPC under
+the decision lease (`single_flight`).
+
 Decisions and applies go through `floodgate.engine.enforcer.Enforcer` (budget, allowlist, caps, escalation,
 ledger, deny log). This module never touches a NACL itself.
 """
