@@ -404,16 +404,7 @@ class DetectionService:
                 _log.warning(
                     "compacting window shard %d failed; left to the next writer", shard, exc_info=True
                 )
-        arrivals = [record.arrived for record in batch.records]
-        return StreamReport(
-            shard_id=batch.shard_id,
-            records=len(batch.records),
-            stats=stats,
-            unreadable=tuple(unreadable),
-            state=state,
-            stored=stored,
-            lag_s=max(0.0, now - min(arrivals)) if arrivals else 0.0,
-        )
+        return StreamReport(stats=stats, unreadable=tuple(unreadable), state=state, stored=stored)
 
     def scheduled(self, tick: ScheduledDecision) -> ScheduleReport:
         """The decision schedule's tick (kinesis ingest): decide when armed or always on, unless another

@@ -59,7 +59,6 @@ KINESIS_SOURCE = "aws:kinesis"
 SCHEDULE_SOURCE = "aws.events"
 SCHEDULED_DETAIL_TYPE = "Scheduled Event"
 MAX_STREAM_RECORDS = 10_000  # the mapping's largest batch
-_LAST_EPOCH_S = MAX_EPOCH_MS / 1000
 _SHARD = re.compile(r"shardId-\d{12}")
 _SEQUENCE = re.compile(r"\d{1,128}")
 _ACCOUNT = re.compile(r"\d{12}")
@@ -149,7 +148,6 @@ class StreamRecord:
     """One record of the flow-log stream: the delivery it holds, or why it holds none."""
 
     sequence_number: str
-    arrived: float  # approximateArrivalTimestamp: when the stream took it in (epoch seconds)
     delivery: FlowLogDelivery | ControlMessage | None
     problem: str | None = None
 
@@ -267,14 +265,11 @@ def _stream_record(record: object, where: str) -> StreamRecord:
     sequence = kinesis.get("sequenceNumber")
     if not isinstance(sequence, str) or not _SEQUENCE.fullmatch(sequence):
         raise InvalidEvent(f"{where}.kinesis.sequenceNumber is not a sequence number: {shown(sequence)}")
-    arrived = kinesis.get("approximateArrivalTimestamp")
-    if not isinstance(arrived, int | float) or isinstance(arrived, bool) or not 0 <= arrived <= _LAST_EPOCH_S:
-        raise InvalidEvent(f"{where}.kinesis.approximateArrivalTimestamp is not a time: {shown(arrived)}")
     try:
         delivery = _subscription({"data": kinesis.get("data")})
     except InvalidEvent as exc:
-        return StreamRecord(sequence, float(arrived), None, str(exc).replace("awslogs.data", "data"))
-    return StreamRecord(sequence, float(arrived), delivery)
+        return StreamRecord(sequence, None, str(exc).replace("awslogs.data", "data"))
+    return StreamRecord(sequence, delivery)
 
 
 # -- CloudWatch Logs subscription ----------------------------------------------------------------------

@@ -89,13 +89,10 @@ def window_shard(shard_id: str, shards: int) -> int:
 class StreamReport:
     """One stream batch: what was read, what the state carries on, what was stored in the window."""
 
-    shard_id: str
-    records: int
     stats: ParseStats
     unreadable: tuple[tuple[str, str], ...]  # (sequence number, why) of records holding no delivery
     state: dict[str, str]
     stored: WindowWrite | None  # None: kept in the state for the next invocation of the window
-    lag_s: float  # from the oldest record's arrival in the stream to now
 
     def metric_values(self) -> dict[str, float]:
         return {
