@@ -16,6 +16,7 @@ SCRIPTS = (
     ("bench_window.py",),
     ("bench_chaos.py",),
     ("cost_model.py",),
+    ("bench_scale.py",),
 )
 
 if __name__ == "__main__":

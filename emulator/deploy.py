@@ -502,6 +502,10 @@ class _Resolver:
         "AWS::CloudWatch::Alarm": lambda self, name: (
             f"arn:aws:cloudwatch:{self.region}:{self.account}:alarm:{name}"
         ),
+        "AWS::Kinesis::Stream": lambda self, name: self.client("kinesis").describe_stream_summary(
+            StreamName=name
+        )["StreamDescriptionSummary"]["StreamARN"],
+        "AWS::Logs::Destination": lambda self, arn: arn,
     }
 
     def generated_name(self, logical_id: str, limit: int = 255) -> str:
@@ -530,8 +534,24 @@ def _fill_subscription_filter(r: _Resolver, logical_id: str, resource: Mapping[s
         request["roleArn"] = props["RoleArn"]
     if props.get("Distribution"):
         request["distribution"] = props["Distribution"]
+    how = f"logs.put_subscription_filter on {props['LogGroupName']} -> {props['DestinationArn']}"
+    if ":destination:" in props["DestinationArn"]:
+        # moto reads a logs ARN as a log group's, never a destination's: subscribe to what the destination
+        # forwards to, with its role (the local runner delivers into that stream: emulator.stream_runner).
+        destination = _destination(r, props["DestinationArn"])
+        request["destinationArn"], request["roleArn"] = destination["targetArn"], destination["roleArn"]
+        how += f" (moto: straight to its target {destination['targetArn']})"
     r.client("logs").put_subscription_filter(**request)
-    return name, f"logs.put_subscription_filter on {props['LogGroupName']} -> {props['DestinationArn']}"
+    return name, how
+
+
+def _destination(r: _Resolver, arn: str) -> dict[str, Any]:
+    name = arn.rpartition(":destination:")[2]
+    found = r.client("logs").describe_destinations(DestinationNamePrefix=name)["destinations"]
+    match = [d for d in found if d["destinationName"] == name]
+    if not match:
+        raise DeployError(f"subscription filter to {arn}: no such logs destination in the emulator")
+    return dict(match[0])
 
 
 _ALARM_PROPERTIES = (
@@ -608,8 +628,22 @@ def _fill_subscription(r: _Resolver, logical_id: str, resource: Mapping[str, Any
     return str(arn), "sns.subscribe"
 
 
+def _fill_log_destination(r: _Resolver, logical_id: str, resource: Mapping[str, Any]) -> tuple[str, str]:
+    props = r.resolve(resource.get("Properties", {}))
+    logs = r.client("logs")
+    destination = logs.put_destination(
+        destinationName=props["DestinationName"], targetArn=props["TargetArn"], roleArn=props["RoleArn"]
+    )["destination"]
+    if props.get("DestinationPolicy"):
+        logs.put_destination_policy(
+            destinationName=props["DestinationName"], accessPolicy=props["DestinationPolicy"]
+        )
+    return str(destination["arn"]), f"logs.put_destination -> {props['TargetArn']} (and its access policy)"
+
+
 FILLERS: dict[str, Filler] = {
     "AWS::Logs::SubscriptionFilter": _fill_subscription_filter,
+    "AWS::Logs::Destination": _fill_log_destination,
     "AWS::CloudWatch::Alarm": _fill_alarm,
     "AWS::Lambda::EventInvokeConfig": _fill_event_invoke_config,
     "AWS::SNS::TopicPolicy": _fill_topic_policy,

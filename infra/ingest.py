@@ -1,5 +1,5 @@
 """Flow-log ingest: a VPC Flow Log (60 s aggregation) into a log group, or an existing group; both
-subscribed to the detector."""
+subscribed to the detector, or (kinesis ingest) to the stream's logs destination (`infra.kinesis_ingest`)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ class FlowLogIngest(Construct):
         *,
         settings: FloodgateSettings,
         detector: lambda_.IFunction,
+        destination: logs.ILogSubscriptionDestination | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         flow = settings.flow_logs
@@ -69,7 +70,8 @@ class FlowLogIngest(Construct):
             self,
             "ToDetector",
             log_group=self.log_group,
-            destination=log_destinations.LambdaDestination(detector),
+            # The detector itself, or (kinesis ingest) the logs destination in front of the stream.
+            destination=destination or log_destinations.LambdaDestination(detector),
             filter_pattern=(
                 logs.FilterPattern.literal(flow.filter_pattern)
                 if flow.filter_pattern

@@ -10,6 +10,7 @@ from infra.early_warning import EarlyWarning
 from infra.enforcement import Enforcement
 from infra.falling_behind import FallingBehind
 from infra.ingest import FlowLogIngest
+from infra.kinesis_ingest import KinesisIngest, subscribe_to_destination
 from infra.manual import ManualTrigger
 from infra.notifications import Notifications
 from infra.observability import Observability
@@ -19,6 +20,7 @@ from infra.settings import FloodgateSettings
 EXTRA_OUTPUT_EARLY_ALARM = "EarlyAlarmName"
 EXTRA_OUTPUT_WATCHED_ALARMS = "WatchedAlarmNames"
 EXTRA_OUTPUT_FLOW_LOG_GROUP = "FlowLogGroupName"
+EXTRA_OUTPUT_STREAM = "FlowLogStreamName"  # kinesis ingest only
 EXTRA_OUTPUT_DASHBOARD = "DashboardName"
 EXTRA_OUTPUT_RUNBOOK = "{}Name"  # BlockRunbookName, UnblockRunbookName, AnalyzeRunbookName
 
@@ -44,7 +46,18 @@ class FloodgateStack(Stack):
             self, "Enforcement", settings=settings, notifications=self.notifications
         )
         detector = self.enforcement.detector
-        self.ingest = FlowLogIngest(self, "FlowLogIngest", settings=settings, detector=detector)
+        self.stream: KinesisIngest | None = None
+        if settings.values["ingest"] == "kinesis":
+            self.stream = KinesisIngest(
+                self, "KinesisIngest", settings=settings, detector=detector, notifications=self.notifications
+            )
+        self.ingest = FlowLogIngest(
+            self,
+            "FlowLogIngest",
+            settings=settings,
+            detector=detector,
+            destination=(subscribe_to_destination(self.stream.destination_arn) if self.stream else None),
+        )
         self.early_warning = EarlyWarning(self, "EarlyWarning", settings=settings, detector=detector)
         self.manual = ManualTrigger(self, "ManualTrigger", detector=detector)
         self.observability = Observability(
@@ -81,6 +94,8 @@ class FloodgateStack(Stack):
             OUTPUT.FAILURE_QUEUE: e.failures.queue_url,
             EXTRA_OUTPUT_DASHBOARD: self.observability.dashboard.dashboard_name,
         }
+        if self.stream is not None:
+            outputs[EXTRA_OUTPUT_STREAM] = self.stream.stream.stream_name
         if self.early_warning.alarm is not None:
             outputs[EXTRA_OUTPUT_EARLY_ALARM] = s.early_alarm_name
         for construct_id, document in self.manual.documents.items():

@@ -12,6 +12,7 @@ class METRIC:
     RECORDS_PARSED = "RecordsParsed"
     RECORDS_SKIPPED = "RecordsSkipped"
     WINDOW_WRITES = "WindowWrites"
+    STREAM_RECORDS_UNREADABLE = "StreamRecordsUnreadable"  # kinesis ingest: records holding no delivery
     DENIES_ACTIVE = "DeniesActive"  # also emitted with a NaclId dimension, one series per NACL
     BLOCKS = "Blocks"
     EXTENSIONS = "Extensions"

@@ -75,6 +75,8 @@ class Settings:
     topic_arn: str | None
     hold_groups: tuple[str, ...]  # empty: no capacity hold
     hold_max_s: int
+    ingest: str  # "subscription" or "kinesis"
+    window_shards: int
 
     @property
     def rule_end(self) -> int:
@@ -223,8 +225,16 @@ def _format(row: Setting, name: str, raw: str | None) -> FlowLogFormat:
         raise ConfigError(f"{name}: {exc}") from None
 
 
+def _choice(row: Setting, name: str, raw: str | None) -> str:
+    value = (raw or "").strip() or str(row.default)
+    if value not in row.choices:
+        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(row.choices)}")
+    return value
+
+
 _PARSERS: dict[Kind, Callable[[Setting, str, str | None], Any]] = {
     "text": _text,
+    "choice": _choice,
     "strings": _strings,
     "names": _names,
     "cidrs": _cidrs,

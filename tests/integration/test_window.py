@@ -116,3 +116,35 @@ def test_a_delivery_whose_parts_land_after_a_merge_passed_it_is_filed_again(wind
     expected.add(first)
     expected.add(late)
     assert counters(window.read(now=START + 30.0)) == counters(expected)
+
+
+def test_a_sharded_window_spreads_writes_over_partitions_and_reads_them_all(
+    aws_client: AwsClientFactory, tables: Tables
+) -> None:
+    ddb = aws_client("dynamodb")
+    sharded = TrafficWindow(
+        tables.state,
+        window_s=300,
+        new_summary=new_summary,
+        client=ddb,
+        retrier=Retrier(FAST_RETRIES),
+        shards=3,
+    )
+    stored = batches(24)
+    expected = new_summary()
+    for n, batch in enumerate(stored):
+        at = START + n * 10.0  # four minutes, each delivery to its writer's shard
+        sharded.add(f"sharded-{n}", summary_of(batch), now=at, shard=n % 3)
+        sharded.compact(now=at, shard=n % 3)
+        expected.add(batch)
+    read = sharded.read(now=START + 240 + SETTLE_S + 1)
+    assert counters(read) == counters(expected)
+    keys = {item["pk"]["S"] for item in ddb.scan(TableName=tables.state)["Items"]}
+    minute = int(START // BUCKET_S * BUCKET_S)
+    assert {f"WINDOW#{minute}", f"WINDOW#{minute}#1", f"WINDOW#{minute}#2"} <= keys
+    assert not any(key.startswith("WINDOW#") and key.endswith("#0") for key in keys)
+    # An unsharded reader of the same table sees only shard 0: the shards are partitions, not copies.
+    alone = TrafficWindow(tables.state, window_s=300, new_summary=new_summary, client=ddb)
+    assert alone.read(now=START + 240 + SETTLE_S + 1).total_packets < expected.total_packets
+    with pytest.raises(ValueError, match=r"window shard 3 is outside 0\.\.2"):
+        sharded.add("nowhere", summary_of(stored[0]), now=START, shard=3)

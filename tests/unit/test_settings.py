@@ -16,7 +16,7 @@ MINIMAL = {
     "FLOODGATE_STATE_TABLE": "state",
     "FLOODGATE_LOG_TABLE": "log",
 }
-RUNTIME_KINDS = {"text", "strings", "names", "cidrs", "int", "number", "duration", "flag", "format"}
+RUNTIME_KINDS = {"text", "choice", "strings", "names", "cidrs", "int", "number", "duration", "flag", "format"}
 
 
 # ---------------------------------------------------------------------------------------------- the table
@@ -112,6 +112,7 @@ def test_absent_variables_take_the_documented_defaults() -> None:
     assert settings.log_retention_days == 90
     assert settings.flow_log_format.fields[:4] == ("version", "account-id", "interface-id", "srcaddr")
     assert settings.vpc_id is None and settings.topic_arn is None and settings.allow_cidrs == ()
+    assert (settings.ingest, settings.window_shards) == ("subscription", 1)
 
 
 def test_set_variables_are_read_by_their_kind() -> None:
@@ -128,8 +129,11 @@ def test_set_variables_are_read_by_their_kind() -> None:
             "FLOODGATE_DRY_RUN": "yes",
             "FLOODGATE_FLOW_LOG_FORMAT": "default",
             "FLOODGATE_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:t",
+            "FLOODGATE_INGEST": " kinesis ",
+            "FLOODGATE_WINDOW_SHARDS": "4",
         }
     )
+    assert (settings.ingest, settings.window_shards) == ("kinesis", 4)
     assert settings.nacl_ids == ("acl-0a1b2c3d4e5f60718", "acl-0fedcba9876543210")
     assert settings.vpc_cidrs == ("10.0.0.0/16", "2001:db8::/56")
     assert (settings.always_pps, settings.min_share, settings.window_s) == (20000.0, 0.2, 120)
@@ -142,6 +146,11 @@ def test_set_variables_are_read_by_their_kind() -> None:
     ("override", "message"),
     [
         ({"FLOODGATE_BUDGET": "99"}, "FLOODGATE_BUDGET: 99 is outside 1..38"),
+        (
+            {"FLOODGATE_INGEST": "firehose"},
+            "FLOODGATE_INGEST: 'firehose' is not one of subscription, kinesis",
+        ),
+        ({"FLOODGATE_WINDOW_SHARDS": "0"}, "FLOODGATE_WINDOW_SHARDS: 0 is outside 1..16"),
         ({"FLOODGATE_RULE_START": "x"}, "FLOODGATE_RULE_START: expected an integer, got 'x'"),
         ({"FLOODGATE_MIN_SHARE": "2"}, "FLOODGATE_MIN_SHARE: 2 is outside 0.0001..1.0"),
         ({"FLOODGATE_MIN_PPS": "-1"}, "FLOODGATE_MIN_PPS: -1 is outside >= 0.0"),

@@ -13,6 +13,11 @@ mark. So a decision reads about two items per minute of window plus a few recent
 number of deliveries the window holds. A writer whose parts landed after a merge ran past its arrival (a
 put delayed beyond SETTLE_S) files them again.
 
+Sharding (`shards`, FLOODGATE_WINDOW_SHARDS): each minute is `shards` partitions, WINDOW#<minute> for shard 0
+(the only one when shards is 1) and WINDOW#<minute>#<shard> for the others, so that parallel writers (the
+Kinesis path's shards) do not all write one partition key. A writer names its shard; a read merges every
+shard of every minute; compaction is per shard (each partition has its own merged versions).
+
 STATE table (key `pk` / `sk`):
   WINDOW#<minute> / R#<arrived ms>#<delivery-id>#<part:03d>   one part of one delivery's summary
   WINDOW#<minute> / M#<mark ms>#<part:03d>                    one part of the merged summary of every
@@ -89,6 +94,7 @@ class _Bucket:
     """One minute of the window as read: its newest complete merged version and the deliveries after it."""
 
     minute: int
+    shard: int = 0
     mark_ms: int = -1
     merged: BatchDigest | None = None
     merged_ids: set[str] = field(default_factory=set)  # the deliveries the merged version holds
@@ -115,31 +121,36 @@ class TrafficWindow:
         new_summary: Callable[[], TrafficSummary],
         client: Any = None,
         retrier: Retrier | None = None,
+        shards: int = 1,
     ) -> None:
         self.table = table
         self.window_s = window_s
+        self.shards = shards
         self.new_summary = new_summary
         self._ddb = default_client("dynamodb", client)
         self._retry = retrier or Retrier()
         self.last_read = ReadCost()
-        self._opened: dict[tuple[int, int], tuple[BatchDigest | None, set[str]]] = {}
+        self._opened: dict[tuple[int, int, int], tuple[BatchDigest | None, set[str]]] = {}
         self._opened_lock = threading.Lock()
 
-    def add(self, delivery_id: str, summary: TrafficSummary, *, now: float) -> WindowWrite:
-        """Store one batch's summary. Idempotent: a redelivery of the batch writes only what is missing."""
+    def add(self, delivery_id: str, summary: TrafficSummary, *, now: float, shard: int = 0) -> WindowWrite:
+        """Store one batch's summary in `shard` (0 .. shards-1; a redelivery must name the same one).
+        Idempotent: a redelivery of the batch writes only what is missing."""
+        if not 0 <= shard < self.shards:
+            raise ValueError(f"window shard {shard} is outside 0..{self.shards - 1}")
         parts = pack_summary(summary)
         filed = self._file(delivery_id, now)
-        written = self._write_parts(delivery_id, filed, parts)
+        written = self._write_parts(delivery_id, filed, parts, shard)
         minute, _, arrived = filed.partition("#")
-        mark = self._newest_mark(int(minute)) if written else -1
-        if mark >= int(arrived) and delivery_id not in self._merged_ids(int(minute), mark):
+        mark = self._newest_mark(int(minute), shard) if written else -1
+        if mark >= int(arrived) and delivery_id not in self._merged_ids(int(minute), shard, mark):
             # A merge ran past our arrival before our parts landed (a put delayed beyond SETTLE_S): those
             # parts would never be read. File the delivery again, after that mark, where reads find it.
             filed = self._file(delivery_id, max(now, (mark + 1) / 1000), again=True)
-            written += self._write_parts(delivery_id, filed, parts)
+            written += self._write_parts(delivery_id, filed, parts, shard)
         return WindowWrite(parts=len(parts), written=written)
 
-    def compact(self, *, now: float) -> int:
+    def compact(self, *, now: float, shard: int = 0) -> int:
         """Merge the settled deliveries of the current and the previous minute into new merged versions when
         enough have gathered (COMPACT_AFTER), or the minute is over: so that a decision, whenever it comes,
         reads few items. Returns the merged parts written."""
@@ -147,9 +158,9 @@ class TrafficWindow:
         current = _bucket(now)
         for minute in (current - BUCKET_S, current):
             over = minute + BUCKET_S + SETTLE_S <= now
-            waiting = self._settled_unmerged(minute, now=now)
+            waiting = self._settled_unmerged(minute, shard, now=now)
             if waiting >= COMPACT_AFTER or (over and waiting):
-                bucket = self._read_bucket(minute)
+                bucket = self._read_bucket((minute, shard))
                 self._settle(bucket, now=now)
                 written += bucket.merged_written
         return written
@@ -171,13 +182,13 @@ class TrafficWindow:
         )
         return str(known.get("Item", {}).get("filed", {}).get("S", filed))  # a redelivery: the same keys
 
-    def _write_parts(self, delivery_id: str, filed: str, parts: tuple[bytes, ...]) -> int:
+    def _write_parts(self, delivery_id: str, filed: str, parts: tuple[bytes, ...], shard: int) -> int:
         minute, _, arrived = filed.partition("#")
         expires = str(math.ceil(int(minute) + BUCKET_S + self.window_s + _EXPIRY_SLACK_S))
         written = 0
         for index, part in enumerate(parts):
             item = {
-                PARTITION_KEY: {"S": f"{WINDOW_PREFIX}{minute}"},
+                PARTITION_KEY: {"S": window_key(int(minute), shard)},
                 SORT_KEY: {"S": f"{_RAW}{arrived}#{delivery_id}#{index:03d}"},
                 "parts": {"N": str(len(parts))},
                 "summary": {"B": part},
@@ -188,15 +199,15 @@ class TrafficWindow:
                 written += 1
         return written
 
-    def _newest_mark(self, minute: int) -> int:
+    def _newest_mark(self, minute: int, shard: int) -> int:
         """The mark of the minute's newest merged version (-1: none), from its keys only."""
         marks = [
             int(item[SORT_KEY]["S"][len(_MERGED) :].partition("#")[0])
-            for item in self._keys(minute, "begins_with(sk, :after)", _MERGED)
+            for item in self._keys(minute, shard, "begins_with(sk, :after)", _MERGED)
         ]
         return max(marks, default=-1)
 
-    def _merged_ids(self, minute: int, mark: int) -> set[str]:
+    def _merged_ids(self, minute: int, shard: int, mark: int) -> set[str]:
         """The deliveries the merged version `mark` of the minute holds."""
         page = self._retry.call(
             "GetItem window merged",
@@ -204,7 +215,7 @@ class TrafficWindow:
                 self._ddb.get_item,
                 TableName=self.table,
                 Key={
-                    PARTITION_KEY: {"S": f"{WINDOW_PREFIX}{minute}"},
+                    PARTITION_KEY: {"S": window_key(minute, shard)},
                     SORT_KEY: {"S": f"{_MERGED}{mark:013d}#000"},
                 },
                 ProjectionExpression="deliveries",
@@ -213,35 +224,39 @@ class TrafficWindow:
         )
         return set(page.get("Item", {}).get("deliveries", {}).get("SS", []))
 
-    def _settled_unmerged(self, minute: int, *, now: float) -> int:
+    def _settled_unmerged(self, minute: int, shard: int, *, now: float) -> int:
         """How many deliveries of the minute, stamped SETTLE_S ago or more, the newest merge left out."""
-        mark = self._newest_mark(minute)
+        mark = self._newest_mark(minute, shard)
         after = f"{_RAW}{mark:013d}#~" if mark >= 0 else _RAW
         limit = math.floor((now - SETTLE_S) * 1000)
         deliveries = {
-            item[SORT_KEY]["S"].rpartition("#")[0] for item in self._keys(minute, "sk > :after", after)
+            item[SORT_KEY]["S"].rpartition("#")[0] for item in self._keys(minute, shard, "sk > :after", after)
         }
         return sum(1 for delivery in deliveries if _arrived(delivery[len(_RAW) :]) <= limit)
 
-    def _keys(self, minute: int, condition: str, after: str) -> list[dict[str, Any]]:
+    def _keys(self, minute: int, shard: int, condition: str, after: str) -> list[dict[str, Any]]:
         params: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": f"pk = :pk AND {condition}",
             "ProjectionExpression": "sk",
-            "ExpressionAttributeValues": dynamo.item({":pk": f"{WINDOW_PREFIX}{minute}", ":after": after}),
+            "ExpressionAttributeValues": dynamo.item({":pk": window_key(minute, shard), ":after": after}),
         }
         return list(dynamo.pages(self._retry, "Query window keys", self._ddb.query, params))
 
     def read(self, *, now: float) -> TrafficSummary:
         """The merged summary of every complete delivery that arrived in the minutes of the last `window_s`
-        seconds (the window's edge is rounded out to the minute). Merges settled deliveries of each minute
-        into a new merged version as it goes (`last_read` says what it cost).
+        seconds (the window's edge is rounded out to the minute), in every shard. Merges settled deliveries
+        of each minute into a new merged version as it goes (`last_read` says what it cost).
 
         Eventually consistent reads: a delivery stored less than a second ago may be missed, and is counted
         by the next decision; the window itself spans minutes.
         """
         first = _bucket(now - self.window_s)
-        buckets = range(first, _bucket(now) + BUCKET_S, BUCKET_S)
+        buckets = [
+            (minute, shard)
+            for minute in range(first, _bucket(now) + BUCKET_S, BUCKET_S)
+            for shard in range(self.shards)
+        ]
         with ThreadPoolExecutor(max_workers=min(_PARALLEL_QUERIES, len(buckets))) as pool:
             read = list(pool.map(self._read_bucket, buckets))
             settled = list(pool.map(partial(self._settle, now=now), read))
@@ -254,9 +269,10 @@ class TrafficWindow:
         )
         return window
 
-    def _read_bucket(self, minute: int) -> _Bucket:
-        bucket = _Bucket(minute)
-        pk = {"S": f"{WINDOW_PREFIX}{minute}"}
+    def _read_bucket(self, minute_shard: tuple[int, int]) -> _Bucket:
+        minute, shard = minute_shard
+        bucket = _Bucket(minute, shard)
+        pk = {"S": window_key(minute, shard)}
         # Merged versions are immutable: their keys first, the parts only of a version not opened before.
         version_parts: dict[int, int] = {}
         version_keys: dict[int, list[str]] = {}
@@ -283,21 +299,23 @@ class TrafficWindow:
         """The opened merged version `mark` of the bucket's minute and the deliveries it holds (kept opened
         in this container: a decision reads anew only the versions written since the last one)."""
         with self._opened_lock:
-            cached = self._opened.get((bucket.minute, mark))
+            cached = self._opened.get((bucket.minute, bucket.shard, mark))
         if cached is not None:
             return cached
         prefix = f"{_MERGED}{mark:013d}#"
-        values = {":pk": {"S": f"{WINDOW_PREFIX}{bucket.minute}"}, ":m": {"S": prefix}}
+        values = {":pk": {"S": window_key(bucket.minute, bucket.shard)}, ":m": {"S": prefix}}
         parts: dict[int, bytes] = {}
         ids: set[str] = set()
         for item in self._query(bucket, "begins_with(sk, :m)", values):
             parts[int(item[SORT_KEY]["S"][len(prefix) :])] = item["summary"]["B"]
             ids |= set(item.get("deliveries", {}).get("SS", []))
         opened = self._open([parts[index] for index in sorted(parts)], f"merged {bucket.minute}"), ids
-        self._keep_opened((bucket.minute, mark), opened)
+        self._keep_opened((bucket.minute, bucket.shard, mark), opened)
         return opened
 
-    def _keep_opened(self, version: tuple[int, int], opened: tuple[BatchDigest | None, set[str]]) -> None:
+    def _keep_opened(
+        self, version: tuple[int, int, int], opened: tuple[BatchDigest | None, set[str]]
+    ) -> None:
         with self._opened_lock:
             if len(self._opened) >= _OPENED_KEPT:
                 self._opened.pop(min(self._opened))
@@ -339,7 +357,7 @@ class TrafficWindow:
         merge_batches(summary, digests)
         parts = pack_summary(summary)
         expires = str(math.ceil(bucket.minute + BUCKET_S + self.window_s + _EXPIRY_SLACK_S))
-        pk = {"S": f"{WINDOW_PREFIX}{bucket.minute}"}
+        pk = {"S": window_key(bucket.minute, bucket.shard)}
         for index, part in enumerate(parts):
             item = {
                 PARTITION_KEY: pk,
@@ -353,7 +371,7 @@ class TrafficWindow:
             if not dynamo.put_new(self._retry, "PutItem window merged", self._ddb.put_item, self.table, item):
                 return  # a concurrent reader merged up to the same mark and writes this version
             bucket.merged_written += 1
-        self._keep_opened((bucket.minute, mark_ms), (self._open(list(parts), "merged"), ids))
+        self._keep_opened((bucket.minute, bucket.shard, mark_ms), (self._open(list(parts), "merged"), ids))
         for sort_key in bucket.stale_versions:
             if int(sort_key[len(_MERGED) :].partition("#")[0]) >= mark_ms:
                 continue  # a newer version, perhaps still being written by someone else
@@ -393,6 +411,12 @@ class TrafficWindow:
         bucket.items += len(items)
         bucket.bytes += sum(len(item["summary"]["B"]) for item in items if "summary" in item)
         return items
+
+
+def window_key(minute: int, shard: int = 0) -> str:
+    """The partition key of one minute's shard: shard 0 keeps the unsharded key, so that a window written
+    before sharding was configured (or with one shard) reads the same."""
+    return f"{WINDOW_PREFIX}{minute}" if shard == 0 else f"{WINDOW_PREFIX}{minute}#{shard}"
 
 
 def _arrived(delivery: str) -> int:

@@ -1,5 +1,6 @@
-"""Detector Lambda: VPC Flow Log batches (CloudWatch Logs subscription), alarm state changes (EventBridge
-or the alarm's own Lambda action) and manual actions (console, SSM runbooks, CLI).
+"""Detector Lambda: VPC Flow Log batches (CloudWatch Logs subscription, or the Kinesis stream's mapping),
+alarm state changes (EventBridge or the alarm's own Lambda action), manual actions (console, SSM runbooks,
+CLI) and, with kinesis ingest, the decision schedule.
 
 An event of no known kind, or a malformed one, raises InvalidEvent before anything is read or written. A
 decision that fails is counted (DecisionFailures) and raised on: Lambda retries the event, then keeps it in
@@ -8,11 +9,18 @@ the failure queue.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from floodgate.handlers.runtime import ColdStart, logger, metrics, record, record_failure, tracer
 from floodgate.observability import METRIC
-from floodgate.services.events import AlarmStateChange, Home, InvalidEvent, parse_detector_event
+from floodgate.services.events import (
+    AlarmStateChange,
+    Home,
+    InvalidEvent,
+    ScheduledDecision,
+    parse_detector_event,
+)
 from floodgate.settings import Settings
 
 if TYPE_CHECKING:
@@ -44,6 +52,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.set_correlation_id(detector_event.correlation_id)
     else:
         logger.set_correlation_id(context.aws_request_id)
+    if isinstance(detector_event, ScheduledDecision):
+        # The decision lease lasts as long as this invocation may: a holder that times out frees it.
+        lease_s = context.get_remaining_time_in_millis() / 1000
+        detector_event = dataclasses.replace(detector_event, lease_s=lease_s)
     tracer.put_annotation(key="event", value=type(detector_event).__name__)
     home = Home.of_function(context.invoked_function_arn)
     try:

@@ -23,6 +23,10 @@ made on the whole window through the enforcement engine.
 - The remotes the VPC's own hosts connect to (egress records) are remembered (`DependencyMemory`): a plan
   never denies them nor a prefix holding them; each such refusal is logged REFUSED and announced.
 
+With `ingest: "kinesis"` (`services.streaming`), a stream batch is only summed and stored
+(`ingest_stream`); decisions run on the schedule (`scheduled`) and on an ALARM, single-flight per VPC under
+the decision lease (`single_flight`).
+
 Decisions and applies go through `floodgate.engine.enforcer.Enforcer` (budget, allowlist, caps, escalation,
 ledger, deny log). This module never touches a NACL itself.
 """
@@ -58,8 +62,10 @@ from floodgate.core.model import DenyPlan, ParseStats, PlannedDeny
 from floodgate.core.records import EventKind, Evidence, LogEvent, Origin, OriginKind
 from floodgate.core.scanning import ReferenceScanner, block_scanner, summarise_lines
 from floodgate.core.text import shown
-from floodgate.core.window import rate_window_s, reject_rates
+from floodgate.core.window import merge_batches, rate_window_s, reject_rates
 from floodgate.engine.enforcer import Enforcer
+from floodgate.engine.leases import Leases
+from floodgate.engine.results import NaclBusy
 from floodgate.observability import METRIC
 from floodgate.services.capacity_hold import CapacityHold
 from floodgate.services.events import (
@@ -70,10 +76,22 @@ from floodgate.services.events import (
     FlowLogDelivery,
     Home,
     ManualRequest,
+    ScheduledDecision,
+    StreamBatch,
 )
 from floodgate.services.manual import ManualResponse, run_manual
 from floodgate.services.records_json import event_json
 from floodgate.services.reports import armed_json, event_metrics, event_tally
+from floodgate.services.streaming import (
+    DECISION_LEASE_PREFIX,
+    STATE_BUDGET_CHARS,
+    ScheduleReport,
+    StreamReport,
+    open_state,
+    state_chars,
+    state_of,
+    window_shard,
+)
 from floodgate.services.wiring import Wiring, detection_config
 from floodgate.settings import ENV, Settings
 
@@ -83,6 +101,9 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 DECISION_PACE_S = 20.0
+ALARM_DECISION_LEASE_S = (
+    60.0  # kinesis ingest: the decision an ALARM starts holds the lease this long at most
+)
 REFUSAL_REPEAT_S = 600  # a refusal of the same CIDR is logged again after this long, not at every decision
 # Records a healthy flow log produces and Floodgate rightly leaves out; any other skip reason is damage.
 _ROUTINE_SKIPS = frozenset({EMPTY, NODATA, SKIPDATA, NOT_INBOUND, AWS_SERVICE})
@@ -217,7 +238,7 @@ class ControlReport:
         return {"kind": "control-message", "log_group": self.log_group}
 
 
-DetectorReport = IngestReport | AlarmReport | ControlReport | ManualResponse
+DetectorReport = IngestReport | AlarmReport | ControlReport | ManualResponse | StreamReport | ScheduleReport
 
 
 class DetectionService:
@@ -304,6 +325,10 @@ class DetectionService:
                 return self.manual(event.payload)
             case ControlMessage():
                 return ControlReport(event.log_group)
+            case StreamBatch():
+                return self.ingest_stream(event)
+            case ScheduledDecision():
+                return self.scheduled(event)
 
     def manual(self, payload: Mapping[str, Any]) -> ManualResponse:
         return run_manual(
@@ -366,6 +391,104 @@ class DetectionService:
         decision = self.decide(origin=origin, min_pps=min_pps, received=received)
         return dataclasses.replace(report, decision=decision)
 
+    def ingest_stream(self, batch: StreamBatch) -> StreamReport:
+        """Kinesis ingest: add the batch's deliveries to the tumbling window's state; store the state in the
+        traffic window at the window's last invocation, or when it outgrows STATE_BUDGET_CHARS. Never
+        decides (`scheduled` does)."""
+        now = self._clock()
+        bounds = TimeBounds(
+            oldest_end=math.floor(now - self.settings.window_s - LATE_DELIVERY_S),
+            newest_start=math.ceil(now + self.settings.clock_skew_s),
+        )
+        held = open_state(batch.state)
+        summary = self.window.new_summary()
+        if held.digest is not None:
+            merge_batches(summary, [held.digest])
+        stats = ParseStats()
+        unreadable: list[tuple[str, str]] = []
+        for record in batch.records:
+            delivery = record.delivery
+            if not isinstance(delivery, FlowLogDelivery):
+                if record.problem is not None:
+                    unreadable.append((record.sequence_number, record.problem))
+                    _log.error(
+                        "stream record %s of %s holds no flow-log delivery: %s",
+                        record.sequence_number,
+                        batch.shard_id,
+                        record.problem,
+                    )
+                continue
+            sources = summarise_lines(self.scanner, delivery.messages, summary, bounds)
+            stats.merge(sources.stats)
+            if sources.dependencies:
+                self.dependencies.remember(sources.dependencies, now=now)
+        sequences = [record.sequence_number for record in batch.records]
+        first = held.first or (sequences[0] if sequences else "")
+        last = sequences[-1] if sequences else (held.last or "")
+        state = state_of(summary, first, last) if summary.stats.parsed else {}
+        stored = None
+        if state and (batch.final or state_chars(state) > STATE_BUDGET_CHARS):
+            shard = window_shard(batch.shard_id, self.window.shards)
+            stored_at = self._clock()
+            stored = self.window.add(f"{batch.shard_id}#{first}#{last}", summary, now=stored_at, shard=shard)
+            state = {}
+            try:
+                self.window.compact(now=stored_at, shard=shard)
+            except Exception:
+                # Stored is stored: failing now would have the mapping retry (and bisect) records whose sum
+                # is already in the window. The next writer or decision compacts instead.
+                _log.warning(
+                    "compacting window shard %d failed; left to the next writer", shard, exc_info=True
+                )
+        return StreamReport(stats=stats, unreadable=tuple(unreadable), state=state, stored=stored)
+
+    def scheduled(self, tick: ScheduledDecision) -> ScheduleReport:
+        """The decision schedule's tick (kinesis ingest): decide when armed or always on, unless another
+        decision on this VPC is running."""
+        now = self._clock()
+        armed = next(iter(self._armings(now)), None)
+        if armed is not None:
+            origin, min_pps = Origin.alarm(armed.alarm_name), None
+        elif self.settings.always_pps is not None:
+            origin, min_pps = Origin.automatic(), self.settings.always_pps
+        else:
+            return ScheduleReport(None, "not armed and no always threshold")
+        decision = self.single_flight(origin=origin, min_pps=min_pps, lease_s=tick.lease_s)
+        if decision is None:
+            return ScheduleReport(None, "another decision on this VPC is running")
+        return ScheduleReport(decision, None)
+
+    def single_flight(
+        self,
+        *,
+        origin: Origin,
+        min_pps: float | None = None,
+        lease_s: float,
+        received: float | None = None,
+    ) -> DecisionReport | None:
+        """A decision under the VPC's decision lease, taken without waiting: None when another holds it.
+        The lease lasts `lease_s` (what the invocation has left), so a holder that dies frees it."""
+        # No NACL call runs under this lease itself (the enforcer takes each NACL's own): no call budget.
+        leases = Leases(
+            self.enforcer.ledger,
+            actor=self.enforcer.actor,
+            lease_s=lease_s,
+            wait_s=0.0,
+            now=self._clock,
+            call_budget_s=0.0,
+        )
+        try:
+            with leases.held(self.decision_lease):
+                return self.decide(origin=origin, min_pps=min_pps, received=received)
+        except NaclBusy:
+            _log.info("%s is held elsewhere: this decision is left to its holder", self.decision_lease)
+            return None
+
+    @property
+    def decision_lease(self) -> str:
+        """The lease that makes decisions single-flight: one per protected VPC (or set of NACLs)."""
+        return DECISION_LEASE_PREFIX + (self.settings.vpc_id or ",".join(sorted(self.settings.nacl_ids)))
+
     def on_alarm(self, change: AlarmStateChange, *, home: Home | None = None) -> AlarmReport:
         """ALARM arms and decides at once; OK disarms; INSUFFICIENT_DATA leaves things as they are. A state
         change of an alarm this deployment does not watch, or from the wrong time, changes nothing."""
@@ -402,7 +525,12 @@ class DetectionService:
                 change.reason,
             )
             held = self.holds.place(change.alarm_name, reason=change.reason) if self.holds else ()
-            decision = self.decide(origin=Origin.alarm(change.alarm_name), received=received)
+            if self.settings.ingest == "kinesis":  # decisions are single-flight on this path
+                decision = self.single_flight(
+                    origin=Origin.alarm(change.alarm_name), lease_s=ALARM_DECISION_LEASE_S, received=received
+                )
+            else:
+                decision = self.decide(origin=Origin.alarm(change.alarm_name), received=received)
             return AlarmReport(change.alarm_name, change.state, armed, decision, held)
         released: tuple[LogEvent, ...] = ()
         if change.state is AlarmState.OK and self.arming.disarm(

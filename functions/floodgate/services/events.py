@@ -1,4 +1,4 @@
-"""The detector's three kinds of event, recognised and validated before anything is read or written.
+"""The detector's kinds of event, recognised and validated before anything is read or written.
 
 1. A CloudWatch Logs subscription delivery (VPC Flow Logs): `{"awslogs": {"data": base64(gzip(JSON))}}`.
 2. A CloudWatch alarm state change, in either shape AWS sends it:
@@ -8,6 +8,12 @@
      "alarmData": {"alarmName", "state": {...}, "previousState": {...}}}`
 3. A manual action (console test event, SSM runbook, CLI): any object with an `"action"` key. Its contract
    is validated by `services.manual`, which answers a bad payload with an error body instead of raising.
+4. (`ingest: "kinesis"`) A batch of the flow-log stream from the event source mapping, with its tumbling
+   window: `{"Records": [{"kinesis": {"data", "sequenceNumber", ...}, "eventSource": "aws:kinesis"}, ...],
+   "window": {"start", "end"}, "state": {...}, "shardId", "isFinalInvokeForWindow", ...}`. Each record's
+   data is the same base64 gzip document a subscription delivers; a record that is not one is reported
+   with its sequence number, and never stops the rest of the batch.
+5. (`ingest: "kinesis"`) The decision schedule's EventBridge "Scheduled Event".
 
 Anything else raises InvalidEvent, whose message says what was wrong in a few words: it quotes no more
 than a few dozen characters of any value, whatever its size (a 10 MB field, a 5,000-digit number, a structure
@@ -49,6 +55,12 @@ MAX_NAME_CHARS = 512  # log group and log stream names
 MAX_ALARM_NAME_CHARS = 255  # CloudWatch's limit
 MAX_REASON_CHARS = 1023  # CloudWatch's limit on a state reason; what is kept beyond it is cut
 MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant a datetime holds
+KINESIS_SOURCE = "aws:kinesis"
+SCHEDULE_SOURCE = "aws.events"
+SCHEDULED_DETAIL_TYPE = "Scheduled Event"
+MAX_STREAM_RECORDS = 10_000  # the mapping's largest batch
+_SHARD = re.compile(r"shardId-\d{12}")
+_SEQUENCE = re.compile(r"\d{1,128}")
 _ACCOUNT = re.compile(r"\d{12}")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 
@@ -131,7 +143,38 @@ class ManualRequest:
     payload: Mapping[str, Any]
 
 
-DetectorEvent = FlowLogDelivery | ControlMessage | AlarmStateChange | ManualRequest
+@dataclass(frozen=True, slots=True)
+class StreamRecord:
+    """One record of the flow-log stream: the delivery it holds, or why it holds none."""
+
+    sequence_number: str
+    delivery: FlowLogDelivery | ControlMessage | None
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamBatch:
+    """One invocation by the Kinesis event source mapping: a shard's records and its tumbling window."""
+
+    shard_id: str
+    records: tuple[StreamRecord, ...]
+    window_start: str
+    state: Mapping[str, str]  # what the previous invocation of this window returned
+    final: bool  # the window's last invocation: what the state holds must be stored now
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledDecision:
+    """The decision schedule's tick. `lease_s`: how long this invocation may hold the decision lease (the
+    handler sets it from the time Lambda leaves the invocation)."""
+
+    rule: str
+    lease_s: float = 60.0
+
+
+DetectorEvent = (
+    FlowLogDelivery | ControlMessage | AlarmStateChange | ManualRequest | StreamBatch | ScheduledDecision
+)
 
 
 def parse_detector_event(event: object) -> DetectorEvent:
@@ -154,11 +197,79 @@ def parse_detector_event(event: object) -> DetectorEvent:
         return _alarm(event.get("detail"), AlarmShape.EVENTBRIDGE, "detail", account, region)
     if "action" in event:
         return ManualRequest(event)
+    if "Records" in event and ("shardId" in event or _kinesis_records(event["Records"])):
+        return _stream_batch(event)
+    if event.get("detail-type") == SCHEDULED_DETAIL_TYPE and event.get("source") == SCHEDULE_SOURCE:
+        resources = event.get("resources")
+        rule = resources[0] if isinstance(resources, list) and resources else ""
+        return ScheduledDecision(clean(rule[:MAX_NAME_CHARS]) if isinstance(rule, str) else "")
     keys = ", ".join(sorted(printable(str(k)[:40]) for k in event)[:8]) or "none"
     raise InvalidEvent(
         f"unrecognised event (top-level keys: {keys}); expected a CloudWatch Logs subscription (awslogs), "
         f'a CloudWatch alarm state change, or a manual action such as {{"action": "status"}}'
     )
+
+
+# -- Kinesis stream ------------------------------------------------------------------------------------
+
+
+def _kinesis_records(records: object) -> bool:
+    return (
+        isinstance(records, list)
+        and bool(records)
+        and isinstance(records[0], Mapping)
+        and records[0].get("eventSource") == KINESIS_SOURCE
+    )
+
+
+def _stream_batch(event: Mapping[str, Any]) -> StreamBatch:
+    records = event["Records"]
+    if not isinstance(records, list) or len(records) > MAX_STREAM_RECORDS:
+        raise InvalidEvent(f"Records is not a list of at most {MAX_STREAM_RECORDS} stream records")
+    shard = event.get("shardId")
+    parsed = [_stream_record(record, f"Records[{n}]") for n, record in enumerate(records)]
+    if not isinstance(shard, str):
+        # Without a tumbling window the shard is only in each record's eventID ("shardId-…:sequence").
+        first = records[0].get("eventID") if records else None
+        shard = first.partition(":")[0] if isinstance(first, str) else None
+    if not isinstance(shard, str) or not _SHARD.fullmatch(shard):
+        raise InvalidEvent(f"shardId is not a shard id: {shown(shard)}")
+    window = event.get("window")
+    start = window.get("start") if isinstance(window, Mapping) else ""
+    if not isinstance(start, str) or len(start) > 40:
+        raise InvalidEvent(f"window.start is not a time: {shown(start)}")
+    state = event.get("state") or {}
+    if not isinstance(state, Mapping) or not all(
+        isinstance(key, str) and isinstance(value, str | int | float) for key, value in state.items()
+    ):
+        raise InvalidEvent("state is not an object of texts (the tumbling window's state)")
+    final = event.get("isFinalInvokeForWindow", False)
+    if not isinstance(final, bool):
+        raise InvalidEvent(f"isFinalInvokeForWindow is not true or false: {shown(final)}")
+    return StreamBatch(
+        shard_id=shard,
+        records=tuple(parsed),
+        window_start=start,
+        state={key: str(value) for key, value in state.items()},
+        final=final,
+    )
+
+
+def _stream_record(record: object, where: str) -> StreamRecord:
+    """A record's envelope must be the mapping's; its data may be anything, reported as a problem."""
+    if not isinstance(record, Mapping) or record.get("eventSource") != KINESIS_SOURCE:
+        raise InvalidEvent(f"{where} is not a Kinesis stream record")
+    kinesis = record.get("kinesis")
+    if not isinstance(kinesis, Mapping):
+        raise InvalidEvent(f"{where}.kinesis is missing")
+    sequence = kinesis.get("sequenceNumber")
+    if not isinstance(sequence, str) or not _SEQUENCE.fullmatch(sequence):
+        raise InvalidEvent(f"{where}.kinesis.sequenceNumber is not a sequence number: {shown(sequence)}")
+    try:
+        delivery = _subscription({"data": kinesis.get("data")})
+    except InvalidEvent as exc:
+        return StreamRecord(sequence, None, str(exc).replace("awslogs.data", "data"))
+    return StreamRecord(sequence, delivery)
 
 
 # -- CloudWatch Logs subscription ----------------------------------------------------------------------

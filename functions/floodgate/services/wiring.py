@@ -143,4 +143,5 @@ def window_for(
         new_summary=new_summary,
         client=dynamodb,
         retrier=retrier,
+        shards=settings.window_shards,
     )
