@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -66,7 +66,7 @@ _DECISION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
 
 
 class BusEventError(ValueError):
-    """The event breaks the bus contract or comes from outside the estate. Nothing has been read or written."""
+    """The event breaks the bus contract or comes from outside the estate. Nothing was read or written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +255,8 @@ def _decision(
         raise BusEventError(f"decision {decision_id} is dated {_iso(decided_at)}, in the future")
     if decided_at < now - max_age_s:
         raise BusEventError(
-            f"decision {decision_id} from {_iso(decided_at)} is older than {max_age_s:.0f} s: stale, not applied"
+            f"decision {decision_id} from {_iso(decided_at)} is older than {max_age_s:.0f} s: "
+            "stale, not applied"
         )
     denies = detail.get("denies")
     if not isinstance(denies, list):
@@ -332,7 +333,9 @@ def _cidr(value: object, where: str) -> str:
 
 def _rate(item: Mapping[str, Any], key: str, where: str) -> float:
     value = item.get(key)
-    if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int | float):  # a bool is no rate
+        raise BusEventError(f"{where}.{key} is {shown(value)}, not a finite non-negative number")
+    if not (math.isfinite(value) and value >= 0):
         raise BusEventError(f"{where}.{key} is {shown(value)}, not a finite non-negative number")
     return float(value)
 
