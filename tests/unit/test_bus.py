@@ -127,6 +127,7 @@ def test_a_stale_decision_is_refused_not_applied_late() -> None:
         ("bps", -1, "bps is -1, not a finite"),
         ("share", 1.5, "share is 1.5, more than 1"),
         ("pps", True, "pps is True, not a finite"),
+        ("pps", 10**400, "pps is an integer of 1329 bits, not a finite"),
         ("members", 0, "members is 0, not a positive"),
         ("reason", "", "reason is missing"),
         ("reason", "x" * 257, "reason is 257 characters"),

@@ -335,9 +335,13 @@ def _rate(item: Mapping[str, Any], key: str, where: str) -> float:
     value = item.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float):  # a bool is no rate
         raise BusEventError(f"{where}.{key} is {shown(value)}, not a finite non-negative number")
-    if not (math.isfinite(value) and value >= 0):
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        number = math.inf
+    if not (math.isfinite(number) and number >= 0):
         raise BusEventError(f"{where}.{key} is {shown(value)}, not a finite non-negative number")
-    return float(value)
+    return number
 
 
 def _flag(detail: Mapping[str, Any], key: str) -> bool:
