@@ -75,6 +75,8 @@ TARGET_DIMENSIONS: dict[str, frozenset[str]] = {
 _ALARM_NAME = re.compile(r"[^\x00-\x1f]{1,255}")
 _GROUP_NAME = re.compile(r"[^\x00-\x1f*]{1,255}")  # no wildcard: the IAM statement names each group
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_ACCOUNT = re.compile(r"\d{12}")
+_OU = re.compile(r"ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}|r-[0-9a-z]{4,32}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,19 @@ class FunctionSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class EstateSettings:
+    """Many accounts: who decides (the security account, its bus and organization) and who enforces."""
+
+    mode: str  # single | security | member
+    organization_id: str | None
+    member_ous: tuple[str, ...]
+    member_accounts: tuple[str, ...]
+    security_account: str | None
+    security_bus: str
+    reader_role: str
+
+
+@dataclass(frozen=True, slots=True)
 class FloodgateSettings:
     values: Mapping[str, Value]  # every context key, read and validated
     stack_name: str
@@ -137,6 +152,7 @@ class FloodgateSettings:
     async_max_event_age_s: int
     function_log_retention_days: int
     alert_emails: tuple[str, ...]
+    estate: EstateSettings
 
     @property
     def targets_vpc(self) -> bool:
@@ -189,12 +205,14 @@ class FloodgateSettings:
         if len(set(nacl_ids)) != len(nacl_ids):
             r.problem("naclIds: an id appears twice")
         vpc_id = r.optional_text("vpcId")
-        if not nacl_ids and vpc_id is None:
+        estate = cls._read_estate(r)
+        if not nacl_ids and vpc_id is None and estate.mode == "single":
             r.problem("naclIds / vpcId: set the NACL ids to protect, or a vpcId to protect all its NACLs")
         vpc_cidrs = r.strings("vpcCidrs")
 
         cls._check_bans(r)
-        flow_logs = cls._read_flow_logs(r, vpc_id)
+        # Security and member stacks deploy no flow-log ingest of their own (README: multi-account).
+        flow_logs = cls._read_flow_logs(r, vpc_id, ingests=estate.mode == "single")
 
         schedule = r.optional_text("expirerSchedule")
         schedule_minutes = 1
@@ -231,6 +249,41 @@ class FloodgateSettings:
             async_max_event_age_s=max_age_s,
             function_log_retention_days=r.integer("functionLogRetentionDays"),
             alert_emails=emails,
+            estate=estate,
+        )
+
+    @staticmethod
+    def _read_estate(r: _ContextReader) -> EstateSettings:
+        mode = str(r.value("mode"))
+        members = r.strings("memberAccounts")
+        security = r.optional_text("securityAccount")
+        organization = r.optional_text("organizationId")
+        ous = r.strings("memberOus")
+        for account in members:
+            if not _ACCOUNT.fullmatch(account):
+                r.problem(f"memberAccounts: {account!r} is not a 12-digit account id")
+        for ou in ous:
+            if not _OU.fullmatch(ou):
+                r.problem(f"memberOus: {ou!r} is not an organizational unit (ou-…) or root (r-…) id")
+        if mode != "single" and security is None:
+            r.problem(f"securityAccount: required in {mode} mode (the account that decides)")
+        if security is not None and security in members:
+            r.problem(f"memberAccounts: {security} is the security account, it cannot also be a member")
+        if mode == "security":
+            if organization is None:
+                r.problem("organizationId: required in security mode (who may put events on the bus)")
+            if not ous:
+                r.problem("memberOus: required in security mode (where the StackSet deploys members)")
+            if not members:
+                r.problem("memberAccounts: required in security mode (whose events the estate accepts)")
+        return EstateSettings(
+            mode=mode,
+            organization_id=organization,
+            member_ous=ous,
+            member_accounts=members,
+            security_account=security,
+            security_bus=r.optional_text("securityBus") or "floodgate-estate",
+            reader_role=r.optional_text("estateReaderRole") or "FloodgateEstateReader",
         )
 
     @staticmethod
@@ -248,9 +301,9 @@ class FloodgateSettings:
             r.problem(f"maxTtl={max_ttl} must not be shorter than baseTtl={base_ttl}")
 
     @staticmethod
-    def _read_flow_logs(r: _ContextReader, vpc_id: str | None) -> FlowLogSettings:
+    def _read_flow_logs(r: _ContextReader, vpc_id: str | None, *, ingests: bool) -> FlowLogSettings:
         group_name = r.optional_text("flowLogGroupName")
-        if group_name is None and vpc_id is None:
+        if group_name is None and vpc_id is None and ingests:
             r.problem(
                 "flowLogGroupName / vpcId: set vpcId to create a flow log, or name an existing log group"
             )

@@ -75,6 +75,17 @@ class Settings:
     topic_arn: str | None
     hold_groups: tuple[str, ...]  # empty: no capacity hold
     hold_max_s: int
+    mode: str  # single | security | member
+    member_accounts: tuple[str, ...]
+    security_account: str | None
+    security_bus: str
+    decision_max_age_s: int
+    member_vpc_tag: str
+
+    @property
+    def is_member(self) -> bool:
+        """A member finds its VPC by tag at cold start (`floodgate.services.estate`); none is configured."""
+        return self.mode == "member"
 
     @property
     def rule_end(self) -> int:
@@ -87,7 +98,7 @@ class Settings:
         for nacl_id in settings.nacl_ids:
             if not NACL_ID.fullmatch(nacl_id):
                 raise ConfigError(f"{ENV.NACL_IDS}: {nacl_id!r} is not a NACL id (acl-…)")
-        if not settings.nacl_ids and settings.vpc_id is None:
+        if not settings.nacl_ids and settings.vpc_id is None and not settings.is_member:
             raise ConfigError(f"set {ENV.NACL_IDS} or {ENV.VPC_ID}: Floodgate needs NACLs to protect")
         if settings.budget + 2 > settings.nacl_quota:
             raise ConfigError(
@@ -118,13 +129,20 @@ def _read(row: Setting, environ: Mapping[str, str]) -> Any:
 
 
 def _text(row: Setting, name: str, raw: str | None) -> str | None:
-    value = (raw or "").strip()
+    value = (raw or "").strip() or (row.default if isinstance(row.default, str) else "")
     if not value:
         if not row.optional:
             raise ConfigError(f"{name} is required")
         return None
     if row.pattern is not None and not re.fullmatch(row.pattern, value):
         raise ConfigError(f"{name}: {value!r} is not {row.what}")
+    return value
+
+
+def _choice(row: Setting, name: str, raw: str | None) -> str:
+    value = (raw or "").strip() or str(row.default)
+    if value not in row.choices:
+        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(row.choices)}")
     return value
 
 
@@ -225,6 +243,7 @@ def _format(row: Setting, name: str, raw: str | None) -> FlowLogFormat:
 
 _PARSERS: dict[Kind, Callable[[Setting, str, str | None], Any]] = {
     "text": _text,
+    "choice": _choice,
     "strings": _strings,
     "names": _names,
     "cidrs": _cidrs,

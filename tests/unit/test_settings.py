@@ -16,7 +16,7 @@ MINIMAL = {
     "FLOODGATE_STATE_TABLE": "state",
     "FLOODGATE_LOG_TABLE": "log",
 }
-RUNTIME_KINDS = {"text", "strings", "names", "cidrs", "int", "number", "duration", "flag", "format"}
+RUNTIME_KINDS = {"text", "choice", "strings", "names", "cidrs", "int", "number", "duration", "flag", "format"}
 
 
 # ---------------------------------------------------------------------------------------------- the table
