@@ -229,7 +229,8 @@ SETTINGS: tuple[Setting, ...] = (
             meaning="single: one account; security: the estate's bus and StackSet; member: enforces "
             "decisions"),
         Setting("organizationId", None, "text", "", pattern="o-[a-z0-9]{10,32}",
-            what="an organization id (o-…)", optional=True, meaning="security: the AWS Organization whose accounts may put events on the bus"),
+            what="an organization id (o-…)", optional=True,
+            meaning="security: the AWS Organization whose accounts may put events on the bus"),
         Setting("memberOus", None, "strings", [],
             meaning="security: the organizational units (ou-… or r-…) the StackSet deploys members to"),
         Setting("memberAccounts", "FLOODGATE_MEMBER_ACCOUNTS", "strings", [],
