@@ -44,3 +44,5 @@ class OUTPUT:
 # Lambda handler entry points, relative to the `functions/` asset root.
 DETECTOR_HANDLER = "floodgate.handlers.detector.lambda_handler"
 EXPIRER_HANDLER = "floodgate.handlers.expirer.lambda_handler"
+MEMBER_HANDLER = "floodgate.handlers.member.lambda_handler"
+MEMBER_EXPIRY_HANDLER = "floodgate.handlers.member.expiry_handler"
