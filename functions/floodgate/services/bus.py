@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -63,6 +63,44 @@ _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 _VPC = re.compile(r"vpc-[0-9a-f]{8,17}")
 _NACL = re.compile(r"acl-[0-9a-f]{8,17}")
 _DECISION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
+
+
+DEFAULT_BUS = "default"
+
+
+def decision_route(member: str) -> dict[str, Any]:
+    """Security bus: the rule pattern that carries decisions for `member` to that member's default bus only.
+
+    No pattern here filters on the event's `account`: who may put events is the buses' resource policies'
+    business, and whether a sender may say what it says is `parse_bus_event`'s, on receipt."""
+    return {
+        "source": [SECURITY_SOURCE],
+        "detail-type": [DECISION_DETAIL_TYPE],
+        "detail": {"account": [member]},
+    }
+
+
+def member_inbound() -> dict[str, Any]:
+    """Member default bus: decisions, to the member's enforcer."""
+    return {"source": [SECURITY_SOURCE], "detail-type": [DECISION_DETAIL_TYPE]}
+
+
+def member_outbound(alarm_names: Sequence[str], alarm_prefix: str) -> list[dict[str, Any]]:
+    """Member default bus: what is forwarded to the security bus, its outcomes and its alarms (those named,
+    else those whose name starts with `alarm_prefix`)."""
+    names: list[Any] = list(alarm_names) or [{"prefix": alarm_prefix}]
+    return [
+        {"source": [MEMBER_SOURCE], "detail-type": [OUTCOME_DETAIL_TYPE]},
+        {"source": [ALARM_SOURCE], "detail-type": [ALARM_DETAIL_TYPE], "detail": {"alarmName": names}},
+    ]
+
+
+def security_inbound() -> dict[str, Any]:
+    """Security bus: what members send, to detection (alarms) and the estate's record (both)."""
+    return {
+        "source": [ALARM_SOURCE, MEMBER_SOURCE],
+        "detail-type": [ALARM_DETAIL_TYPE, OUTCOME_DETAIL_TYPE],
+    }
 
 
 class BusEventError(ValueError):

@@ -1,5 +1,5 @@
 """A member account's side of the estate: apply the security account's decisions to its own VPC, with its
-own ledger and EC2 budget, and say what came of each on the security bus.
+own ledger and EC2 budget, and say what came of each (its default bus forwards it to the security bus).
 
 A member protects the one VPC of its account tagged FLOODGATE_MEMBER_VPC_TAG (StackSets deploy the same
 template everywhere, so no VPC id is configured). A decision is applied only when the bus contract holds
@@ -16,11 +16,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from floodgate.adapters.estate import BusPublisher, bus_arn, tagged_vpc
+from floodgate.adapters.estate import BusPublisher, tagged_vpc
 from floodgate.core.records import EventKind, Origin, OriginKind
 from floodgate.engine.enforcer import Enforcer
 from floodgate.engine.results import EnforcementResult
 from floodgate.services.bus import (
+    DEFAULT_BUS,
     OUTCOME_DETAIL_TYPE,
     BusEventError,
     Decision,
@@ -120,12 +121,10 @@ class MemberService:
         outcome = Outcome(
             decision.decision_id, decision.target, result.dry_run, denied, dict(result.failures)
         )
-        security_bus = bus_arn(
-            account=self.estate.security_account, region=self.region, bus=self.settings.security_bus
-        )
-        sent = self.publisher.put(
-            put_events_entry(OUTCOME_DETAIL_TYPE, outcome_detail(outcome), bus=security_bus)
-        )
+        # On this account's own bus: the member's forwarding rule takes it to the security bus, as it does
+        # the member's alarms (one cross-account path, one resource policy to trust).
+        entry = put_events_entry(OUTCOME_DETAIL_TYPE, outcome_detail(outcome), bus=DEFAULT_BUS)
+        sent = self.publisher.put(entry)
         return MemberReport(decision, result, sent)
 
     def addressed(self, event: Mapping[str, Any]) -> Decision:
