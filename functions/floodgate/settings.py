@@ -94,7 +94,13 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        settings = cls(**{attribute(row): _read(row, environ) for row in BY_ENV.values()})
+        # A member reads its VPC's blocks from EC2 (`services.estate`): one template serves every account.
+        member = (environ.get(ENV.MODE) or "").strip() == "member"
+        values: dict[str, Any] = {
+            attribute(row): () if member and row.env == ENV.VPC_CIDRS else _read(row, environ)
+            for row in BY_ENV.values()
+        }
+        settings = cls(**values)
         for nacl_id in settings.nacl_ids:
             if not NACL_ID.fullmatch(nacl_id):
                 raise ConfigError(f"{ENV.NACL_IDS}: {nacl_id!r} is not a NACL id (acl-…)")

@@ -39,9 +39,9 @@ ACTOR = "floodgate-member"
 
 
 def member_settings(settings: Settings, wiring: Wiring) -> Settings:
-    """The settings of a member, aimed at its tagged VPC and widened to that VPC's CIDR blocks."""
+    """The settings of a member, aimed at its tagged VPC, whose CIDR blocks (read from EC2) are protected."""
     vpc_id = tagged_vpc(settings.member_vpc_tag, client=wiring.ec2, retrier=wiring.retrier)
-    return wiring.known_vpc(dataclasses.replace(settings, vpc_id=vpc_id, nacl_ids=()))
+    return wiring.known_vpc(dataclasses.replace(settings, vpc_id=vpc_id, nacl_ids=(), vpc_cidrs=()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +117,8 @@ class MemberService:
         result = self.enforcer.apply(
             decision.denies, origin=origin, dry_run=True if decision.dry_run else None
         )
-        denied = tuple(event.cidr for event in result.of_kind(EventKind.BLOCK, EventKind.EXTEND))
+        # One event per NACL: each CIDR once, in the order they went in.
+        denied = tuple(dict.fromkeys(e.cidr for e in result.of_kind(EventKind.BLOCK, EventKind.EXTEND)))
         outcome = Outcome(
             decision.decision_id, decision.target, result.dry_run, denied, dict(result.failures)
         )
