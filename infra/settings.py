@@ -129,6 +129,8 @@ class EstateSettings:
     security_account: str | None
     security_bus: str
     reader_role: str
+    code_bucket: str | None
+    code_key: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,11 +178,15 @@ class FloodgateSettings:
         settings = cls._read(reader)
         if reader.problems:
             raise SettingsError(reader.problems)
-        # Cross-check with the handlers' own validation, so a stack never ships an environment they reject.
+        # Cross-check with the handlers' own validation, so a stack never ships an environment they reject
+        # (the security stack ships no function: its members' run in member mode).
+        environment = settings.runtime_environment(
+            state_table="state", log_table="log", topic_arn="arn:topic"
+        )
+        if settings.estate.mode == "security":
+            environment[ENV.MODE] = "member"
         try:
-            Settings.from_env(
-                settings.runtime_environment(state_table="state", log_table="log", topic_arn="arn:topic")
-            )
+            Settings.from_env(environment)
         except ConfigError as exc:
             raise SettingsError([f"the functions would reject this configuration: {exc}"]) from None
         return settings
@@ -240,7 +246,7 @@ class FloodgateSettings:
             vpc_id=vpc_id,
             vpc_cidrs=vpc_cidrs,
             flow_logs=flow_logs,
-            alarm=cls._read_alarm(r),
+            alarm=cls._read_alarm(r, single=estate.mode == "single"),
             hold=cls._read_hold(r),
             detector=r.function("detector"),
             expirer=r.function("expirer"),
@@ -276,6 +282,8 @@ class FloodgateSettings:
                 r.problem("memberOus: required in security mode (where the StackSet deploys members)")
             if not members:
                 r.problem("memberAccounts: required in security mode (whose events the estate accepts)")
+            if r.optional_text("memberCodeBucket") is None:
+                r.problem("memberCodeBucket: required in security mode (where members' functions come from)")
         return EstateSettings(
             mode=mode,
             organization_id=organization,
@@ -284,6 +292,8 @@ class FloodgateSettings:
             security_account=security,
             security_bus=r.optional_text("securityBus") or "floodgate-estate",
             reader_role=r.optional_text("estateReaderRole") or "FloodgateEstateReader",
+            code_bucket=r.optional_text("memberCodeBucket"),
+            code_key=r.optional_text("memberCodeKey") or "floodgate/functions.zip",
         )
 
     @staticmethod
@@ -326,8 +336,9 @@ class FloodgateSettings:
         )
 
     @staticmethod
-    def _read_alarm(r: _ContextReader) -> AlarmSettings:
-        enabled = r.flag("alarmEnabled")
+    def _read_alarm(r: _ContextReader, *, single: bool) -> AlarmSettings:
+        # The security and member stacks create no early alarm (README: multi-account deployment).
+        enabled = r.flag("alarmEnabled") and single
         period = r.integer("alarmPeriodSeconds")
         if period not in ALARM_PERIODS and period % 60:
             r.problem(f"alarmPeriodSeconds={period}: use 10, 20, 30 or a multiple of 60")
@@ -352,7 +363,7 @@ class FloodgateSettings:
         for name in existing:
             if not _ALARM_NAME.fullmatch(name):
                 r.problem(f"existingAlarmNames: {name!r} is not an alarm name")
-        if not enabled and not existing:
+        if single and not enabled and not existing:
             r.problem("alarmEnabled=false and no existingAlarmNames: nothing would ever arm the detector")
         namespace = r.optional_text("alarmNamespace") or ""
         metric_name = r.optional_text("alarmMetricName") or ""
@@ -363,7 +374,7 @@ class FloodgateSettings:
         if missing:
             r.problem(f"alarmDimensions: {missing}")
         lambda_action = r.flag("alarmLambdaAction")
-        if lambda_action and not enabled:
+        if lambda_action and not enabled and single:
             r.problem("alarmLambdaAction=true needs alarmEnabled=true (only our own alarm gets the action)")
         return AlarmSettings(
             enabled=enabled,
@@ -566,7 +577,9 @@ class _ContextReader:
                 out.append(str(parse_network(item)))
             except InvalidCidr as exc:
                 self.problem(f"{row.key}: {exc}")
-        if not out and not row.optional:
+        # A member reads its VPC's blocks from EC2; the security account protects no VPC.
+        estate = row.key == "vpcCidrs" and self._get("mode") in ("security", "member")
+        if not out and not row.optional and not estate:
             self.problem(f"{row.key} is required: {row.meaning}")
         return tuple(out)
 
