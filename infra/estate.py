@@ -407,7 +407,7 @@ class MemberStack(Stack):
             retry_attempts=settings.async_retry_attempts,
             max_event_age=Duration.seconds(settings.async_max_event_age_s),
         )
-        # As in infra.enforcement: the Role GetAtt already orders the function after its role (cfn-lint W3005).
+        # As in infra.enforcement: the Role GetAtt orders the function after its role (cfn-lint W3005).
         policy = role.node.try_find_child("DefaultPolicy")
         cfn_function = function.node.default_child
         if isinstance(policy, iam.Policy) and isinstance(cfn_function, CfnResource):
