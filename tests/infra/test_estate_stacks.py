@@ -40,7 +40,7 @@ def _synth(mode: str, outdir: Path) -> tuple[Stack, dict[str, Any]]:
     app.synth()  # cdk-nag runs here: an unacknowledged finding raises
     report = AwsSolutionsChecks().validate_scope(stack)
     assert report.success, [v.rule_name for v in report.violations]
-    return stack, Template.from_stack(stack).to_json()
+    return stack, dict(Template.from_stack(stack).to_json())
 
 
 @pytest.fixture(scope="module")
