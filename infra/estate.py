@@ -45,7 +45,13 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from floodgate.observability import MEMBER_EXPIRY_HANDLER, MEMBER_HANDLER, OUTPUT
+from floodgate.observability import (
+    MEMBER_ACCOUNTS_OUTPUT,
+    MEMBER_EXPIRY_HANDLER,
+    MEMBER_HANDLER,
+    MEMBER_STACK_SET,
+    OUTPUT,
+)
 from floodgate.services.bus import (
     DEFAULT_BUS,
     decision_route,
@@ -66,7 +72,6 @@ from infra.enforcement import NACL_ENTRY_ACTIONS, STATE_TABLE_ACTIONS, powertool
 from infra.nag import acknowledge, enable_checks, logical_id
 from infra.settings import FloodgateSettings, FunctionSettings
 
-MEMBER_STACK_SET = "{}-member"  # the StackSet's name, from stackName
 # The members' StackSet rolls out to at most a quarter of the accounts at once and stops at 10% failures.
 MAX_CONCURRENT_PERCENTAGE = 25
 FAILURE_TOLERANCE_PERCENTAGE = 10
@@ -143,7 +148,7 @@ class SecurityStack(Stack):
         self.stack_set = self._stack_set(settings, self.member_template)
         CfnOutput(self, "BusArn", value=self.bus.event_bus_arn)
         CfnOutput(self, "DetectionInboxUrl", value=self.inbox.queue_url)
-        CfnOutput(self, "MemberAccounts", value=",".join(estate.member_accounts))
+        CfnOutput(self, MEMBER_ACCOUNTS_OUTPUT, value=",".join(estate.member_accounts))
         CfnOutput(self, "MemberStackSet", value=MEMBER_STACK_SET.format(settings.stack_name))
 
     def _detection_inbox(self) -> sqs.Queue:

@@ -25,6 +25,7 @@ from emulator.server import ACCOUNT_ID
 from floodgate.adapters.estate import BusPublisher
 from floodgate.adapters.retry import Retrier
 from floodgate.core.model import PlannedDeny
+from floodgate.observability import MEMBER_ACCOUNTS_OUTPUT, OUTPUT
 from floodgate.services.bus import (
     DECISION_DETAIL_TYPE,
     BusEventError,
@@ -46,6 +47,7 @@ from floodgate.services.wiring import Wiring
 from floodgate.settings import Settings
 from tests.events import load
 from tests.integration.conftest import FAST_RETRIES, REGION, Tables, VpcFixture
+from tests.integration.incident import _detector_function, floodgate
 
 pytestmark = pytest.mark.integration
 
@@ -280,3 +282,89 @@ def test_a_members_alarm_reaches_the_security_account_as_that_members(estate: Es
     }
     alarm = parse_bus_event(forwarded, estate.estate, now=time.time(), clock_skew_s=300, max_age_s=600)
     assert isinstance(alarm, MemberAlarm) and alarm.account == MEMBER_A
+
+
+def _member_stack_in(member: Member, security_stack: str) -> None:
+    """The member's deployment as the StackSet leaves it: StackSet-<stack>-member-<id>, whose outputs name
+    the tables and the enforcer function (whose environment the CLI reads the settings from)."""
+    environment = {
+        "FLOODGATE_MODE": "member",
+        "FLOODGATE_SECURITY_ACCOUNT": SECURITY,
+        "FLOODGATE_MEMBER_VPC_TAG": member.service.settings.member_vpc_tag,
+        "FLOODGATE_STATE_TABLE": member.tables.state,
+        "FLOODGATE_LOG_TABLE": member.tables.log,
+    }
+    function = _detector_function(member.clients, environment)
+    outputs = {
+        OUTPUT.STATE_TABLE: member.tables.state,
+        OUTPUT.LOG_TABLE: member.tables.log,
+        OUTPUT.DETECTOR_FUNCTION: function,
+    }
+    template = {
+        "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+    }
+    member.clients("cloudformation").create_stack(
+        StackName=f"StackSet-{security_stack}-member-{uuid.uuid4()}", TemplateBody=json.dumps(template)
+    )
+
+
+def _security_stack(kit: EstateKit, name: str, accounts: list[str]) -> None:
+    template = {
+        "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Outputs": {MEMBER_ACCOUNTS_OUTPUT: {"Value": ",".join(accounts)}},
+    }
+    client = boto3.client(
+        "cloudformation", endpoint_url=kit.security_events.meta.endpoint_url, region_name=REGION
+    )
+    client.create_stack(StackName=name, TemplateBody=json.dumps(template))
+
+
+def test_status_all_reads_every_member_merges_the_deny_log_and_names_what_it_cannot_read(
+    estate: EstateKit,
+) -> None:
+    a, b = estate.members[MEMBER_A], estate.members[MEMBER_B]
+    stack = f"Floodgate{uuid.uuid4().hex[:8]}"
+    for member in (a, b):
+        _member_stack_in(member, stack)
+    outsider = "444444444444"  # listed, but nothing deployed there
+    _security_stack(estate, stack, [MEMBER_A, MEMBER_B, outsider])
+    send(estate, decision_for(a, "203.0.113.7/32"))
+    send(estate, decision_for(b, "192.0.2.44/32", "198.51.100.0/24"))
+    for member in (a, b):
+        for event in delivered(member.clients("sqs"), member.inbox, sender=SECURITY):
+            member.service.receive(event)
+
+    run = floodgate("status", "--all", "--json", "--stack", stack)
+    assert run.code == 0, run.err
+    report = run.json()
+    by_account = {m["account"]: m for m in report["members"]}
+    assert set(by_account) == {MEMBER_A, MEMBER_B}
+    denied = {
+        account: sorted({d["cidr"] for n in m["nacls"] for d in n["denies"]})
+        for account, m in by_account.items()
+    }
+    assert denied == {MEMBER_A: ["203.0.113.7/32"], MEMBER_B: ["192.0.2.44/32", "198.51.100.0/24"]}
+    assert {n["vpc_id"] for n in by_account[MEMBER_A]["nacls"]} == {a.vpc.vpc_id}
+    assert list(report["unreadable"]) == [outsider]
+    assert "no Floodgate member stack in account 444444444444" in report["unreadable"][outsider]
+    log = report["log"]
+    blocks = {(e["account"], e["cidr"]) for e in log if e["event"] == "BLOCK"}
+    assert blocks == {
+        (MEMBER_A, "203.0.113.7/32"),
+        (MEMBER_B, "192.0.2.44/32"),
+        (MEMBER_B, "198.51.100.0/24"),
+    }
+    times = [e["at"] for e in log]
+    assert times == sorted(times, reverse=True)
+
+    text = floodgate("status", "--all", "--stack", stack)
+    assert text.code == 0
+    assert f"account {outsider}: CANNOT READ" in text.out
+    assert f"account {MEMBER_A} (StackSet-{stack}-member-" in text.out
+
+
+def test_status_all_fails_only_when_no_member_can_be_read(estate: EstateKit) -> None:
+    run = floodgate("status", "--all", "--accounts", "444444444444,555555555555", "--stack", "FloodgateNone")
+    assert run.code == 1
+    assert "no member account could be read (444444444444, 555555555555)" in run.err
