@@ -25,6 +25,7 @@ from emulator.server import ACCOUNT_ID
 from floodgate.adapters.estate import BusPublisher
 from floodgate.adapters.retry import Retrier
 from floodgate.core.model import PlannedDeny
+from floodgate.handlers import member as member_handler
 from floodgate.observability import MEMBER_ACCOUNTS_OUTPUT, OUTPUT
 from floodgate.services.bus import (
     DECISION_DETAIL_TYPE,
@@ -42,10 +43,11 @@ from floodgate.services.bus import (
     put_events_entry,
     security_inbound,
 )
-from floodgate.services.estate import MemberService
+from floodgate.services.estate import MemberService, member_settings
+from floodgate.services.expiry import ExpiryService
 from floodgate.services.wiring import Wiring
 from floodgate.settings import Settings
-from tests.events import load
+from tests.events import LambdaContextStub, load
 from tests.integration.conftest import FAST_RETRIES, REGION, Tables, VpcFixture
 from tests.integration.incident import _detector_function, floodgate
 
@@ -368,3 +370,31 @@ def test_status_all_fails_only_when_no_member_can_be_read(estate: EstateKit) -> 
     run = floodgate("status", "--all", "--accounts", "444444444444,555555555555", "--stack", "FloodgateNone")
     assert run.code == 1
     assert "no member account could be read (444444444444, 555555555555)" in run.err
+
+
+def test_the_member_handlers_apply_a_delivered_decision_and_expire_over_the_tagged_vpc(
+    estate: EstateKit,
+) -> None:
+    a = estate.members[MEMBER_A]
+    send(estate, decision_for(a, "203.0.113.7/32"))
+    (event,) = delivered(a.clients("sqs"), a.inbox, sender=SECURITY)
+    wiring = Wiring(ec2=a.clients("ec2"), dynamodb=a.clients("dynamodb"), retrier=Retrier(FAST_RETRIES))
+    member_handler.member.use(a.service)
+    member_handler.expirer.use(
+        ExpiryService.from_settings(member_settings(a.service.settings, wiring), wiring)
+    )
+    try:
+        answer = member_handler.lambda_handler(event, LambdaContextStub())
+        assert answer["vpc"] == a.vpc.vpc_id and answer["tally"]["BLOCK"] == len(a.vpc.nacl_ids)
+        assert answer["outcome_sent"] is True
+        with pytest.raises(BusEventError, match=r"^decision .* is dated"):
+            future = {**event, "detail": {**event["detail"], "decidedAt": "2999-01-01T00:00:00Z"}}
+            member_handler.lambda_handler(future, LambdaContextStub())
+        expiry = member_handler.expiry_handler({}, LambdaContextStub())
+        # Every NACL of the tagged VPC; the default one, whose allow-all rule 100 sits in the owned block,
+        # is left out of enforcement and holds none.
+        assert expiry["active"] == {**{nacl_id: 1 for nacl_id in a.vpc.nacl_ids}, a.vpc.default_nacl_id: 0}
+        assert expiry["due"] == []
+    finally:
+        member_handler.member.use(None)
+        member_handler.expirer.use(None)
