@@ -104,6 +104,8 @@ class Settings:
         for nacl_id in settings.nacl_ids:
             if not NACL_ID.fullmatch(nacl_id):
                 raise ConfigError(f"{ENV.NACL_IDS}: {nacl_id!r} is not a NACL id (acl-…)")
+        if settings.is_member and settings.security_account is None:
+            raise ConfigError(f"{ENV.SECURITY_ACCOUNT} is required in member mode: whose decisions to apply")
         if not settings.nacl_ids and settings.vpc_id is None and not settings.is_member:
             raise ConfigError(f"set {ENV.NACL_IDS} or {ENV.VPC_ID}: Floodgate needs NACLs to protect")
         if settings.budget + 2 > settings.nacl_quota:

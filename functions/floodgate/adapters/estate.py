@@ -38,10 +38,6 @@ def own_account(client: Any = None) -> str:
     return str(default_client("sts", client).get_caller_identity()["Account"])
 
 
-def bus_arn(*, account: str, region: str, bus: str, partition: str = "aws") -> str:
-    return f"arn:{partition}:events:{region}:{account}:event-bus/{bus}"
-
-
 class BusPublisher:
     """Puts one event on an event bus (name or ARN); a failure is logged and reported, never raised: what the
     event reports has already happened."""
