@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
-"""Floodgate CDK app: `cdk synth` / `cdk deploy` (context: cdk.json, -c key=value) or `python app.py`."""
+"""Floodgate CDK app: `cdk synth` / `cdk deploy` (context: cdk.json, -c key=value) or `python app.py`.
+
+The `mode` setting chooses the stack: single (default), security or member (README: multi-account).
+"""
 
 from __future__ import annotations
 
 import sys
 
-from infra.app import build_app
+from infra.app import build_deployment
 from infra.settings import SettingsError
 
 
 def main() -> int:
     try:
-        app, _stack = build_app()
+        app, _stack = build_deployment()
     except SettingsError as exc:
         print(f"floodgate: {exc}", file=sys.stderr)
         return 2

@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import App
+from aws_cdk import App, Stack
 
+from infra.estate import MemberStack, SecurityStack
 from infra.nag import enable_checks
 from infra.settings import FloodgateSettings
 from infra.stack import FloodgateStack
@@ -37,17 +38,45 @@ def build_app(
     use_cdk_json: bool = True,
     nag: bool = True,
 ) -> tuple[App, FloodgateStack]:
-    """The app and its one stack.
+    """The app and its one single-account stack.
 
     Context precedence, lowest first: the defaults of floodgate.settings_table < cdk.json < `context` <
     the CLI's context (`-c key=value`, passed by the CDK CLI in the environment).
     With `nag`, the AwsSolutions checks run at synth and any unacknowledged finding fails it.
     """
-    merged: dict[str, Any] = dict(cdk_json_context()) if use_cdk_json else {}
-    merged.update(context or {})
-    app = App(context=merged, outdir=None if outdir is None else str(outdir))
-    settings = FloodgateSettings.from_context(app.node.try_get_context)
+    app, settings = _app(context, outdir=outdir, use_cdk_json=use_cdk_json)
     stack = FloodgateStack(app, STACK_CONSTRUCT_ID, settings=settings)
     if nag:
         enable_checks(app)
     return app, stack
+
+
+def build_deployment(
+    context: Mapping[str, Any] | None = None,
+    *,
+    outdir: str | os.PathLike[str] | None = None,
+    use_cdk_json: bool = True,
+    nag: bool = True,
+) -> tuple[App, Stack]:
+    """What `app.py` builds, by the `mode` setting: the single-account stack (the default, as `build_app`),
+    the security account's stack (bus, routes, the members' StackSet), or one member's stack without the
+    StackSet (to try a member out in one account). Context and checks as in `build_app`."""
+    app, settings = _app(context, outdir=outdir, use_cdk_json=use_cdk_json)
+    kinds: dict[str, type[FloodgateStack] | type[SecurityStack] | type[MemberStack]] = {
+        "single": FloodgateStack,
+        "security": SecurityStack,
+        "member": MemberStack,
+    }
+    stack = kinds[settings.estate.mode](app, STACK_CONSTRUCT_ID, settings=settings)
+    if nag:
+        enable_checks(app)
+    return app, stack
+
+
+def _app(
+    context: Mapping[str, Any] | None, *, outdir: str | os.PathLike[str] | None, use_cdk_json: bool
+) -> tuple[App, FloodgateSettings]:
+    merged: dict[str, Any] = dict(cdk_json_context()) if use_cdk_json else {}
+    merged.update(context or {})
+    app = App(context=merged, outdir=None if outdir is None else str(outdir))
+    return app, FloodgateSettings.from_context(app.node.try_get_context)

@@ -75,6 +75,8 @@ TARGET_DIMENSIONS: dict[str, frozenset[str]] = {
 _ALARM_NAME = re.compile(r"[^\x00-\x1f]{1,255}")
 _GROUP_NAME = re.compile(r"[^\x00-\x1f*]{1,255}")  # no wildcard: the IAM statement names each group
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_ACCOUNT = re.compile(r"\d{12}")
+_OU = re.compile(r"ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}|r-[0-9a-z]{4,32}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,21 @@ class FunctionSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class EstateSettings:
+    """Many accounts: who decides (the security account, its bus and organization) and who enforces."""
+
+    mode: str  # single | security | member
+    organization_id: str | None
+    member_ous: tuple[str, ...]
+    member_accounts: tuple[str, ...]
+    security_account: str | None
+    security_bus: str
+    reader_role: str
+    code_bucket: str | None
+    code_key: str
+
+
+@dataclass(frozen=True, slots=True)
 class FloodgateSettings:
     values: Mapping[str, Value]  # every context key, read and validated
     stack_name: str
@@ -137,6 +154,7 @@ class FloodgateSettings:
     async_max_event_age_s: int
     function_log_retention_days: int
     alert_emails: tuple[str, ...]
+    estate: EstateSettings
 
     @property
     def targets_vpc(self) -> bool:
@@ -160,11 +178,15 @@ class FloodgateSettings:
         settings = cls._read(reader)
         if reader.problems:
             raise SettingsError(reader.problems)
-        # Cross-check with the handlers' own validation, so a stack never ships an environment they reject.
+        # Cross-check with the handlers' own validation, so a stack never ships an environment they reject
+        # (the security stack ships no function: its members' run in member mode).
+        environment = settings.runtime_environment(
+            state_table="state", log_table="log", topic_arn="arn:topic"
+        )
+        if settings.estate.mode == "security":
+            environment[ENV.MODE] = "member"
         try:
-            Settings.from_env(
-                settings.runtime_environment(state_table="state", log_table="log", topic_arn="arn:topic")
-            )
+            Settings.from_env(environment)
         except ConfigError as exc:
             raise SettingsError([f"the functions would reject this configuration: {exc}"]) from None
         return settings
@@ -189,12 +211,14 @@ class FloodgateSettings:
         if len(set(nacl_ids)) != len(nacl_ids):
             r.problem("naclIds: an id appears twice")
         vpc_id = r.optional_text("vpcId")
-        if not nacl_ids and vpc_id is None:
+        estate = cls._read_estate(r)
+        if not nacl_ids and vpc_id is None and estate.mode == "single":
             r.problem("naclIds / vpcId: set the NACL ids to protect, or a vpcId to protect all its NACLs")
         vpc_cidrs = r.strings("vpcCidrs")
 
         cls._check_bans(r)
-        flow_logs = cls._read_flow_logs(r, vpc_id)
+        # Security and member stacks deploy no flow-log ingest of their own (README: multi-account).
+        flow_logs = cls._read_flow_logs(r, vpc_id, ingests=estate.mode == "single")
 
         schedule = r.optional_text("expirerSchedule")
         schedule_minutes = 1
@@ -222,7 +246,7 @@ class FloodgateSettings:
             vpc_id=vpc_id,
             vpc_cidrs=vpc_cidrs,
             flow_logs=flow_logs,
-            alarm=cls._read_alarm(r),
+            alarm=cls._read_alarm(r, single=estate.mode == "single"),
             hold=cls._read_hold(r),
             detector=r.function("detector"),
             expirer=r.function("expirer"),
@@ -231,6 +255,45 @@ class FloodgateSettings:
             async_max_event_age_s=max_age_s,
             function_log_retention_days=r.integer("functionLogRetentionDays"),
             alert_emails=emails,
+            estate=estate,
+        )
+
+    @staticmethod
+    def _read_estate(r: _ContextReader) -> EstateSettings:
+        mode = str(r.value("mode"))
+        members = r.strings("memberAccounts")
+        security = r.optional_text("securityAccount")
+        organization = r.optional_text("organizationId")
+        ous = r.strings("memberOus")
+        for account in members:
+            if not _ACCOUNT.fullmatch(account):
+                r.problem(f"memberAccounts: {account!r} is not a 12-digit account id")
+        for ou in ous:
+            if not _OU.fullmatch(ou):
+                r.problem(f"memberOus: {ou!r} is not an organizational unit (ou-…) or root (r-…) id")
+        if mode != "single" and security is None:
+            r.problem(f"securityAccount: required in {mode} mode (the account that decides)")
+        if security is not None and security in members:
+            r.problem(f"memberAccounts: {security} is the security account, it cannot also be a member")
+        if mode == "security":
+            if organization is None:
+                r.problem("organizationId: required in security mode (who may put events on the bus)")
+            if not ous:
+                r.problem("memberOus: required in security mode (where the StackSet deploys members)")
+            if not members:
+                r.problem("memberAccounts: required in security mode (whose events the estate accepts)")
+            if r.optional_text("memberCodeBucket") is None:
+                r.problem("memberCodeBucket: required in security mode (where members' functions come from)")
+        return EstateSettings(
+            mode=mode,
+            organization_id=organization,
+            member_ous=ous,
+            member_accounts=members,
+            security_account=security,
+            security_bus=r.optional_text("securityBus") or "floodgate-estate",
+            reader_role=r.optional_text("estateReaderRole") or "FloodgateEstateReader",
+            code_bucket=r.optional_text("memberCodeBucket"),
+            code_key=r.optional_text("memberCodeKey") or "floodgate/functions.zip",
         )
 
     @staticmethod
@@ -248,9 +311,9 @@ class FloodgateSettings:
             r.problem(f"maxTtl={max_ttl} must not be shorter than baseTtl={base_ttl}")
 
     @staticmethod
-    def _read_flow_logs(r: _ContextReader, vpc_id: str | None) -> FlowLogSettings:
+    def _read_flow_logs(r: _ContextReader, vpc_id: str | None, *, ingests: bool) -> FlowLogSettings:
         group_name = r.optional_text("flowLogGroupName")
-        if group_name is None and vpc_id is None:
+        if group_name is None and vpc_id is None and ingests:
             r.problem(
                 "flowLogGroupName / vpcId: set vpcId to create a flow log, or name an existing log group"
             )
@@ -273,8 +336,9 @@ class FloodgateSettings:
         )
 
     @staticmethod
-    def _read_alarm(r: _ContextReader) -> AlarmSettings:
-        enabled = r.flag("alarmEnabled")
+    def _read_alarm(r: _ContextReader, *, single: bool) -> AlarmSettings:
+        # The security and member stacks create no early alarm (README: multi-account deployment).
+        enabled = r.flag("alarmEnabled") and single
         period = r.integer("alarmPeriodSeconds")
         if period not in ALARM_PERIODS and period % 60:
             r.problem(f"alarmPeriodSeconds={period}: use 10, 20, 30 or a multiple of 60")
@@ -299,7 +363,7 @@ class FloodgateSettings:
         for name in existing:
             if not _ALARM_NAME.fullmatch(name):
                 r.problem(f"existingAlarmNames: {name!r} is not an alarm name")
-        if not enabled and not existing:
+        if single and not enabled and not existing:
             r.problem("alarmEnabled=false and no existingAlarmNames: nothing would ever arm the detector")
         namespace = r.optional_text("alarmNamespace") or ""
         metric_name = r.optional_text("alarmMetricName") or ""
@@ -310,7 +374,7 @@ class FloodgateSettings:
         if missing:
             r.problem(f"alarmDimensions: {missing}")
         lambda_action = r.flag("alarmLambdaAction")
-        if lambda_action and not enabled:
+        if lambda_action and not enabled and single:
             r.problem("alarmLambdaAction=true needs alarmEnabled=true (only our own alarm gets the action)")
         return AlarmSettings(
             enabled=enabled,
@@ -513,7 +577,9 @@ class _ContextReader:
                 out.append(str(parse_network(item)))
             except InvalidCidr as exc:
                 self.problem(f"{row.key}: {exc}")
-        if not out and not row.optional:
+        # A member reads its VPC's blocks from EC2; the security account protects no VPC.
+        estate = row.key == "vpcCidrs" and self._get("mode") in ("security", "member")
+        if not out and not row.optional and not estate:
             self.problem(f"{row.key} is required: {row.meaning}")
         return tuple(out)
 

@@ -57,6 +57,13 @@ class OUTPUT:
     FAILURE_QUEUE = "FailureQueueUrl"  # the functions' on-failure destination (`status`, `replay`)
 
 
+# The members' StackSet (infra.estate) is named after the security stack; CloudFormation names each member's
+# stack StackSet-<StackSet name>-<id>, which is how `floodgate status --all` finds it in a member account.
+MEMBER_STACK_SET = "{}-member"
+MEMBER_ACCOUNTS_OUTPUT = "MemberAccounts"  # the security stack's output: the estate's member accounts
+
 # Lambda handler entry points, relative to the `functions/` asset root.
 DETECTOR_HANDLER = "floodgate.handlers.detector.lambda_handler"
 EXPIRER_HANDLER = "floodgate.handlers.expirer.lambda_handler"
+MEMBER_HANDLER = "floodgate.handlers.member.lambda_handler"
+MEMBER_EXPIRY_HANDLER = "floodgate.handlers.member.expiry_handler"

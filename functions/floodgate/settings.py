@@ -77,6 +77,17 @@ class Settings:
     hold_max_s: int
     ingest: str  # "subscription" or "kinesis"
     window_shards: int
+    mode: str  # single | security | member
+    member_accounts: tuple[str, ...]
+    security_account: str | None
+    security_bus: str
+    decision_max_age_s: int
+    member_vpc_tag: str
+
+    @property
+    def is_member(self) -> bool:
+        """A member finds its VPC by tag at cold start (`floodgate.services.estate`); none is configured."""
+        return self.mode == "member"
 
     @property
     def rule_end(self) -> int:
@@ -85,11 +96,19 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        settings = cls(**{attribute(row): _read(row, environ) for row in BY_ENV.values()})
+        # A member reads its VPC's blocks from EC2 (`services.estate`): one template serves every account.
+        member = (environ.get(ENV.MODE) or "").strip() == "member"
+        values: dict[str, Any] = {
+            attribute(row): () if member and row.env == ENV.VPC_CIDRS else _read(row, environ)
+            for row in BY_ENV.values()
+        }
+        settings = cls(**values)
         for nacl_id in settings.nacl_ids:
             if not NACL_ID.fullmatch(nacl_id):
                 raise ConfigError(f"{ENV.NACL_IDS}: {nacl_id!r} is not a NACL id (acl-…)")
-        if not settings.nacl_ids and settings.vpc_id is None:
+        if settings.is_member and settings.security_account is None:
+            raise ConfigError(f"{ENV.SECURITY_ACCOUNT} is required in member mode: whose decisions to apply")
+        if not settings.nacl_ids and settings.vpc_id is None and not settings.is_member:
             raise ConfigError(f"set {ENV.NACL_IDS} or {ENV.VPC_ID}: Floodgate needs NACLs to protect")
         if settings.budget + 2 > settings.nacl_quota:
             raise ConfigError(
@@ -120,13 +139,20 @@ def _read(row: Setting, environ: Mapping[str, str]) -> Any:
 
 
 def _text(row: Setting, name: str, raw: str | None) -> str | None:
-    value = (raw or "").strip()
+    value = (raw or "").strip() or (row.default if isinstance(row.default, str) else "")
     if not value:
         if not row.optional:
             raise ConfigError(f"{name} is required")
         return None
     if row.pattern is not None and not re.fullmatch(row.pattern, value):
         raise ConfigError(f"{name}: {value!r} is not {row.what}")
+    return value
+
+
+def _choice(row: Setting, name: str, raw: str | None) -> str:
+    value = (raw or "").strip() or str(row.default)
+    if value not in row.choices:
+        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(row.choices)}")
     return value
 
 
@@ -223,13 +249,6 @@ def _format(row: Setting, name: str, raw: str | None) -> FlowLogFormat:
         return FlowLogFormat.parse(DEFAULT_FORMAT if text in ("", "default") else text)
     except ValueError as exc:
         raise ConfigError(f"{name}: {exc}") from None
-
-
-def _choice(row: Setting, name: str, raw: str | None) -> str:
-    value = (raw or "").strip() or str(row.default)
-    if value not in row.choices:
-        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(row.choices)}")
-    return value
 
 
 _PARSERS: dict[Kind, Callable[[Setting, str, str | None], Any]] = {

@@ -97,10 +97,13 @@ class VpcFixture:
 @pytest.fixture
 def make_vpc(aws_client: AwsClientFactory) -> Callable[..., VpcFixture]:
     """`make_vpc(nacls=2, allow_rule=1000)`: a fresh VPC whose subnets each have their own custom NACL
-    allowing all traffic (IPv4 and IPv6, both directions) at `allow_rule`."""
-    ec2 = aws_client("ec2")
+    allowing all traffic (IPv4 and IPv6, both directions) at `allow_rule`; `ec2=` another account's client."""
+    default_ec2 = aws_client("ec2")
 
-    def build(*, nacls: int = 2, allow_rule: int = ALLOW_RULE, cidr: str = "10.20.0.0/16") -> VpcFixture:
+    def build(
+        *, nacls: int = 2, allow_rule: int = ALLOW_RULE, cidr: str = "10.20.0.0/16", ec2: Any = None
+    ) -> VpcFixture:
+        ec2 = ec2 or default_ec2
         vpc = ec2.create_vpc(CidrBlock=cidr, AmazonProvidedIpv6CidrBlock=True)["Vpc"]
         vpc_id = vpc["VpcId"]
         ipv6 = ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]["Ipv6CidrBlockAssociationSet"][0][
@@ -154,11 +157,13 @@ class Tables:
 
 
 @pytest.fixture
-def make_tables(aws_client: AwsClientFactory) -> Callable[[], Tables]:
-    """`make_tables()`: fresh STATE and LOG tables (unique names) with the schema of `floodgate.tables`."""
-    dynamodb = aws_client("dynamodb")
+def make_tables(aws_client: AwsClientFactory) -> Callable[..., Tables]:
+    """`make_tables()`: fresh STATE and LOG tables (unique names) with the schema of `floodgate.tables`;
+    `make_tables(dynamodb=...)` in another account."""
+    default_dynamodb = aws_client("dynamodb")
 
-    def build() -> Tables:
+    def build(dynamodb: Any = None) -> Tables:
+        dynamodb = dynamodb or default_dynamodb
         suffix = uuid.uuid4().hex[:8]
         tables = Tables(state=f"floodgate-state-{suffix}", log=f"floodgate-log-{suffix}")
         keys = {
@@ -206,7 +211,7 @@ def make_tables(aws_client: AwsClientFactory) -> Callable[[], Tables]:
 
 
 @pytest.fixture
-def tables(make_tables: Callable[[], Tables]) -> Tables:
+def tables(make_tables: Callable[..., Tables]) -> Tables:
     return make_tables()
 
 

@@ -179,3 +179,25 @@ def test_a_bad_variable_is_named_with_its_value(override: dict[str, str], messag
     with pytest.raises(ConfigError) as caught:
         Settings.from_env(MINIMAL | override)
     assert str(caught.value).startswith(message)
+
+
+MEMBER = {"FLOODGATE_MODE": "member", "FLOODGATE_STATE_TABLE": "state", "FLOODGATE_LOG_TABLE": "log"}
+
+
+def test_a_member_needs_no_target_nor_cidrs_but_the_security_account() -> None:
+    with pytest.raises(ConfigError, match=r"^FLOODGATE_SECURITY_ACCOUNT is required in member mode"):
+        Settings.from_env(MEMBER)
+    settings = Settings.from_env({**MEMBER, "FLOODGATE_SECURITY_ACCOUNT": "111111111111"})
+    assert (settings.is_member, settings.vpc_id, settings.nacl_ids, settings.vpc_cidrs) == (
+        True,
+        None,
+        (),
+        (),
+    )
+    assert (settings.security_bus, settings.member_vpc_tag) == ("floodgate-estate", "floodgate:protect")
+    with pytest.raises(
+        ConfigError, match=r"^FLOODGATE_MODE: 'several' is not one of single, security, member"
+    ):
+        Settings.from_env({**MINIMAL, "FLOODGATE_MODE": "several"})
+    with pytest.raises(ConfigError, match=r"^set FLOODGATE_NACL_IDS or FLOODGATE_VPC_ID"):
+        Settings.from_env({**MEMBER, "FLOODGATE_MODE": "single", "FLOODGATE_VPC_CIDRS": "10.0.0.0/16"})

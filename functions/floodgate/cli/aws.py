@@ -102,18 +102,25 @@ class Deployment:
     """One Floodgate deployment, resolved lazily: each AWS lookup happens once, when first needed."""
 
     def __init__(
-        self, *, stack: str | None, region: str | None, profile: str | None, endpoint_url: str | None
+        self,
+        *,
+        stack: str | None,
+        region: str | None,
+        profile: str | None,
+        endpoint_url: str | None,
+        session: boto3.session.Session | None = None,
     ) -> None:
         self.stack = stack or os.environ.get(STACK_ENV) or DEFAULT_STACK
-        self._endpoint_url = endpoint_url  # None: boto3 applies AWS_ENDPOINT_URL itself, as the AWS CLI does
-        self._session = boto3.session.Session(profile_name=profile, region_name=region)
+        self.endpoint_url = endpoint_url  # None: boto3 applies AWS_ENDPOINT_URL itself, as the AWS CLI does
+        # `session`: another account's credentials (floodgate status --all); else the profile's.
+        self._session = session or boto3.session.Session(profile_name=profile, region_name=region)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Deployment:
         return cls(stack=args.stack, region=args.region, profile=args.profile, endpoint_url=args.endpoint_url)
 
     def client(self, service: str, config: Config = _CLI_CONFIG) -> Any:
-        return self._session.client(service, endpoint_url=self._endpoint_url, config=config)
+        return self._session.client(service, endpoint_url=self.endpoint_url, config=config)
 
     @functools.cached_property
     def outputs(self) -> Mapping[str, str]:

@@ -14,6 +14,7 @@ from floodgate.adapters.arming import Armed
 from floodgate.adapters.failure_queue import Backlog
 from floodgate.adapters.health import Health
 from floodgate.cli.aws import CLI_ACTOR, Deployment, add_deployment_arguments, aws_command
+from floodgate.cli.estate import add_estate_arguments, run_estate_status
 from floodgate.cli.render import table
 from floodgate.cli.times import clock
 from floodgate.cli.views import (
@@ -52,10 +53,13 @@ def register(commands: Any) -> None:
         "budget and the NACL quota, and the denies in force with their expiry, offences and origin.",
     )
     add_deployment_arguments(parser)
+    add_estate_arguments(parser)
     parser.set_defaults(run=aws_command(run_status))
 
 
 def run_status(args: argparse.Namespace) -> int:
+    if args.all:
+        return run_estate_status(args)
     deployment = Deployment.from_args(args)
     status = deployment.enforcer(CLI_ACTOR).status()
     watched = deployment.settings.alarm_names

@@ -1,0 +1,66 @@
+"""AWS at the edges of the estate: the VPC a member protects (found by tag) and the events it puts on the
+security account's bus."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+from floodgate.adapters.retry import Retrier, default_client
+
+_log = logging.getLogger(__name__)
+
+
+class NoProtectedVpc(LookupError):
+    """Not exactly one VPC of the account carries the member tag; the message says what was found."""
+
+
+def tagged_vpc(tag_key: str, *, client: Any = None, retrier: Retrier | None = None) -> str:
+    """The id of the one VPC of this account and region that carries `tag_key` (any value)."""
+    ec2 = default_client("ec2", client)
+    retry = retrier or Retrier()
+    found = retry.call(
+        "DescribeVpcs", partial(ec2.describe_vpcs, Filters=[{"Name": "tag-key", "Values": [tag_key]}])
+    )
+    vpc_ids: list[str] = sorted(vpc["VpcId"] for vpc in found.get("Vpcs", []))
+    if len(vpc_ids) != 1:
+        what = ", ".join(vpc_ids) if vpc_ids else "none"
+        raise NoProtectedVpc(
+            f"a member protects the one VPC tagged {tag_key!r}; found {what}: tag exactly one VPC"
+        )
+    return vpc_ids[0]
+
+
+def own_account(client: Any = None) -> str:
+    """The account these credentials belong to (GetCallerIdentity needs no permission)."""
+    return str(default_client("sts", client).get_caller_identity()["Account"])
+
+
+class BusPublisher:
+    """Puts one event on an event bus (name or ARN); a failure is logged and reported, never raised: what the
+    event reports has already happened."""
+
+    def __init__(self, client: Any = None, *, retrier: Retrier | None = None) -> None:
+        self._events = client
+        self._retry = retrier or Retrier()
+
+    def put(self, entry: Mapping[str, Any]) -> bool:
+        if self._events is None:
+            self._events = default_client("events")
+        try:
+            answer = self._retry.call("PutEvents", partial(self._events.put_events, Entries=[dict(entry)]))
+        except Exception:
+            _log.error("PutEvents to %s failed", entry.get("EventBusName"), exc_info=True)
+            return False
+        if answer.get("FailedEntryCount", 0):
+            failed = answer.get("Entries", [{}])[0]
+            _log.error(
+                "PutEvents to %s refused the event: %s %s",
+                entry.get("EventBusName"),
+                failed.get("ErrorCode"),
+                failed.get("ErrorMessage"),
+            )
+            return False
+        return True

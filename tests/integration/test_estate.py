@@ -1,0 +1,400 @@
+"""Many accounts against the emulator: one security account decides, two member accounts enforce.
+
+moto keys its backends by account: a request signed with the credentials STS AssumeRole returns for
+arn:aws:iam::<account>:role/... is served by that account's EC2, DynamoDB and EventBridge. The security
+account is the emulator's default account; members A and B are reached through AssumeRole, as `floodgate
+status --all` reaches them. EventBridge routes across accounts in moto; its last hop to a Lambda is played by
+`emulator.estate` (see there for what moto changes on the way and how it is put back).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from emulator.estate import delivered, queue_target
+from emulator.server import ACCOUNT_ID
+from floodgate.adapters.estate import BusPublisher
+from floodgate.adapters.retry import Retrier
+from floodgate.core.model import PlannedDeny
+from floodgate.handlers import member as member_handler
+from floodgate.observability import MEMBER_ACCOUNTS_OUTPUT, OUTPUT
+from floodgate.services.bus import (
+    DECISION_DETAIL_TYPE,
+    BusEventError,
+    Decision,
+    Estate,
+    MemberAlarm,
+    Outcome,
+    Target,
+    decision_detail,
+    decision_route,
+    member_inbound,
+    member_outbound,
+    parse_bus_event,
+    put_events_entry,
+    security_inbound,
+)
+from floodgate.services.estate import MemberService, member_settings
+from floodgate.services.expiry import ExpiryService
+from floodgate.services.wiring import Wiring
+from floodgate.settings import Settings
+from tests.events import LambdaContextStub, load
+from tests.integration.conftest import FAST_RETRIES, REGION, Tables, VpcFixture
+from tests.integration.incident import _detector_function, floodgate
+
+pytestmark = pytest.mark.integration
+
+SECURITY = ACCOUNT_ID
+MEMBER_A, MEMBER_B = "222222222222", "333333333333"
+READER_ROLE = "FloodgateEstateReader"
+OWNED = range(100, 122)  # the default owned block: rule 100, budget 10, two families
+
+
+def session(endpoint: str, account: str) -> boto3.Session:
+    """Credentials of `account`, as AssumeRole into its reader role gives them."""
+    sts = boto3.client("sts", endpoint_url=endpoint, region_name=REGION)
+    role = f"arn:aws:iam::{account}:role/{READER_ROLE}"
+    credentials = sts.assume_role(RoleArn=role, RoleSessionName="floodgate-test")["Credentials"]
+    return boto3.Session(
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+        region_name=REGION,
+    )
+
+
+@dataclass
+class Member:
+    account: str
+    clients: Callable[[str], Any]
+    vpc: VpcFixture
+    tables: Tables
+    service: MemberService
+    inbox: str  # the queue standing in for the member's enforcer Lambda
+
+    def owned_entries(self) -> list[tuple[int, str]]:
+        acls = self.clients("ec2").describe_network_acls(NetworkAclIds=list(self.vpc.nacl_ids))["NetworkAcls"]
+        return sorted(
+            (e["RuleNumber"], e.get("CidrBlock") or e.get("Ipv6CidrBlock", ""))
+            for acl in acls
+            for e in acl["Entries"]
+            if e["RuleNumber"] in OWNED and not e["Egress"]
+        )
+
+    def items(self, table: str) -> list[dict[str, Any]]:
+        return list(self.clients("dynamodb").scan(TableName=table)["Items"])
+
+
+@dataclass
+class EstateKit:
+    bus: str
+    security_events: Any
+    security_sqs: Any
+    security_inbox: str
+    members: dict[str, Member]
+    estate: Estate
+
+
+@pytest.fixture
+def estate(
+    aws_endpoint: str, make_vpc: Callable[..., VpcFixture], make_tables: Callable[..., Tables]
+) -> EstateKit:
+    suffix = uuid.uuid4().hex[:8]
+    bus = f"floodgate-estate-{suffix}"
+    tag = f"floodgate:protect-{suffix}"  # the emulator is shared by the session's tests: one tag per test
+    config = Config(retries={"mode": "standard", "total_max_attempts": 1})
+    security_events = boto3.client("events", endpoint_url=aws_endpoint, region_name=REGION, config=config)
+    security_sqs = boto3.client("sqs", endpoint_url=aws_endpoint, region_name=REGION)
+    security_events.create_event_bus(Name=bus)
+    security_inbox, security_queue_arn = queue_target(security_sqs, f"security-inbox-{suffix}")
+    security_events.put_rule(
+        Name=f"inbound-{suffix}", EventBusName=bus, EventPattern=json.dumps(security_inbound())
+    )
+    security_events.put_targets(
+        Rule=f"inbound-{suffix}", EventBusName=bus, Targets=[{"Id": "detection", "Arn": security_queue_arn}]
+    )
+    members: dict[str, Member] = {}
+    for account in (MEMBER_A, MEMBER_B):
+        member_session = session(aws_endpoint, account)
+
+        def clients(service: str, member_session: boto3.Session = member_session) -> Any:
+            return member_session.client(service, endpoint_url=aws_endpoint, config=config)
+
+        vpc = make_vpc(ec2=clients("ec2"), cidr="10.30.0.0/16")
+        clients("ec2").create_tags(Resources=[vpc.vpc_id], Tags=[{"Key": tag, "Value": "yes"}])
+        tables = make_tables(clients("dynamodb"))
+        # Security bus -> this member's default bus, for decisions naming this member only.
+        route = f"to-{account}-{suffix}"
+        security_events.put_rule(
+            Name=route, EventBusName=bus, EventPattern=json.dumps(decision_route(account))
+        )
+        security_events.put_targets(
+            Rule=route,
+            EventBusName=bus,
+            Targets=[{"Id": "member", "Arn": f"arn:aws:events:{REGION}:{account}:event-bus/default"}],
+        )
+        # The member's default bus: decisions in (to its enforcer), outcomes and alarms out.
+        events = clients("events")
+        inbox, inbox_arn = queue_target(clients("sqs"), f"member-inbox-{suffix}")
+        events.put_rule(Name=f"decisions-{suffix}", EventPattern=json.dumps(member_inbound()))
+        events.put_targets(Rule=f"decisions-{suffix}", Targets=[{"Id": "enforcer", "Arn": inbox_arn}])
+        for index, pattern in enumerate(member_outbound([], "Floodgate")):
+            events.put_rule(Name=f"outbound-{index}-{suffix}", EventPattern=json.dumps(pattern))
+            events.put_targets(
+                Rule=f"outbound-{index}-{suffix}",
+                Targets=[{"Id": "security", "Arn": f"arn:aws:events:{REGION}:{SECURITY}:event-bus/{bus}"}],
+            )
+        settings = Settings.from_env(
+            {
+                "FLOODGATE_MODE": "member",
+                "FLOODGATE_SECURITY_ACCOUNT": SECURITY,
+                "FLOODGATE_MEMBER_ACCOUNTS": f"{MEMBER_A},{MEMBER_B}",
+                "FLOODGATE_SECURITY_BUS": bus,
+                "FLOODGATE_MEMBER_VPC_TAG": tag,
+                "FLOODGATE_STATE_TABLE": tables.state,
+                "FLOODGATE_LOG_TABLE": tables.log,
+            }
+        )
+        wiring = Wiring(ec2=clients("ec2"), dynamodb=clients("dynamodb"), retrier=Retrier(FAST_RETRIES))
+        service = MemberService.from_settings(
+            settings, account=account, region=REGION, wiring=wiring, events=clients("events")
+        )
+        members[account] = Member(account, clients, vpc, tables, service, inbox)
+    return EstateKit(
+        bus, security_events, security_sqs, security_inbox, members, Estate(SECURITY, frozenset(members))
+    )
+
+
+def decision_for(member: Member, *cidrs: str, decided_at: float | None = None) -> Decision:
+    denies = tuple(PlannedDeny(cidr, 90_000.0, 4e7, 0.6 / len(cidrs), 1, f"{cidr} floods") for cidr in cidrs)
+    target = Target(member.account, REGION, member.vpc.vpc_id)
+    return Decision(f"d-{uuid.uuid4().hex[:8]}", target, decided_at or time.time(), False, denies)
+
+
+def send(kit: EstateKit, decision: Decision) -> None:
+    entry = put_events_entry(DECISION_DETAIL_TYPE, decision_detail(decision), bus=kit.bus)
+    assert BusPublisher(kit.security_events).put(entry)
+
+
+def test_a_decision_for_member_a_reaches_a_alone_and_changes_only_a(estate: EstateKit) -> None:
+    a, b = estate.members[MEMBER_A], estate.members[MEMBER_B]
+    send(estate, decision_for(a, "203.0.113.7/32", "198.51.100.0/24"))
+
+    assert delivered(b.clients("sqs"), b.inbox, sender=SECURITY) == []
+    (event,) = delivered(a.clients("sqs"), a.inbox, sender=SECURITY)
+    report = a.service.receive(event)
+
+    assert report.outcome_sent and not report.result.dry_run
+    assert sorted(cidr for _, cidr in a.owned_entries()) == ["198.51.100.0/24"] * 2 + ["203.0.113.7/32"] * 2
+    assert a.items(a.tables.state) and a.items(a.tables.log)  # A's own ledger and deny log
+    assert b.owned_entries() == []
+    assert b.items(b.tables.state) == [] and b.items(b.tables.log) == []
+
+    # The outcome travels back: A's bus -> the security bus -> detection, and reads as A's.
+    (returned,) = delivered(estate.security_sqs, estate.security_inbox, sender=MEMBER_A)
+    outcome = parse_bus_event(returned, estate.estate, now=time.time(), clock_skew_s=300, max_age_s=600)
+    assert isinstance(outcome, Outcome)
+    assert outcome.target == Target(MEMBER_A, REGION, a.vpc.vpc_id)
+    assert sorted(outcome.denied) == ["198.51.100.0/24", "203.0.113.7/32"]
+
+
+def test_a_decision_for_a_that_reaches_b_is_refused_and_b_writes_nothing(estate: EstateKit) -> None:
+    a, b = estate.members[MEMBER_A], estate.members[MEMBER_B]
+    send(estate, decision_for(a, "203.0.113.9/32"))
+    (event,) = delivered(a.clients("sqs"), a.inbox, sender=SECURITY)
+
+    with pytest.raises(BusEventError, match=f"^decision for account {MEMBER_A} reached account {MEMBER_B}$"):
+        b.service.receive(event)
+    assert b.owned_entries() == []
+    assert b.items(b.tables.state) == [] and b.items(b.tables.log) == []
+    assert a.owned_entries() == []  # nothing applied anywhere yet
+
+
+@pytest.mark.parametrize(
+    ("forge", "message"),
+    [
+        (lambda e: {**e, "account": MEMBER_B}, f"decision sent by account {MEMBER_B}, not by the security"),
+        (
+            lambda e: {**e, "detail": {**e["detail"], "vpcId": "vpc-0123456789abcdef0"}},
+            "decision for vpc-0123",
+        ),
+        (
+            lambda e: {**e, "detail": {**e["detail"], "decidedAt": "2020-01-01T00:00:00Z"}},
+            "decision .* stale",
+        ),
+    ],
+)
+def test_a_forged_misaddressed_or_stale_decision_writes_nothing(
+    estate: EstateKit, forge: Callable[[dict[str, Any]], dict[str, Any]], message: str
+) -> None:
+    a = estate.members[MEMBER_A]
+    send(estate, decision_for(a, "203.0.113.11/32"))
+    (event,) = delivered(a.clients("sqs"), a.inbox, sender=SECURITY)
+    with pytest.raises(BusEventError, match="^" + message):
+        a.service.receive(forge(event))
+    assert a.owned_entries() == []
+    assert a.items(a.tables.state) == [] and a.items(a.tables.log) == []
+
+
+def test_each_member_keeps_its_own_ledger_when_both_are_flooded(estate: EstateKit) -> None:
+    a, b = estate.members[MEMBER_A], estate.members[MEMBER_B]
+    send(estate, decision_for(a, "203.0.113.7/32"))
+    send(estate, decision_for(b, "192.0.2.44/32"))
+    for member in (a, b):
+        for event in delivered(member.clients("sqs"), member.inbox, sender=SECURITY):
+            member.service.receive(event)
+    assert {cidr for _, cidr in a.owned_entries()} == {"203.0.113.7/32"}
+    assert {cidr for _, cidr in b.owned_entries()} == {"192.0.2.44/32"}
+    assert "192.0.2.44" not in json.dumps(a.items(a.tables.log))
+    assert "203.0.113.7" not in json.dumps(b.items(b.tables.log))
+
+
+def _put_alarm(member: Member, name: str) -> None:
+    alarm = load("bus-member-alarm")
+    alarm["detail"]["alarmName"] = name
+    entry = {
+        "Source": alarm["source"],
+        "DetailType": alarm["detail-type"],
+        "Detail": json.dumps(alarm["detail"]),
+        "Resources": [f"arn:aws:cloudwatch:{REGION}:{member.account}:alarm:{name}"],
+    }
+    assert member.clients("events").put_events(Entries=[entry])["FailedEntryCount"] == 0
+
+
+def test_a_members_alarm_reaches_the_security_account_as_that_members(estate: EstateKit) -> None:
+    a = estate.members[MEMBER_A]
+    _put_alarm(a, "web-cpu-high")  # not one of Floodgate's: stays in the member
+    _put_alarm(a, "Floodgate-early-warning")
+    events = delivered(estate.security_sqs, estate.security_inbox, sender=MEMBER_A)
+    assert [e["detail"]["alarmName"] for e in events] == ["Floodgate-early-warning"]
+    # moto's cross-account hop drops `resources` too; EventBridge keeps the alarm's ARN (emulator.estate).
+    assert events[0]["resources"] == []
+    forwarded = {
+        **events[0],
+        "resources": [f"arn:aws:cloudwatch:{REGION}:{MEMBER_A}:alarm:Floodgate-early-warning"],
+    }
+    alarm = parse_bus_event(forwarded, estate.estate, now=time.time(), clock_skew_s=300, max_age_s=600)
+    assert isinstance(alarm, MemberAlarm) and alarm.account == MEMBER_A
+
+
+def _member_stack_in(member: Member, security_stack: str) -> None:
+    """The member's deployment as the StackSet leaves it: StackSet-<stack>-member-<id>, whose outputs name
+    the tables and the enforcer function (whose environment the CLI reads the settings from)."""
+    environment = {
+        "FLOODGATE_MODE": "member",
+        "FLOODGATE_SECURITY_ACCOUNT": SECURITY,
+        "FLOODGATE_MEMBER_VPC_TAG": member.service.settings.member_vpc_tag,
+        "FLOODGATE_STATE_TABLE": member.tables.state,
+        "FLOODGATE_LOG_TABLE": member.tables.log,
+    }
+    function = _detector_function(member.clients, environment)
+    outputs = {
+        OUTPUT.STATE_TABLE: member.tables.state,
+        OUTPUT.LOG_TABLE: member.tables.log,
+        OUTPUT.DETECTOR_FUNCTION: function,
+    }
+    template = {
+        "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+    }
+    member.clients("cloudformation").create_stack(
+        StackName=f"StackSet-{security_stack}-member-{uuid.uuid4()}", TemplateBody=json.dumps(template)
+    )
+
+
+def _security_stack(kit: EstateKit, name: str, accounts: list[str]) -> None:
+    template = {
+        "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Outputs": {MEMBER_ACCOUNTS_OUTPUT: {"Value": ",".join(accounts)}},
+    }
+    client = boto3.client(
+        "cloudformation", endpoint_url=kit.security_events.meta.endpoint_url, region_name=REGION
+    )
+    client.create_stack(StackName=name, TemplateBody=json.dumps(template))
+
+
+def test_status_all_reads_every_member_merges_the_deny_log_and_names_what_it_cannot_read(
+    estate: EstateKit,
+) -> None:
+    a, b = estate.members[MEMBER_A], estate.members[MEMBER_B]
+    stack = f"Floodgate{uuid.uuid4().hex[:8]}"
+    for member in (a, b):
+        _member_stack_in(member, stack)
+    outsider = "444444444444"  # listed, but nothing deployed there
+    _security_stack(estate, stack, [MEMBER_A, MEMBER_B, outsider])
+    send(estate, decision_for(a, "203.0.113.7/32"))
+    send(estate, decision_for(b, "192.0.2.44/32", "198.51.100.0/24"))
+    for member in (a, b):
+        for event in delivered(member.clients("sqs"), member.inbox, sender=SECURITY):
+            member.service.receive(event)
+
+    run = floodgate("status", "--all", "--json", "--stack", stack)
+    assert run.code == 0, run.err
+    report = run.json()
+    by_account = {m["account"]: m for m in report["members"]}
+    assert set(by_account) == {MEMBER_A, MEMBER_B}
+    denied = {
+        account: sorted({d["cidr"] for n in m["nacls"] for d in n["denies"]})
+        for account, m in by_account.items()
+    }
+    assert denied == {MEMBER_A: ["203.0.113.7/32"], MEMBER_B: ["192.0.2.44/32", "198.51.100.0/24"]}
+    assert {n["vpc_id"] for n in by_account[MEMBER_A]["nacls"]} == {a.vpc.vpc_id}
+    assert list(report["unreadable"]) == [outsider]
+    assert "no Floodgate member stack in account 444444444444" in report["unreadable"][outsider]
+    log = report["log"]
+    blocks = {(e["account"], e["cidr"]) for e in log if e["event"] == "BLOCK"}
+    assert blocks == {
+        (MEMBER_A, "203.0.113.7/32"),
+        (MEMBER_B, "192.0.2.44/32"),
+        (MEMBER_B, "198.51.100.0/24"),
+    }
+    times = [e["at"] for e in log]
+    assert times == sorted(times, reverse=True)
+
+    text = floodgate("status", "--all", "--stack", stack)
+    assert text.code == 0
+    assert f"account {outsider}: CANNOT READ" in text.out
+    assert f"account {MEMBER_A} (StackSet-{stack}-member-" in text.out
+
+
+def test_status_all_fails_only_when_no_member_can_be_read(estate: EstateKit) -> None:
+    run = floodgate("status", "--all", "--accounts", "444444444444,555555555555", "--stack", "FloodgateNone")
+    assert run.code == 1
+    assert "no member account could be read (444444444444, 555555555555)" in run.err
+
+
+def test_the_member_handlers_apply_a_delivered_decision_and_expire_over_the_tagged_vpc(
+    estate: EstateKit,
+) -> None:
+    a = estate.members[MEMBER_A]
+    send(estate, decision_for(a, "203.0.113.7/32"))
+    (event,) = delivered(a.clients("sqs"), a.inbox, sender=SECURITY)
+    wiring = Wiring(ec2=a.clients("ec2"), dynamodb=a.clients("dynamodb"), retrier=Retrier(FAST_RETRIES))
+    member_handler.member.use(a.service)
+    member_handler.expirer.use(
+        ExpiryService.from_settings(member_settings(a.service.settings, wiring), wiring)
+    )
+    try:
+        answer = member_handler.lambda_handler(event, LambdaContextStub())
+        assert answer["vpc"] == a.vpc.vpc_id and answer["tally"]["BLOCK"] == len(a.vpc.nacl_ids)
+        assert answer["outcome_sent"] is True
+        with pytest.raises(BusEventError, match=r"^decision .* is dated"):
+            future = {**event, "detail": {**event["detail"], "decidedAt": "2999-01-01T00:00:00Z"}}
+            member_handler.lambda_handler(future, LambdaContextStub())
+        expiry = member_handler.expiry_handler({}, LambdaContextStub())
+        # Every NACL of the tagged VPC; the default one, whose allow-all rule 100 sits in the owned block,
+        # is left out of enforcement and holds none.
+        assert expiry["active"] == {**{nacl_id: 1 for nacl_id in a.vpc.nacl_ids}, a.vpc.default_nacl_id: 0}
+        assert expiry["due"] == []
+    finally:
+        member_handler.member.use(None)
+        member_handler.expirer.use(None)
