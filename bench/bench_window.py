@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -86,7 +87,11 @@ def main() -> None:
         )
     finally:
         emulator.server.terminate()
-        emulator.server.wait(timeout=10)
+        try:
+            emulator.server.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # a loaded machine: the server is slow to stop
+            emulator.server.kill()
+            emulator.server.wait(timeout=10)
 
 
 if __name__ == "__main__":
