@@ -10,7 +10,9 @@ deliveries, or once a minute is over) and reads merge, per minute, the deliverie
 more than `SETTLE_S` ago, every part written) with the minute's newest merged version into a new merged
 version, written back; later reads take the newest merged version and only the deliveries filed after its
 mark. So a decision reads about two items per minute of window plus a few recent deliveries, whatever the
-number of deliveries the window holds. A writer whose parts landed after a merge ran past its arrival (a
+number of deliveries the window holds. A container keeps the merged versions it opened and their summed
+counters: a warm decision opens and adds only the versions written since the last one and the deliveries
+after their marks. A writer whose parts landed after a merge ran past its arrival (a
 put delayed beyond SETTLE_S) files them again.
 
 STATE table (key `pk` / `sk`):

@@ -9,6 +9,10 @@ Beyond that, Misra-Gries summaries are mergeable: the merged error is at most th
 errors plus what the merge itself compacts away, and every source or prefix above `min_share` of the
 window's packets is still found.
 
+Opened, a counter is one integer (its four sums packed 64 bits apart, with a count of the digests that
+added it): digests add - and a reader that keeps the sums of the merged versions across decisions takes one
+away again - with one integer operation per key, and Counter objects are made once, for the merged window.
+
 Part layout (zlib-compressed): a 4-byte header length, a JSON header, then fixed-size counter records.
 The first part's header carries the totals, time span, per-level errors and parse statistics; every part
 carries counters. Encoding is deterministic, so a redelivered batch packs into identical parts.
