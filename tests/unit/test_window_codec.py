@@ -9,6 +9,8 @@ import random
 import zlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emulator.traffic import VPC_CIDR, Source, background, flow_lines, public_addresses
 from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat, FlowLogParser, SourceBatch
@@ -16,6 +18,7 @@ from floodgate.core.summary import Counter, TrafficSummary
 from floodgate.core.window import (
     COUNTER,
     CorruptPart,
+    LevelSums,
     max_parts,
     merge_batches,
     open_batch,
@@ -110,6 +113,51 @@ def test_merged_window_keeps_every_heavy_hitter_within_its_error_bound() -> None
     for address in heavy:
         counter = level.counters[int(ipaddress.IPv4Address(address))]
         assert counter.packets <= truth[address] <= counter.packets + level.error
+
+
+def _digest_of(sources: dict[int, tuple[int, int, int, int]]) -> tuple[bytes, ...]:
+    return pack_summary(summary_of(_batch_of_tallies(sources)))
+
+
+_TALLY = st.tuples(*(st.integers(0, 10**12),) * 4)
+_BATCHES = st.lists(
+    st.dictionaries(st.integers(0, 2**32 - 1).map(lambda v: v & 0xFF0F00FF), _TALLY, max_size=30),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(batches=_BATCHES, kept=st.lists(st.booleans(), min_size=6, max_size=6))
+def test_level_sums_kept_across_reads_equal_the_sums_of_the_batches_read_now(
+    batches: list[dict[int, tuple[int, int, int, int]]], kept: list[bool]
+) -> None:
+    """A reader adds every batch, then takes away some (versions it no longer reads): what is left merges
+    into exactly the window of the batches still read, zero-packet sources included (a source seen counts
+    as a prefix member even when it sent nothing measurable)."""
+    digests = [open_batch(_digest_of(batch)) for batch in batches]
+    sums = LevelSums()
+    for digest in digests:
+        sums.add(digest)
+    still = [digest for digest, keep in zip(digests, kept, strict=False) if keep]
+    for digest, keep in zip(digests, kept, strict=False):
+        if not keep:
+            sums.remove(digest)
+    expected = TrafficSummary(capacity=800)  # no compaction: every key kept exactly
+    for batch, keep in zip(batches, kept, strict=False):
+        if keep:
+            expected.add(_batch_of_tallies(batch))
+    window = TrafficSummary(capacity=800)
+    merge_batches(window, still, sums.copy())
+    assert counters(window) == counters(expected)
+    assert window.total_packets == expected.total_packets
+
+
+def _batch_of_tallies(sources: dict[int, tuple[int, int, int, int]]) -> SourceBatch:
+    batch = SourceBatch(first_start=100, last_end=160)
+    for value, (packets, octets, rejected, spoofable) in sources.items():
+        batch.sources[(4, value)] = [packets, octets, rejected, 1, spoofable]
+    return batch
 
 
 def test_a_reader_with_narrower_prefix_caps_ignores_the_levels_it_does_not_keep() -> None:

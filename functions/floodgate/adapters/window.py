@@ -10,7 +10,9 @@ deliveries, or once a minute is over) and reads merge, per minute, the deliverie
 more than `SETTLE_S` ago, every part written) with the minute's newest merged version into a new merged
 version, written back; later reads take the newest merged version and only the deliveries filed after its
 mark. So a decision reads about two items per minute of window plus a few recent deliveries, whatever the
-number of deliveries the window holds. A writer whose parts landed after a merge ran past its arrival (a
+number of deliveries the window holds. A container keeps the merged versions it opened and their summed
+counters: a warm decision opens and adds only the versions written since the last one and the deliveries
+after their marks. A writer whose parts landed after a merge ran past its arrival (a
 put delayed beyond SETTLE_S) files them again.
 
 Sharding (`shards`, FLOODGATE_WINDOW_SHARDS): each minute is `shards` partitions, WINDOW#<minute> for shard 0
@@ -49,7 +51,14 @@ from typing import Any
 from floodgate.adapters import dynamo
 from floodgate.adapters.retry import Retrier, default_client
 from floodgate.core.summary import TrafficSummary
-from floodgate.core.window import BatchDigest, CorruptPart, merge_batches, open_batch, pack_summary
+from floodgate.core.window import (
+    BatchDigest,
+    CorruptPart,
+    LevelSums,
+    merge_batches,
+    open_batch,
+    pack_summary,
+)
 from floodgate.tables import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 
 _log = logging.getLogger(__name__)
@@ -132,6 +141,10 @@ class TrafficWindow:
         self.last_read = ReadCost()
         self._opened: dict[tuple[int, int, int], tuple[BatchDigest | None, set[str]]] = {}
         self._opened_lock = threading.Lock()
+        # The level sums of the merged versions the last read used, kept across warm invocations: the next
+        # read adds the versions written since and takes away the ones it no longer reads.
+        self._sums = LevelSums()
+        self._summed: dict[tuple[int, int, int], BatchDigest] = {}
 
     def add(self, delivery_id: str, summary: TrafficSummary, *, now: float, shard: int = 0) -> WindowWrite:
         """Store one batch's summary in `shard` (0 .. shards-1; a redelivery must name the same one).
@@ -259,15 +272,32 @@ class TrafficWindow:
         ]
         with ThreadPoolExecutor(max_workers=min(_PARALLEL_QUERIES, len(buckets))) as pool:
             read = list(pool.map(self._read_bucket, buckets))
-            settled = list(pool.map(partial(self._settle, now=now), read))
+            recent = [
+                digest for digests in pool.map(partial(self._settle, now=now), read) for digest in digests
+            ]
+        merged = {(b.minute, b.shard, b.mark_ms): b.merged for b in read if b.merged is not None}
+        sums = self._merged_sums(merged)
+        for digest in recent:
+            sums.add(digest)
         window = self.new_summary()
-        merge_batches(window, [digest for digests in settled for digest in digests])
+        merge_batches(window, [*merged.values(), *recent], sums)
         self.last_read = ReadCost(
             items=sum(b.items for b in read),
             bytes=sum(b.bytes for b in read),
             merged_written=sum(b.merged_written for b in read),
         )
         return window
+
+    def _merged_sums(self, merged: dict[tuple[int, int, int], BatchDigest]) -> LevelSums:
+        """The level sums of these merged versions (a copy: the caller adds to it), from the ones kept."""
+        with self._opened_lock:
+            for version in [v for v in self._summed if v not in merged]:
+                self._sums.remove(self._summed.pop(version))
+            for version, digest in merged.items():
+                if version not in self._summed:
+                    self._sums.add(digest)
+                    self._summed[version] = digest
+            return self._sums.copy()
 
     def _read_bucket(self, minute_shard: tuple[int, int]) -> _Bucket:
         minute, shard = minute_shard
@@ -322,10 +352,11 @@ class TrafficWindow:
             self._opened[version] = opened
 
     def _settle(self, bucket: _Bucket, *, now: float) -> list[BatchDigest]:
-        """The bucket's digests. Deliveries that settled - complete, stamped SETTLE_S ago, and none before
-        them still waiting - are merged with the newest merged version into a new one, written back."""
+        """The digests of the bucket's complete deliveries after its merged version. Deliveries that
+        settled - complete, stamped SETTLE_S ago, and none before them still waiting - are merged with the
+        newest merged version into a new one, written back."""
         merged = bucket.merged
-        digests = [merged] if merged is not None else []
+        digests: list[BatchDigest] = []
         waiting = [
             _arrived(delivery)
             for delivery, parts in bucket.deliveries.items()

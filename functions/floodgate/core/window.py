@@ -9,6 +9,10 @@ Beyond that, Misra-Gries summaries are mergeable: the merged error is at most th
 errors plus what the merge itself compacts away, and every source or prefix above `min_share` of the
 window's packets is still found.
 
+Opened, a counter is one integer (its four sums packed 64 bits apart, with a count of the digests that
+added it): digests add - and a reader that keeps the sums of the merged versions across decisions takes one
+away again - with one integer operation per key, and Counter objects are made once, for the merged window.
+
 Part layout (zlib-compressed): a 4-byte header length, a JSON header, then fixed-size counter records.
 The first part's header carries the totals, time span, per-level errors and parse statistics; every part
 carries counters. Encoding is deterministic, so a redelivered batch packs into identical parts.
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from floodgate.core.model import ParseStats
-from floodgate.core.summary import ADDRESS_BITS, ASSUMED_SPAN_S, TrafficSummary, key_network
+from floodgate.core.summary import ADDRESS_BITS, ASSUMED_SPAN_S, Counter, TrafficSummary, key_network
 
 FORMAT_VERSION = 2
 # version, prefix length, key (16 bytes: IPv6 fits), packets, bytes, reject packets, spoofable packets
@@ -79,13 +83,24 @@ def pack_summary(summary: TrafficSummary, counters_per_part: int = COUNTERS_PER_
     )
 
 
+# An opened counter is one integer: its four sums packed 64 bits apart (packets highest, as the record stores
+# them) with the number of digests that added it above them. Sums of digests then add - and take a digest
+# away again - with one integer operation per key, and a key whose sum returns to 0 was added by none.
+_FIELD_BITS = 64
+_FIELD_MASK = (1 << _FIELD_BITS) - 1
+_ONE_DIGEST = 1 << (4 * _FIELD_BITS)
+# The counter record read as its level, key and packed sums: the same bytes as COUNTER.
+_PACKED_COUNTER = struct.Struct(">BB16s32s")
+
+Level = tuple[int, int]  # IP version, prefix length
+
+
 @dataclass(frozen=True, slots=True)
 class BatchDigest:
     """One stored batch summary, opened: what it adds to the window."""
 
-    # level -> (key, packets, bytes, reject packets, spoofable packets) of every counter
-    rows: dict[tuple[int, int], list[tuple[int, int, int, int, int]]]
-    errors: dict[tuple[int, int], int]
+    rows: dict[Level, dict[int, int]]  # level -> key -> packed sums (see _ONE_DIGEST)
+    errors: dict[Level, int]
     totals: tuple[int, int, int]  # packets, bytes, reject packets
     first_start: int | None
     last_end: int | None
@@ -96,12 +111,18 @@ def open_batch(parts: Sequence[bytes]) -> BatchDigest:
     """The digest of one batch from all its parts. Raises CorruptPart on a part this code cannot read."""
     opened = [_open(part) for part in parts]
     header = opened[0][0] if opened else {}
-    rows: dict[tuple[int, int], list[tuple[int, int, int, int, int]]] = {}
+    rows: dict[Level, dict[int, int]] = {}
+    from_bytes = int.from_bytes
     for _, body in opened:
-        for version, length, key, packets, octets, rejects, spoofable in COUNTER.iter_unpack(body):
-            rows.setdefault((version, length), []).append(
-                (int.from_bytes(key, "big"), packets, octets, rejects, spoofable)
-            )
+        level: Level | None = None
+        keyed: dict[int, int] = {}
+        for version, length, key, sums in _PACKED_COUNTER.iter_unpack(body):
+            if level != (version, length):
+                level = (version, length)
+                keyed = rows.setdefault(level, {})
+            value = from_bytes(key, "big")
+            # A key twice in one part (never written so, but read safely): its sums add up.
+            keyed[value] = keyed.get(value, 0) + from_bytes(sums, "big") + _ONE_DIGEST
     try:
         return BatchDigest(
             rows=rows,
@@ -117,12 +138,52 @@ def open_batch(parts: Sequence[bytes]) -> BatchDigest:
         raise CorruptPart(f"unreadable header: {exc!r}") from None
 
 
-def merge_batches(window: TrafficSummary, batches: Iterable[BatchDigest]) -> None:
+class LevelSums:
+    """The exact per-key sums of a set of digests, per level, before any compaction: a digest is added or
+    taken away again key by key, so a reader that keeps the sums of the window's merged versions across
+    decisions only adds the versions written since and takes away those it no longer reads."""
+
+    def __init__(self, levels: dict[Level, dict[int, int]] | None = None) -> None:
+        self.levels: dict[Level, dict[int, int]] = levels if levels is not None else {}
+
+    def copy(self) -> LevelSums:
+        return LevelSums({level: dict(keyed) for level, keyed in self.levels.items()})
+
+    def add(self, digest: BatchDigest) -> None:
+        for level, rows in digest.rows.items():
+            keyed = self.levels.get(level)
+            if not keyed:
+                self.levels[level] = dict(rows)
+                continue
+            get = keyed.get
+            for key, value in rows.items():
+                keyed[key] = get(key, 0) + value
+
+    def remove(self, digest: BatchDigest) -> None:
+        """Take away a digest added before."""
+        for level, rows in digest.rows.items():
+            keyed = self.levels[level]
+            for key, value in rows.items():
+                left = keyed[key] - value
+                if left:
+                    keyed[key] = left
+                else:
+                    del keyed[key]  # no digest added it any more
+
+
+def merge_batches(
+    window: TrafficSummary, batches: Iterable[BatchDigest], sums: LevelSums | None = None
+) -> None:
     """Merge the batches into `window` all at once: their counters are added up per level, then each level
     compacts once (only when it holds more than its capacity). Sums only: the result does not depend on how
     the traffic was split into batches nor on their order. Levels the window does not keep (its prefix caps
-    are narrower than the writer's) are left out."""
-    combined: dict[tuple[int, int], dict[int, list[int]]] = {key: {} for key in window.levels}
+    are narrower than the writer's) are left out. `sums`: the batches' level sums when the caller keeps
+    them already added up (then only the batches' totals, errors and statistics are read here)."""
+    batches = list(batches)
+    if sums is None:
+        sums = LevelSums()
+        for batch in batches:
+            sums.add(batch)
     for batch in batches:
         window.stats.merge(batch.stats)
         window.total_packets += batch.totals[0]
@@ -132,25 +193,37 @@ def merge_batches(window: TrafficSummary, batches: Iterable[BatchDigest]) -> Non
             window.first_start = min(batch.first_start, window.first_start or batch.first_start)
         if batch.last_end is not None:
             window.last_end = max(batch.last_end, window.last_end or batch.last_end)
-        for level_key, rows in batch.rows.items():
-            exact = combined.get(level_key)
-            if exact is None:
-                continue
-            for key, packets, octets, rejects, spoofable in rows:
-                entry = exact.get(key)
-                if entry is None:
-                    exact[key] = [packets, octets, rejects, spoofable]
-                else:
-                    entry[0] += packets
-                    entry[1] += octets
-                    entry[2] += rejects
-                    entry[3] += spoofable
         for level_key, error in batch.errors.items():
             if level_key in window.levels:
                 window.levels[level_key].error += error
-    for level_key, exact in combined.items():
-        if exact:
-            window.levels[level_key].merge(exact)
+    mask, bits = _FIELD_MASK, _FIELD_BITS
+    for level_key, keyed in sums.levels.items():
+        level = window.levels.get(level_key)
+        if level is None or not keyed:
+            continue
+        if not level.counters and len(keyed) <= level.capacity:
+            # Nothing to compact: the counters straight from the sums.
+            level.counters = {
+                key: Counter(
+                    (value >> 3 * bits) & mask,
+                    (value >> 2 * bits) & mask,
+                    (value >> bits) & mask,
+                    value & mask,
+                )
+                for key, value in keyed.items()
+            }
+            continue
+        level.merge(
+            {
+                key: [
+                    (value >> 3 * bits) & mask,
+                    (value >> 2 * bits) & mask,
+                    (value >> bits) & mask,
+                    value & mask,
+                ]
+                for key, value in keyed.items()
+            }
+        )
 
 
 def rate_window_s(summary: TrafficSummary, window_s: float) -> float:
