@@ -96,3 +96,21 @@ def test_exactly_one_percent_rejected_is_mentioned() -> None:
     lines = [record("45.33.12.9", 594_000), record("45.33.12.9", 6_000, action="REJECT")]
     (deny,) = plan(lines).denies
     assert deny.reason.endswith("; 1% already rejected")
+
+
+def compacted_plan(lines: list[str], **knobs: float) -> DenyPlan:
+    """A plan from a summary of two counters per level, so four sources overflow it and it keeps an error
+    bound: the two lighter sources' 60,000 packets are cut from every counter and added to the error."""
+    config = DetectionConfig(policy=DenyPolicy.build(vpc_cidrs=["10.0.0.0/16"]), **knobs)  # type: ignore[arg-type]
+    summary = TrafficSummary(capacity=2)
+    summary.add(FlowLogParser(V2, ["10.0.0.0/16"]).parse(lines))
+    return plan_denies(summary, config)
+
+
+def test_a_compacted_count_is_judged_on_its_upper_bound_so_no_true_heavy_hitter_is_missed() -> None:
+    # 45.33.12.9 truly sends 300,000 packets (5,000 pps); the summary keeps 240,000 of them and an error of
+    # 60,000, so only the bound 240,000 + 60,000 shows it reaches the 5,000 pps floor.
+    lines = [record("45.33.12.9", 300_000)]
+    lines += [record(source, 60_000) for source in ("81.2.69.1", "81.2.70.1", "81.2.71.1")]
+    assert [d.cidr for d in compacted_plan(lines, min_pps=5000).denies] == ["45.33.12.9/32"]
+    assert compacted_plan(lines, min_pps=5001).denies == ()
