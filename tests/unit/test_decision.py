@@ -127,6 +127,7 @@ class Case:
     request: Request = field(default_factory=lambda: Request("floodgate"))
     # (kind, cidr, rule, expires, offences) per log event, in order
     events: tuple[tuple[EventKind, str, int | None, float | None, int | None], ...] = ()
+    reasons: tuple[str, ...] = ()  # each event's reason, as the deny log shows it, in order
     # ("create" | "replace" | "delete", rule, cidr) per entry change, in order
     changes: tuple[tuple[str, int, str], ...] = ()
     drift: tuple[tuple[DriftKind, int, str], ...] = ()
@@ -134,16 +135,25 @@ class Case:
     offences_written: tuple[tuple[str, int, float, float], ...] = ()
 
 
+def foreign_detail(entry: str, rule: int) -> str:
+    return (
+        f"{entry} was not written by Floodgate (no ledger record): never touched, rule {rule} skipped; "
+        "move it out of 100-102 or set ruleStart / FLOODGATE_RULE_START to a free block"
+    )
+
+
 CASES = {
     "a new source is blocked: first offence, base ban": Case(
         request=Request("floodgate", wanted=wants(flood(X))),
         events=((EventKind.BLOCK, X, 100, NOW + 600, 1),),
+        reasons=("9,000 pps; offence 1, denied for 10m",),
         changes=(("create", 100, X),),
         offences_written=((X, 1, NOW, NOW + 600),),
     ),
     "an IPv6 source goes to the IPv6 pool": Case(
         request=Request("floodgate", wanted=wants(flood(V6))),
         events=((EventKind.BLOCK, V6, 103, NOW + 600, 1),),
+        reasons=("9,000 pps; offence 1, denied for 10m",),
         changes=(("create", 103, V6),),
         offences_written=((V6, 1, NOW, NOW + 600),),
     ),
@@ -151,6 +161,7 @@ CASES = {
         offences=(offence(X, 2, NOW - 3600),),
         request=Request("floodgate", wanted=wants(flood(X))),
         events=((EventKind.BLOCK, X, 100, NOW + 2400, 3),),
+        reasons=("9,000 pps; offence 3, denied for 40m",),
         changes=(("create", 100, X),),
         offences_written=((X, 3, NOW, NOW + 2400),),
     ),
@@ -158,6 +169,7 @@ CASES = {
         offences=(offence(X, 5, NOW - 8 * DAY),),
         request=Request("floodgate", wanted=wants(flood(X))),
         events=((EventKind.BLOCK, X, 100, NOW + 600, 1),),
+        reasons=("9,000 pps; offence 1, denied for 10m",),
         changes=(("create", 100, X),),
         offences_written=((X, 1, NOW, NOW + 600),),
     ),
@@ -165,6 +177,7 @@ CASES = {
         offences=(offence(X, 2, NOW + 300),),
         request=Request("floodgate", wanted=wants(flood(X))),
         events=((EventKind.BLOCK, X, 100, NOW + 300, 2),),
+        reasons=("9,000 pps; offence 2, denied for 5m",),
         changes=(("create", 100, X),),
     ),
     "renew: seen again past half its ban, renewed to a full ban from now": Case(
@@ -172,6 +185,7 @@ CASES = {
         records=(held(100, X, created=NOW - 500, expires=NOW + 100),),
         request=Request("floodgate", wanted=wants(flood(X))),
         events=((EventKind.EXTEND, X, 100, NOW + 600, 1),),
+        reasons=("seen again at 9,000 pps: ban renewed for 10m (offence 1)",),
         offences_written=((X, 1, NOW - 500, NOW + 600),),
     ),
     "renew: seen again with more than half its ban left, nothing is written": Case(
@@ -185,6 +199,7 @@ CASES = {
         offences=(offence(X, 1, NOW - 100),),
         request=Request("floodgate", wanted=wants(flood(X))),
         events=((EventKind.EXTEND, X, 100, NOW + 1200, 2),),
+        reasons=("seen again at 9,000 pps after its ban ended: offence 2, denied for 20m",),
         offences_written=((X, 2, NOW, NOW + 1200),),
     ),
     "expire: the ban is over and no evidence says otherwise": Case(
@@ -192,6 +207,7 @@ CASES = {
         records=(held(100, X, created=NOW - 601, expires=NOW - 1),),
         request=Request("floodgate", expire_due=True),
         events=((EventKind.EXPIRE, X, 100, NOW - 1, 1),),
+        reasons=("ban over",),
         changes=(("delete", 100, X),),
     ),
     "expire: a REJECT rate below the threshold does not keep the deny": Case(
@@ -199,6 +215,7 @@ CASES = {
         records=(held(100, X, created=NOW - 601, expires=NOW - 1),),
         request=Request("floodgate", reject_pps={X: 4999.0}, expire_due=True),
         events=((EventKind.EXPIRE, X, 100, NOW - 1, 1),),
+        reasons=("ban over; REJECT rate 4,999 pps is below the 5,000 pps threshold",),
         changes=(("delete", 100, X),),
     ),
     "extend: the ban is over but the source still sends above the threshold": Case(
@@ -206,6 +223,10 @@ CASES = {
         records=(held(100, X, created=NOW - 1300, expires=NOW - 1, offences=2),),
         request=Request("floodgate", reject_pps={X: 6000.0}, expire_due=True),
         events=((EventKind.EXTEND, X, 100, NOW + 1200, 2),),
+        reasons=(
+            "ban over but the source still sends 6,000 pps, seen as REJECT (threshold 5,000 pps): "
+            "extended by 20m",
+        ),
         offences_written=((X, 2, NOW - 1300, NOW + 1200),),
     ),
     "expire is not due: a running ban is left alone": Case(
@@ -216,12 +237,17 @@ CASES = {
     "a lapsed deny whose entry is already gone is dropped as expired": Case(
         records=(held(100, X, created=NOW - 601, expires=NOW - 1),),
         events=((EventKind.EXPIRE, X, 100, NOW - 1, 1),),
+        reasons=("ban over; its entry was already missing from the NACL",),
     ),
     "evict: a full pool gives the oldest of its lowest-valued denies up for a stronger source": Case(
         entries=(deny_entry(100, X), deny_entry(101, Y)),
         records=(held(100, X, created=NOW - 200), held(101, Y, created=NOW - 100)),
         request=Request("floodgate", wanted=wants(flood(Z))),
         events=((EventKind.EVICT, X, 100, NOW + 300, 1), (EventKind.BLOCK, Z, 102, NOW + 600, 1)),
+        reasons=(
+            f"budget of 2 full: lowest value ({X} at 0 pps) gave way to {Z} (9,000 pps)",
+            "9,000 pps; offence 1, denied for 10m",
+        ),
         changes=(("create", 102, Z), ("delete", 100, X)),  # make before break
         offences_written=((Z, 1, NOW, NOW + 600),),
     ),
@@ -230,10 +256,15 @@ CASES = {
         records=(held(100, X, origin=Origin.manual("ann")), held(101, Y, origin=Origin.manual("bob"))),
         request=Request("floodgate", wanted=wants(flood(Z))),
         events=((EventKind.REFUSED, Z, None, None, None),),
+        reasons=(
+            f"budget of 2 full with denies of equal or higher value than 9,000 pps; lowest held: {X} "
+            "at manual",
+        ),
     ),
     "a manual block with its own ban time": Case(
         request=Request("ann", wanted=wants(by_hand(X, ttl_s=3600))),
         events=((EventKind.BLOCK, X, 100, NOW + 3600, 1),),
+        reasons=("incident 42; offence 1, denied for 1h",),
         changes=(("create", 100, X),),
         offences_written=((X, 1, NOW, NOW + 3600),),
     ),
@@ -242,6 +273,7 @@ CASES = {
         records=(held(100, X, expires=NOW + 300),),
         request=Request("ann", wanted=wants(by_hand(X, ttl_s=3600))),
         events=((EventKind.EXTEND, X, 100, NOW + 3600, 1),),
+        reasons=("incident 42 (manual:ann): ban until +1h",),
         offences_written=((X, 1, NOW - 300, NOW + 3600),),
     ),
     "unblock: the deny and its entry go, the ban ends now": Case(
@@ -250,6 +282,7 @@ CASES = {
         offences=(offence(X, 1, NOW + 300),),
         request=Request("ann", remove={X: "unblocked by ann: false positive"}),
         events=((EventKind.UNBLOCK, X, 100, NOW + 300, 1),),
+        reasons=("unblocked by ann: false positive",),
         changes=(("delete", 100, X),),
         offences_written=((X, 1, NOW - 300, NOW),),
     ),
@@ -257,12 +290,16 @@ CASES = {
         entries=(deny_entry(101, Y),),
         marks=(owned(101, Y),),
         events=((EventKind.REPAIR, Y, 101, None, None),),
+        reasons=(
+            f"Floodgate's entry {Y} outlived its deny (a worker stopped before deleting it): remove it",
+        ),
         changes=(("delete", 101, Y),),
         drift=((DriftKind.ORPHAN, 101, Y),),
     ),
     "ownership: a deny-all entry with no ledger record and no mark is foreign, logged once, kept": Case(
         entries=(deny_entry(101, Y),),
         events=((EventKind.FOREIGN, Y, 101, None, None),),
+        reasons=(foreign_detail(f"ingress rule 101 deny all {Y}", 101),),
         drift=((DriftKind.FOREIGN, 101, Y),),
     ),
     "ownership: a foreign entry already reported is not logged again": Case(
@@ -275,6 +312,7 @@ CASES = {
         marks=(reported(100, Z),),
         request=Request("floodgate", wanted=wants(flood(X))),
         events=((EventKind.BLOCK, X, 101, NOW + 600, 1),),
+        reasons=("9,000 pps; offence 1, denied for 10m",),
         changes=(("create", 101, X),),
         drift=((DriftKind.FOREIGN, 100, Z),),
         offences_written=((X, 1, NOW, NOW + 600),),
@@ -291,6 +329,7 @@ CASES = {
     "drift, missing: a valid ledger deny without its entry is re-created": Case(
         records=(held(100, X),),
         events=((EventKind.REPAIR, X, 100, None, None),),
+        reasons=("ledger deny missing from the NACL: re-create it",),
         changes=(("create", 100, X),),
         drift=((DriftKind.MISSING, 100, X),),
     ),
@@ -299,12 +338,14 @@ CASES = {
         records=(held(100, X),),
         marks=(owned(100, Y),),
         events=((EventKind.REPAIR, X, 100, None, None),),
+        reasons=(f"rule 100 denies {Y} instead of the ledger's {X}: replace it",),
         changes=(("replace", 100, X),),
         drift=((DriftKind.MISMATCH, 100, X),),
     ),
     "drift, foreign: an entry not of Floodgate's shape in the owned range is reported, never touched": Case(
         entries=(deny_entry(101, Y, action="allow"),),
         events=((EventKind.FOREIGN, Y, 101, None, None),),
+        reasons=(foreign_detail(f"ingress rule 101 allow all {Y}", 101),),
         drift=((DriftKind.FOREIGN, 101, Y),),
     ),
     "drift, foreign on a ledger deny's rule: the deny is reported missing, the entry left alone": Case(
@@ -317,6 +358,10 @@ CASES = {
         entries=(deny_entry(100, Y, action="allow"),),
         request=Request("floodgate", wanted=wants(flood(X))),
         events=((EventKind.FOREIGN, Y, 100, None, None), (EventKind.BLOCK, X, 101, NOW + 600, 1)),
+        reasons=(
+            foreign_detail(f"ingress rule 100 allow all {Y}", 100),
+            "9,000 pps; offence 1, denied for 10m",
+        ),
         changes=(("create", 101, X),),
         drift=((DriftKind.FOREIGN, 100, Y),),
         offences_written=((X, 1, NOW, NOW + 600),),
@@ -330,6 +375,7 @@ CASES = {
         offences=(offence(X, 2, NOW + 300),),
         request=Request("ann", wanted=wants(by_hand(X, ttl_s=3600))),
         events=((EventKind.BLOCK, X, 100, NOW + 3600, 2),),
+        reasons=("incident 42; offence 2, denied for 1h",),
         changes=(("create", 100, X),),
         offences_written=((X, 2, NOW - 300, NOW + 3600),),
     ),
@@ -337,6 +383,7 @@ CASES = {
         offences=(offence(X, 2, NOW + 300),),
         request=Request("ann", wanted=wants(by_hand(X, ttl_s=60))),
         events=((EventKind.BLOCK, X, 100, NOW + 300, 2),),
+        reasons=("incident 42; offence 2, denied for 5m",),
         changes=(("create", 100, X),),
     ),
     "unblock of a deny whose ban already ended leaves the offence record as it is": Case(
@@ -345,6 +392,7 @@ CASES = {
         offences=(offence(X, 1, NOW - 1),),
         request=Request("ann", remove={X: "unblocked by ann: done"}),
         events=((EventKind.UNBLOCK, X, 100, NOW - 1, 1),),
+        reasons=("unblocked by ann: done",),
         changes=(("delete", 100, X),),
     ),
     "a deny whose ban is over gives way first, before an older running one": Case(
@@ -352,6 +400,10 @@ CASES = {
         records=(held(100, X, created=NOW - 100, expires=NOW - 1), held(101, Y, created=NOW - 200)),
         request=Request("floodgate", wanted=wants(flood(Z))),
         events=((EventKind.EVICT, X, 100, NOW - 1, 1), (EventKind.BLOCK, Z, 102, NOW + 600, 1)),
+        reasons=(
+            f"budget of 2 full: lowest value ({X} at expired) gave way to {Z} (9,000 pps)",
+            "9,000 pps; offence 1, denied for 10m",
+        ),
         changes=(("create", 102, Z), ("delete", 100, X)),
         offences_written=((Z, 1, NOW, NOW + 600),),
     ),
@@ -360,6 +412,10 @@ CASES = {
         records=(held(100, X, created=NOW - 200), held(101, Y, created=NOW - 100)),
         request=Request("floodgate", wanted=wants(flood(Z, 3000.0)), reject_pps={X: 4000.0}),
         events=((EventKind.EVICT, Y, 101, NOW + 300, 1), (EventKind.BLOCK, Z, 102, NOW + 600, 1)),
+        reasons=(
+            f"budget of 2 full: lowest value ({Y} at 0 pps) gave way to {Z} (3,000 pps)",
+            "3,000 pps; offence 1, denied for 10m",
+        ),
         changes=(("create", 102, Z), ("delete", 101, Y)),
         offences_written=((Z, 1, NOW, NOW + 600),),
     ),
@@ -395,6 +451,7 @@ def test_decision(name: str) -> None:
     case = CASES[name]
     decision = run(case)
     assert [(e.kind, e.cidr, e.rule, e.expires, e.offences) for e in decision.events] == list(case.events)
+    assert [e.reason for e in decision.events] == list(case.reasons)
     assert change_summary(decision) == case.changes
     assert [(d.kind, d.rule, d.cidr) for d in decision.drift] == list(case.drift)
     written = [
