@@ -7,6 +7,7 @@ memory; two denies per pool; IPv4 pool on rules 100-102), not computed by the co
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from floodgate.core.records import (
     PutMark,
 )
 from floodgate.core.slots import PINNED, Direction
+from floodgate.settings import Settings
 
 NOW = 1_700_000_000.0
 DAY = 86400.0
@@ -419,6 +421,42 @@ CASES = {
         changes=(("create", 102, Z), ("delete", 101, Y)),
         offences_written=((Z, 1, NOW, NOW + 600),),
     ),
+    "a manual block without a ban time joining a running ban gets its escalated ban from now": Case(
+        offences=(offence(X, 2, NOW + 300),),
+        request=Request("ann", wanted=wants(by_hand(X))),
+        events=((EventKind.BLOCK, X, 100, NOW + 1200, 2),),
+        reasons=("incident 42; offence 2, denied for 20m",),
+        changes=(("create", 100, X),),
+        offences_written=((X, 2, NOW - 300, NOW + 1200),),
+    ),
+    "a manual block asking for exactly the running ban's end leaves the offence record as it is": Case(
+        offences=(offence(X, 2, NOW + 300),),
+        request=Request("ann", wanted=wants(by_hand(X, ttl_s=300))),
+        events=((EventKind.BLOCK, X, 100, NOW + 300, 2),),
+        reasons=("incident 42; offence 2, denied for 5m",),
+        changes=(("create", 100, X),),
+    ),
+    "unblock at the very second its ban ends leaves the offence record as it is": Case(
+        entries=(deny_entry(100, X),),
+        records=(held(100, X, created=NOW - 600, expires=NOW),),
+        offences=(offence(X, 1, NOW),),
+        request=Request("ann", remove={X: "unblocked by ann: done"}),
+        events=((EventKind.UNBLOCK, X, 100, NOW, 1),),
+        reasons=("unblocked by ann: done",),
+        changes=(("delete", 100, X),),
+    ),
+    "a manual block of a held deny whose entry is missing pins it and re-creates the entry": Case(
+        records=(held(100, X),),
+        request=Request("ann", wanted=wants(by_hand(X, ttl_s=3600))),
+        events=((EventKind.EXTEND, X, 100, NOW + 3600, 1), (EventKind.REPAIR, X, 100, None, None)),
+        reasons=(
+            "incident 42 (manual:ann): ban until +1h",
+            "ledger deny missing from the NACL: re-create it",
+        ),
+        changes=(("create", 100, X),),
+        drift=((DriftKind.MISSING, 100, X),),
+        offences_written=((X, 1, NOW - 300, NOW + 3600),),
+    ),
     "nothing asked, nothing out of line: an empty decision": Case(
         entries=(deny_entry(100, X),),
         records=(held(100, X),),
@@ -459,8 +497,23 @@ def test_decision(name: str) -> None:
     ]
     assert written == list(case.offences_written)
     assert all(
-        e.at >= NOW and e.actor == case.request.actor and e.nacl_id == "acl-1" for e in decision.events
+        e.at >= NOW and e.actor == case.request.actor and e.nacl_id == "acl-1" and e.direction is IN
+        for e in decision.events
     )
+    # A week's memory from the end of each ban written.
+    assert [w.record.remember_until for w in decision.offences] == [
+        o[3] + 7 * DAY for o in case.offences_written
+    ]
+    # Drift is reported with the same words as the log line of its repair or foreign entry, if it has one.
+    logged = {
+        (e.rule, e.cidr): e.reason for e in decision.events if e.kind in (EventKind.REPAIR, EventKind.FOREIGN)
+    }
+    for drift in decision.drift:
+        assert (drift.nacl_id, drift.direction) == ("acl-1", IN)
+        assert drift.detail == logged.get((drift.rule, drift.cidr), drift.detail) and drift.detail
+    # Every ledger version written is a new one.
+    versions = [w.record.write_id for group in decision.groups for w in group if isinstance(w, PutDeny)]
+    assert all(v.startswith("id-") for v in versions)
 
 
 def test_an_evicted_deny_and_the_new_one_are_written_rule_by_rule_with_their_log_lines() -> None:
@@ -480,6 +533,15 @@ def test_an_evicted_deny_and_the_new_one_are_written_rule_by_rule_with_their_log
     )
     assert isinstance(blocked, AppendEvent) and blocked.event.kind is EventKind.BLOCK
     assert blocked.event.reason == "9,000 pps; offence 1, denied for 10m"
+
+
+def test_a_person_pinning_a_held_deny_becomes_its_origin_and_the_origin_of_its_repair() -> None:
+    decision = run(
+        CASES["a manual block of a held deny whose entry is missing pins it and re-creates the entry"]
+    )
+    assert [e.origin for e in decision.events] == [Origin.manual("ann"), Origin.manual("ann")]
+    (put,) = [w for group in decision.groups for w in group if isinstance(w, PutDeny)]
+    assert put.record.origin == Origin.manual("ann")
 
 
 def test_a_renewal_replaces_the_version_it_read() -> None:
@@ -650,3 +712,53 @@ def test_an_extension_on_evidence_carries_the_rate_and_threshold_it_was_judged_o
     (extended,) = run(CASES["extend: the ban is over but the source still sends above the threshold"]).events
     assert extended.evidence is not None
     assert (extended.evidence.reject_pps, extended.evidence.threshold_pps) == (6000.0, 5000.0)
+
+
+def test_the_deployed_settings_become_the_enforcement_config_knob_for_knob() -> None:
+    settings = Settings.from_env(
+        {
+            "FLOODGATE_NACL_IDS": "acl-0a1b2c3d4e5f60718",
+            "FLOODGATE_VPC_ID": "vpc-0123456789abcdef0",
+            "FLOODGATE_VPC_CIDRS": "10.0.0.0/16,2600:1f18:abcd:1200::/56",
+            "FLOODGATE_ALLOW_CIDRS": "198.51.100.0/24",
+            "FLOODGATE_STATE_TABLE": "state",
+            "FLOODGATE_LOG_TABLE": "log",
+            "FLOODGATE_RULE_START": "200",
+            "FLOODGATE_BUDGET": "5",
+            "FLOODGATE_NACL_QUOTA": "12",
+            "FLOODGATE_MIN_PPS": "7000",
+            "FLOODGATE_MAX_PREFIX_V4": "20",
+            "FLOODGATE_MAX_PREFIX_V6": "56",
+            "FLOODGATE_BASE_TTL": "15m",
+            "FLOODGATE_MAX_TTL": "6h",
+            "FLOODGATE_TTL_FACTOR": "3",
+            "FLOODGATE_OFFENCE_MEMORY": "2d",
+            "FLOODGATE_EXTEND_ON_EVIDENCE": "false",
+            "FLOODGATE_OUTBOUND_MIRROR": "true",
+            "FLOODGATE_DRY_RUN": "true",
+        }
+    )
+    config = EnforcementConfig.from_settings(settings)
+    assert (config.nacl_ids, config.vpc_id) == (("acl-0a1b2c3d4e5f60718",), "vpc-0123456789abcdef0")
+    assert (config.rule_start, config.budget, config.nacl_quota) == (200, 5, 12)
+    assert (config.evidence_threshold_pps, config.extend_on_evidence) == (7000.0, False)
+    assert (config.outbound_mirror, config.dry_run) == (True, True)
+    assert config.bans == BanPolicy(base_ttl_s=900, max_ttl_s=6 * 3600, factor=3.0, offence_memory_s=2 * DAY)
+    # The policy protects the allowlist and both VPC ranges, and caps prefixes at /20 and /56.
+    refused = {
+        cidr: config.policy.refusal(ipaddress.ip_network(cidr))
+        for cidr in ("198.51.100.7/32", "2600:1f18:abcd:1234::1/128", "10.0.3.1/32")
+    }
+    assert all(refused.values()), refused
+    assert config.policy.refusal(ipaddress.ip_network("45.32.0.0/20")) is None
+    assert config.policy.refusal(ipaddress.ip_network("45.0.0.0/19")) is not None
+    assert config.policy.refusal(ipaddress.ip_network("2a05:d000::/56")) is None
+    assert config.policy.refusal(ipaddress.ip_network("2a05:d000::/55")) is not None
+    # Both directions (outbound mirror), each with its own rule numbers: an IPv4 and an IPv6 pool from 200 on.
+    assert config.directions == (Direction.INGRESS, Direction.EGRESS)
+    assert [(p.direction, p.family, p.first_rule, p.last_rule) for p in config.pools] == [
+        (Direction.INGRESS, 4, 200, 205),
+        (Direction.INGRESS, 6, 206, 211),
+        (Direction.EGRESS, 4, 200, 205),
+        (Direction.EGRESS, 6, 206, 211),
+    ]
