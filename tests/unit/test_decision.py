@@ -457,6 +457,29 @@ CASES = {
         drift=((DriftKind.MISSING, 100, X),),
         offences_written=((X, 1, NOW - 300, NOW + 3600),),
     ),
+    "a manual block without a ban time of a held automatic deny pins it for the ban its offence earns": Case(
+        entries=(deny_entry(100, X),),
+        records=(held(100, X, expires=NOW + 300),),
+        request=Request("ann", wanted=wants(by_hand(X))),
+        events=((EventKind.EXTEND, X, 100, NOW + 600, 1),),
+        reasons=("incident 42 (manual:ann): ban until +10m",),
+        offences_written=((X, 1, NOW - 300, NOW + 600),),
+    ),
+    "a manual block lengthens a deny the same person pinned for less": Case(
+        entries=(deny_entry(100, X),),
+        records=(held(100, X, expires=NOW + 600, origin=Origin.manual("ann")),),
+        request=Request("ann", wanted=wants(by_hand(X, ttl_s=3600))),
+        events=((EventKind.EXTEND, X, 100, NOW + 3600, 1),),
+        reasons=("incident 42 (manual:ann): ban until +1h",),
+        offences_written=((X, 1, NOW - 300, NOW + 3600),),
+    ),
+    "a manual block of a deny someone else pinned as long makes it theirs; the ban is unchanged": Case(
+        entries=(deny_entry(100, X),),
+        records=(held(100, X, expires=NOW + 3600, origin=Origin.manual("bob")),),
+        request=Request("ann", wanted=wants(by_hand(X, ttl_s=3600))),
+        events=((EventKind.EXTEND, X, 100, NOW + 3600, 1),),
+        reasons=("incident 42 (manual:ann): ban until +1h",),
+    ),
     "nothing asked, nothing out of line: an empty decision": Case(
         entries=(deny_entry(100, X),),
         records=(held(100, X),),
@@ -542,6 +565,27 @@ def test_a_person_pinning_a_held_deny_becomes_its_origin_and_the_origin_of_its_r
     assert [e.origin for e in decision.events] == [Origin.manual("ann"), Origin.manual("ann")]
     (put,) = [w for group in decision.groups for w in group if isinstance(w, PutDeny)]
     assert put.record.origin == Origin.manual("ann")
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        held(100, X, created=NOW - 500, expires=NOW + 100),  # renewed past half its ban
+        held(100, X, created=NOW - 700, expires=NOW - 100),  # back after its ban ended
+    ],
+    ids=["renewed", "back after its ban"],
+)
+def test_a_renewed_deny_carries_the_rate_it_was_seen_at_now(record: DenyRecord) -> None:
+    request = Request("floodgate", wanted=wants(flood(X, 12000.0)))
+    decision = run(Case(entries=(deny_entry(100, X),), records=(record,), request=request))
+    assert [(e.kind, e.evidence) for e in decision.events] == [(EventKind.EXTEND, Evidence(pps=12000.0))]
+    (put,) = [w for group in decision.groups for w in group if isinstance(w, PutDeny)]
+    assert put.record.evidence == Evidence(pps=12000.0)
+
+
+def test_a_refusal_is_logged_with_the_evidence_and_origin_of_what_was_refused() -> None:
+    (event,) = run(CASES["refused: a full pool of manual denies takes no automatic one"]).events
+    assert (event.evidence, event.origin, event.direction) == (Evidence(pps=9000.0), Origin.automatic(), IN)
 
 
 def test_a_renewal_replaces_the_version_it_read() -> None:
