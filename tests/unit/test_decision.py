@@ -480,6 +480,14 @@ CASES = {
         events=((EventKind.EXTEND, X, 100, NOW + 3600, 1),),
         reasons=("incident 42 (manual:ann): ban until +1h",),
     ),
+    "a new deny whose entry Floodgate already wrote (marked OWNED) adopts it: no entry change": Case(
+        entries=(deny_entry(100, X),),
+        marks=(owned(100, X),),
+        request=Request("floodgate", wanted=wants(flood(X))),
+        events=((EventKind.BLOCK, X, 100, NOW + 600, 1),),
+        reasons=("9,000 pps; offence 1, denied for 10m; the entry was already in place",),
+        offences_written=((X, 1, NOW, NOW + 600),),
+    ),
     "nothing asked, nothing out of line: an empty decision": Case(
         entries=(deny_entry(100, X),),
         records=(held(100, X),),
@@ -534,9 +542,17 @@ def test_decision(name: str) -> None:
     for drift in decision.drift:
         assert (drift.nacl_id, drift.direction) == ("acl-1", IN)
         assert drift.detail == logged.get((drift.rule, drift.cidr), drift.detail) and drift.detail
-    # Every ledger version written is a new one.
-    versions = [w.record.write_id for group in decision.groups for w in group if isinstance(w, PutDeny)]
-    assert all(v.startswith("id-") for v in versions)
+    # Every ledger version written is a new one, of this NACL; a new deny keeps what was asked.
+    puts = [w for group in decision.groups for w in group if isinstance(w, PutDeny)]
+    assert all(w.record.write_id.startswith("id-") and w.record.nacl_id == "acl-1" for w in puts)
+    for put in puts:
+        want = case.request.wanted.get(put.record.cidr)
+        if put.replaces is None and want is not None:
+            assert (put.record.origin, put.record.reason, put.record.evidence) == (
+                want.origin,
+                want.reason,
+                want.evidence,
+            )
 
 
 def test_an_evicted_deny_and_the_new_one_are_written_rule_by_rule_with_their_log_lines() -> None:
