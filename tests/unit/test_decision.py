@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import itertools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -488,6 +489,90 @@ CASES = {
         reasons=("9,000 pps; offence 1, denied for 10m; the entry was already in place",),
         offences_written=((X, 1, NOW, NOW + 600),),
     ),
+    "an unblock and a renewal in one decision": Case(
+        entries=(deny_entry(100, X), deny_entry(101, Y)),
+        records=(held(100, X), held(101, Y, created=NOW - 500, expires=NOW + 100)),
+        request=Request("ann", wanted=wants(flood(Y)), remove={X: "unblocked by ann: done"}),
+        events=((EventKind.UNBLOCK, X, 100, NOW + 300, 1), (EventKind.EXTEND, Y, 101, NOW + 600, 1)),
+        reasons=("unblocked by ann: done", "seen again at 9,000 pps: ban renewed for 10m (offence 1)"),
+        changes=(("delete", 100, X),),
+        offences_written=((Y, 1, NOW - 500, NOW + 600),),
+    ),
+    "a renewal and an expiry in one run": Case(
+        entries=(deny_entry(100, X), deny_entry(101, Y)),
+        records=(
+            held(100, X, created=NOW - 500, expires=NOW + 100),
+            held(101, Y, created=NOW - 601, expires=NOW - 1),
+        ),
+        request=Request("floodgate", wanted=wants(flood(X)), expire_due=True),
+        events=((EventKind.EXTEND, X, 100, NOW + 600, 1), (EventKind.EXPIRE, Y, 101, NOW - 1, 1)),
+        reasons=("seen again at 9,000 pps: ban renewed for 10m (offence 1)", "ban over"),
+        changes=(("delete", 101, Y),),
+        offences_written=((X, 1, NOW - 500, NOW + 600),),
+    ),
+    "an expiry, an extension on evidence and another expiry in one run": Case(
+        entries=(deny_entry(100, X), deny_entry(101, Y), deny_entry(102, Z)),
+        records=(
+            held(100, X, created=NOW - 601, expires=NOW - 1),
+            held(101, Y, created=NOW - 601, expires=NOW - 1),
+            held(102, Z, created=NOW - 601, expires=NOW - 1),
+        ),
+        request=Request("floodgate", reject_pps={Y: 6000.0}, expire_due=True),
+        events=(
+            (EventKind.EXPIRE, X, 100, NOW - 1, 1),
+            (EventKind.EXTEND, Y, 101, NOW + 600, 1),
+            (EventKind.EXPIRE, Z, 102, NOW - 1, 1),
+        ),
+        reasons=(
+            "ban over",
+            "ban over but the source still sends 6,000 pps, seen as REJECT (threshold 5,000 pps): "
+            "extended by 10m",
+            "ban over",
+        ),
+        changes=(("delete", 100, X), ("delete", 102, Z)),
+        offences_written=((Y, 1, NOW - 601, NOW + 600),),
+    ),
+    "two lapsed denies whose entries are gone are both dropped": Case(
+        records=(
+            held(100, X, created=NOW - 601, expires=NOW - 1),
+            held(101, Y, created=NOW - 601, expires=NOW - 1),
+        ),
+        events=((EventKind.EXPIRE, X, 100, NOW - 1, 1), (EventKind.EXPIRE, Y, 101, NOW - 1, 1)),
+        reasons=(
+            "ban over; its entry was already missing from the NACL",
+            "ban over; its entry was already missing from the NACL",
+        ),
+    ),
+    "evict: the oldest of the lowest-valued denies gives way, even on a later rule": Case(
+        entries=(deny_entry(100, Y), deny_entry(101, X)),
+        records=(held(100, Y, created=NOW - 100), held(101, X, created=NOW - 200)),
+        request=Request("floodgate", wanted=wants(flood(Z))),
+        events=((EventKind.EVICT, X, 101, NOW + 300, 1), (EventKind.BLOCK, Z, 102, NOW + 600, 1)),
+        reasons=(
+            f"budget of 2 full: lowest value ({X} at 0 pps) gave way to {Z} (9,000 pps)",
+            "9,000 pps; offence 1, denied for 10m",
+        ),
+        changes=(("create", 102, Z), ("delete", 101, X)),
+        offences_written=((Z, 1, NOW, NOW + 600),),
+    ),
+    "a source in the VPC's private range is refused whatever its rate": Case(
+        request=Request("floodgate", wanted=wants(flood("10.0.3.1/32", 90000.0))),
+        events=((EventKind.REFUSED, "10.0.3.1/32", None, None, None),),
+        reasons=("10.0.3.1/32 overlaps protected range 10.0.0.0/8",),
+    ),
+    "an unblock where Floodgate's old entry of another source sits removes that entry as an orphan": Case(
+        entries=(deny_entry(100, Y),),
+        records=(held(100, X),),
+        marks=(owned(100, Y),),
+        request=Request("ann", remove={X: "unblocked by ann: done"}),
+        events=((EventKind.UNBLOCK, X, 100, NOW + 300, 1), (EventKind.REPAIR, Y, 100, None, None)),
+        reasons=(
+            "unblocked by ann: done",
+            f"Floodgate's entry {Y} outlived its deny (a worker stopped before deleting it): remove it",
+        ),
+        changes=(("delete", 100, Y),),
+        drift=((DriftKind.ORPHAN, 100, Y),),
+    ),
     "nothing asked, nothing out of line: an empty decision": Case(
         entries=(deny_entry(100, X),),
         records=(held(100, X),),
@@ -531,6 +616,9 @@ def test_decision(name: str) -> None:
         e.at >= NOW and e.actor == case.request.actor and e.nacl_id == "acl-1" and e.direction is IN
         for e in decision.events
     )
+    assert decision.now == NOW
+    assert all(c.direction is IN for c in decision.changes)
+    assert all(w.record.write_id.startswith("id-") for w in decision.offences)  # each a new version
     # A week's memory from the end of each ban written.
     assert [w.record.remember_until for w in decision.offences] == [
         o[3] + 7 * DAY for o in case.offences_written
@@ -688,19 +776,37 @@ def test_with_the_outbound_mirror_the_missing_direction_joins_the_running_ban() 
     assert decision.offences == ()
 
 
+ROOM = "must be at least 1 and leave room for the default rule and one spare under the quota of 20"
+
+
 @pytest.mark.parametrize(
     ("changes", "complaint"),
     [
-        ({"nacl_ids": (), "vpc_id": None}, "no target"),
-        ({"budget": 0}, "budget 0 must be at least 1"),
-        ({"budget": 19}, "budget 19 must be at least 1 and leave room"),
+        ({"nacl_ids": (), "vpc_id": None}, "no target: give NACL ids or a VPC id"),
+        ({"budget": 0}, f"budget 0 {ROOM}"),
+        ({"budget": 19}, f"budget 19 {ROOM}"),
         ({"rule_start": 0}, "owned rules 0-5 must lie in 1-32766"),
         ({"rule_start": 32762}, "owned rules 32762-32767 must lie in 1-32766"),
     ],
 )
 def test_a_config_that_cannot_work_is_refused(changes: dict[str, Any], complaint: str) -> None:
-    with pytest.raises(ValueError, match=complaint):
+    with pytest.raises(ValueError, match=f"^{re.escape(complaint)}$"):
         dataclasses.replace(CONFIG, **changes)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"budget": 1},  # the smallest budget
+        {"budget": 18},  # 18 denies, the default rule and one spare: exactly the quota of 20
+        {"rule_start": 1},  # the first rule number there is
+        {"rule_start": 32761},  # ingress IPv4 32761-32763, IPv6 32764-32766: the last rule below the default
+        {"rule_start": 32761, "outbound_mirror": True},  # egress rules are numbered apart from ingress ones
+    ],
+)
+def test_a_config_at_the_limits_is_accepted(changes: dict[str, Any]) -> None:
+    config = dataclasses.replace(CONFIG, **changes)
+    assert (config.budget, config.rule_start) == (changes.get("budget", 2), changes.get("rule_start", 100))
 
 
 def test_the_owned_block_may_end_just_below_the_default_rule() -> None:
@@ -822,3 +928,68 @@ def test_the_deployed_settings_become_the_enforcement_config_knob_for_knob() -> 
         (Direction.EGRESS, 4, 200, 205),
         (Direction.EGRESS, 6, 206, 211),
     ]
+
+
+def groups_of(name: str) -> tuple[tuple[object, ...], ...]:
+    return run(CASES[name]).groups
+
+
+def test_marks_of_entries_gone_are_all_dropped_whatever_their_kind_and_order() -> None:
+    snapshot = NaclSnapshot("acl-1", "vpc-1", False, ())
+    marks = [reported(100, Z), owned(101, Y), reported(102, "198.51.100.0/24")]
+    decision = decide(CONFIG, snapshot, [], {}, Request("floodgate"), now=NOW, new_id=counter(), marks=marks)
+    assert decision.groups == tuple((DropMark(mark),) for mark in marks)
+
+
+@pytest.mark.parametrize("mark", [owned(100, Y), reported(100, Y)], ids=["owned", "foreign"])
+def test_a_new_deny_on_a_rule_whose_old_entry_left_drops_its_mark_in_the_same_write(mark: EntryMark) -> None:
+    snapshot = NaclSnapshot("acl-1", "vpc-1", False, ())
+    request = Request("floodgate", wanted=wants(flood(X)))
+    decision = decide(CONFIG, snapshot, [], {}, request, now=NOW, new_id=counter(), marks=[mark])
+    ((put, drop, logged),) = decision.groups
+    assert isinstance(put, PutDeny) and put.record.rule == 100
+    assert drop == DropMark(mark)
+    assert isinstance(logged, AppendEvent) and logged.event.kind is EventKind.BLOCK
+
+
+def test_an_orphan_keeps_its_owned_mark_until_its_entry_is_gone() -> None:
+    ((logged,),) = groups_of(
+        "drift, orphan: Floodgate's entry whose deny left the ledger (marked OWNED) is removed"
+    )
+    assert isinstance(logged, AppendEvent) and logged.event.kind is EventKind.REPAIR
+
+
+def test_a_refusal_is_written_as_a_log_line_of_its_own() -> None:
+    decision = run(CASES["refused: a full pool of manual denies takes no automatic one"])
+    assert decision.groups == ((AppendEvent(decision.events[0]),),)
+
+
+def test_with_the_outbound_mirror_the_missing_direction_joins_the_ban_as_renewed_just_now() -> None:
+    snapshot = NaclSnapshot("acl-1", "vpc-1", False, (deny_entry(100, X),))
+    running = held(100, X, created=NOW - 500, expires=NOW + 100)
+    request = Request("floodgate", wanted=wants(flood(X)))
+    decision = decide(MIRRORED, snapshot, [running], {}, request, now=NOW, new_id=counter())
+    assert [(e.kind, e.direction, e.rule, e.expires, e.offences) for e in decision.events] == [
+        (EventKind.EXTEND, IN, 100, NOW + 600, 1),
+        (EventKind.BLOCK, OUT, 100, NOW + 600, 1),
+    ]
+
+
+def test_an_expiry_with_evidence_switched_off_shows_no_threshold() -> None:
+    config = dataclasses.replace(CONFIG, extend_on_evidence=False)
+    snapshot = NaclSnapshot("acl-1", "vpc-1", False, (deny_entry(100, X),))
+    lapsed = held(100, X, created=NOW - 601, expires=NOW - 1)
+    request = Request("floodgate", reject_pps={X: 6000.0}, expire_due=True)
+    (expired,) = decide(config, snapshot, [lapsed], {}, request, now=NOW, new_id=counter()).events
+    assert (expired.kind, expired.reason) == (EventKind.EXPIRE, "ban over")
+    assert expired.evidence == Evidence(reject_pps=6000.0, threshold_pps=None)
+
+
+def test_without_an_id_maker_each_version_gets_a_random_id_of_its_own() -> None:
+    snapshot = NaclSnapshot("acl-1", "vpc-1", False, ())
+    request = Request("floodgate", wanted=wants(flood(X), flood(Y)))
+    decision = decide(CONFIG, snapshot, [], {}, request, now=NOW)
+    ids = [w.record.write_id for group in decision.groups for w in group if isinstance(w, PutDeny)]
+    ids += [w.record.write_id for w in decision.offences]
+    assert len(ids) == 4 and len(set(ids)) == 4
+    assert all(re.fullmatch("[0-9a-f]{32}", i) for i in ids)
