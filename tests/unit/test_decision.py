@@ -930,10 +930,6 @@ def test_the_deployed_settings_become_the_enforcement_config_knob_for_knob() -> 
     ]
 
 
-def groups_of(name: str) -> tuple[tuple[object, ...], ...]:
-    return run(CASES[name]).groups
-
-
 def test_marks_of_entries_gone_are_all_dropped_whatever_their_kind_and_order() -> None:
     snapshot = NaclSnapshot("acl-1", "vpc-1", False, ())
     marks = [reported(100, Z), owned(101, Y), reported(102, "198.51.100.0/24")]
@@ -953,9 +949,10 @@ def test_a_new_deny_on_a_rule_whose_old_entry_left_drops_its_mark_in_the_same_wr
 
 
 def test_an_orphan_keeps_its_owned_mark_until_its_entry_is_gone() -> None:
-    ((logged,),) = groups_of(
-        "drift, orphan: Floodgate's entry whose deny left the ledger (marked OWNED) is removed"
+    decision = run(
+        CASES["drift, orphan: Floodgate's entry whose deny left the ledger (marked OWNED) is removed"]
     )
+    ((logged,),) = decision.groups
     assert isinstance(logged, AppendEvent) and logged.event.kind is EventKind.REPAIR
 
 
