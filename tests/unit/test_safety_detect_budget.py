@@ -30,7 +30,8 @@ def plan(lines: list[str], **knobs: float) -> DenyPlan:
 
 def test_the_bit_rate_floor_is_inclusive() -> None:
     flood = [record("45.33.12.9", 600_000)]  # 10,000 pps, 60,000,000 bytes: 8,000,000 bit/s
-    assert [d.cidr for d in plan(flood, min_bps=8_000_000).denies] == ["45.33.12.9/32"]
+    (deny,) = plan(flood, min_bps=8_000_000).denies
+    assert (deny.cidr, deny.pps, deny.bps, deny.share) == ("45.33.12.9/32", 10_000, 8_000_000, 1.0)
     below = plan(flood, min_bps=8_000_001)
     assert below.denies == () and below.verdict is Verdict.QUIET
 
@@ -114,3 +115,48 @@ def test_a_compacted_count_is_judged_on_its_upper_bound_so_no_true_heavy_hitter_
     lines += [record(source, 60_000) for source in ("81.2.69.1", "81.2.70.1", "81.2.71.1")]
     assert [d.cidr for d in compacted_plan(lines, min_pps=5000).denies] == ["45.33.12.9/32"]
     assert compacted_plan(lines, min_pps=5001).denies == ()
+
+
+def outbound(remote: str, packets: int = 10) -> str:
+    """A connection the VPC opened (ephemeral port to 443): `remote` is a dependency of the VPC."""
+    return (
+        f"2 123456789012 eni-0abc 10.0.1.10 {remote} 49152 443 6 {packets} {packets * 100} "
+        f"1700000000 1700000060 ACCEPT OK"
+    )
+
+
+def test_a_source_the_vpc_depends_on_is_refused_and_said_why_never_denied() -> None:
+    result = plan([record("45.33.12.9", 600_000), outbound("45.33.12.9")])
+    assert result.denies == ()
+    (refused,) = result.refused
+    assert refused.cidr == "45.33.12.9/32"
+    assert refused.reason == (
+        "spoofable source the VPC depends on (45.33.12.9): "
+        "single source at 10,000 pps, 100.0% of inbound packets"
+    )
+
+
+def test_a_prefix_is_refused_when_the_vpc_depends_on_its_very_last_address() -> None:
+    bots = [record("45.33.200.1", 180_000), record("45.33.200.2", 180_000)]  # the /24 alone is abusive
+    assert [d.cidr for d in plan(bots).denies] == ["45.33.200.0/24"]
+    result = plan([*bots, outbound("45.33.200.255")])
+    assert result.denies == ()
+    # The /24 and the /16 above it (as dense, as abusive) both hold it: both refused, widest first.
+    assert [(r.cidr, r.reason.split(":")[0]) for r in result.refused] == [
+        ("45.33.0.0/16", "spoofable source the VPC depends on (45.33.200.255)"),
+        ("45.33.200.0/24", "spoofable source the VPC depends on (45.33.200.255)"),
+    ]
+    assert plan([*bots, outbound("45.33.201.0")]).denies == plan(bots).denies  # just outside: no effect
+
+
+def test_a_reason_says_how_much_of_the_evidence_could_be_spoofed_from_one_percent_on() -> None:
+    udp = record("45.33.12.9", 6_000).replace(" 1024 443 6 ", " 1024 443 17 ")  # 1% of the source's packets
+    lines = [record("45.33.12.9", 444_000), record("45.33.12.9", 150_000, action="REJECT"), udp]
+    (deny,) = plan(lines).denies
+    assert deny.reason == (
+        "single source at 10,000 pps, 100.0% of inbound packets; 25% already rejected; "
+        "1% of the evidence is UDP, ICMP or SYN-only, whose source may be spoofed"
+    )
+    tcp_only = [record("45.33.12.9", 450_000), record("45.33.12.9", 150_000, action="REJECT")]
+    (deny,) = plan(tcp_only).denies
+    assert deny.reason == "single source at 10,000 pps, 100.0% of inbound packets; 25% already rejected"
