@@ -160,3 +160,43 @@ def test_a_reason_says_how_much_of_the_evidence_could_be_spoofed_from_one_percen
     tcp_only = [record("45.33.12.9", 450_000), record("45.33.12.9", 150_000, action="REJECT")]
     (deny,) = plan(tcp_only).denies
     assert deny.reason == "single source at 10,000 pps, 100.0% of inbound packets; 25% already rejected"
+
+
+def test_a_prefix_needs_the_dense_ratio_of_its_sources_hot_not_just_two() -> None:
+    # Two hot sources and three cold ones: 2 of 5 hot is below half, so no prefix, whatever its rate.
+    bots = [record("45.33.200.1", 180_000), record("45.33.200.2", 180_000)]
+    cold = [record(f"45.33.200.{host}", 600) for host in (3, 4, 5)]
+    assert plan(bots + cold).denies == ()
+
+
+def test_what_a_prefix_carries_beyond_its_chosen_members_must_reach_the_share_by_itself() -> None:
+    # 45.33.200.1 (10,000 pps, 21.7%) is chosen; its /24 carries 34.8% in all but only 13.0% beyond it, below
+    # the 20% share, so the /24 is not chosen for its two other (hot) sources.
+    lines = [record("45.33.200.1", 600_000), record("45.33.200.2", 180_000), record("45.33.200.3", 180_000)]
+    lines.append(record("81.2.69.1", 1_800_000))
+    assert sorted(d.cidr for d in plan(lines, min_share=0.2).denies) == ["45.33.200.1/32", "81.2.69.1/32"]
+
+
+def test_the_rate_floor_holds_for_a_window_shorter_than_a_second() -> None:
+    # 2,500 packets in a half-second window: exactly 5,000 pps.
+    assert [d.cidr for d in plan([record("45.33.12.9", 2_500)], window_s=0.5).denies] == ["45.33.12.9/32"]
+
+
+def udp(line: str) -> str:
+    return line.replace(" 1024 443 6 ", " 1024 443 17 ")
+
+
+def test_a_prefix_seen_only_through_spoofable_traffic_must_earn_its_deny_twice_over() -> None:
+    # Two sources at 3,000 pps: 6,000 pps for their /24, enough over TCP, not over UDP only (twice 5,000).
+    bots = [record("45.33.200.1", 180_000), record("45.33.200.2", 180_000)]
+    assert [d.cidr for d in plan(bots).denies] == ["45.33.200.0/24"]
+    assert plan([udp(line) for line in bots]).denies == ()
+    # Three at 4,000 pps each (12,000 for the /24), all hot: the UDP-only /24 is denied.
+    strong = [udp(record(f"45.33.200.{host}", 240_000)) for host in (1, 2, 3)]
+    assert [d.cidr for d in plan(strong).denies] == ["45.33.200.0/24"]
+    # A fourth, cold source: 3 of 4 hot, enough for the usual half, not for the 90% asked of spoofables.
+    cold = record("45.33.200.4", 600)
+    assert [d.cidr for d in plan([*strong[:2], record("45.33.200.3", 240_000), cold]).denies] == [
+        "45.33.200.0/24"
+    ]
+    assert plan([*strong, udp(cold)]).denies == ()
