@@ -909,7 +909,9 @@ def test_the_deployed_settings_become_the_enforcement_config_knob_for_knob() -> 
     assert (config.rule_start, config.budget, config.nacl_quota) == (200, 5, 12)
     assert (config.evidence_threshold_pps, config.extend_on_evidence) == (7000.0, False)
     assert (config.outbound_mirror, config.dry_run) == (True, True)
-    assert config.bans == BanPolicy(base_ttl_s=900, max_ttl_s=6 * 3600, factor=3.0, offence_memory_s=2 * 86400)
+    assert config.bans == BanPolicy(
+        base_ttl_s=900, max_ttl_s=6 * 3600, factor=3.0, offence_memory_s=2 * 86400
+    )
     # The policy protects the allowlist and both VPC ranges, and caps prefixes at /20 and /56.
     refused = {
         cidr: config.policy.refusal(ipaddress.ip_network(cidr))

@@ -200,3 +200,31 @@ def test_a_prefix_seen_only_through_spoofable_traffic_must_earn_its_deny_twice_o
         "45.33.200.0/24"
     ]
     assert plan([*strong, udp(cold)]).denies == ()
+
+
+def test_a_refused_dependency_does_not_stop_the_sources_after_it() -> None:
+    lines = [record("45.33.12.9", 300_000), record("81.2.69.1", 300_000), outbound("45.33.12.9")]
+    result = plan(lines)
+    assert ([d.cidr for d in result.denies], [r.cidr for r in result.refused]) == (
+        ["81.2.69.1/32"],
+        ["45.33.12.9/32"],
+    )
+
+
+def test_a_source_below_the_bit_rate_floor_does_not_stop_the_sources_after_it() -> None:
+    # Both at 10,000 pps; 45.33.12.9 at 40 bytes a packet is 3.2 Mbit/s, 81.2.69.1 at 100 is 8 Mbit/s.
+    lines = [record("45.33.12.9", 600_000, bytes_per_packet=40), record("81.2.69.1", 600_000)]
+    assert [d.cidr for d in plan(lines, min_bps=8_000_000).denies] == ["81.2.69.1/32"]
+
+
+def test_over_budget_two_hosts_of_a_dense_prefix_become_the_prefix_and_only_then() -> None:
+    pair = [record("45.33.200.1", 600_000), record("45.33.200.2", 600_000)]  # 10,000 pps each
+    assert [d.cidr for d in plan(pair, budget=2).denies] == ["45.33.200.1/32", "45.33.200.2/32"]
+    (merged,) = plan(pair, budget=1).denies
+    assert merged.cidr == "45.33.200.0/24" and merged.reason.startswith(
+        "covers 2 chosen entries in one slot; "
+    )
+    # Among many cold sources the /24 is not dense: over budget, the heavier host is kept instead.
+    crowd = [record("45.33.200.1", 660_000), record("45.33.200.2", 600_000)]
+    crowd += [record(f"45.33.200.{host}", 60) for host in range(10, 20)]
+    assert [d.cidr for d in plan(crowd, budget=1).denies] == ["45.33.200.1/32"]
