@@ -228,3 +228,23 @@ def test_over_budget_two_hosts_of_a_dense_prefix_become_the_prefix_and_only_then
     crowd = [record("45.33.200.1", 660_000), record("45.33.200.2", 600_000)]
     crowd += [record(f"45.33.200.{host}", 60) for host in range(10, 20)]
     assert [d.cidr for d in plan(crowd, budget=1).denies] == ["45.33.200.1/32"]
+
+
+def test_a_flood_spread_thin_over_many_sources_is_distributed_from_the_rate_floor_on() -> None:
+    # 200 sources at 25 pps (0.5% each, below the 1% share): 5,000 pps in all, 4,000,000 bit/s.
+    lines = [record(f"45.33.{n // 250}.{n % 250 + 1}", 1_500) for n in range(200)]
+    spread = plan(lines, member_floor_pps=1_000)  # no prefix of them is dense either
+    assert (spread.verdict, spread.denies, spread.total_pps, spread.total_bps) == (
+        Verdict.DISTRIBUTED,
+        (),
+        5_000,
+        4_000_000,
+    )
+    assert plan(lines, member_floor_pps=1_000, min_pps=5_001).verdict is Verdict.QUIET
+
+
+def test_over_budget_a_merged_prefix_replaces_exactly_the_entries_it_covers() -> None:
+    pair = [record("45.33.200.1", 600_000), record("45.33.200.2", 600_000)]  # 10,000 pps each
+    other = record("81.2.69.1", 900_000)  # 15,000 pps, in a /24 of its own
+    result = plan([*pair, other], budget=2)
+    assert [(d.cidr, d.members) for d in result.denies] == [("45.33.200.0/24", 2), ("81.2.69.1/32", 1)]
