@@ -30,7 +30,8 @@ def plan(lines: list[str], **knobs: float) -> DenyPlan:
 
 def test_the_bit_rate_floor_is_inclusive() -> None:
     flood = [record("45.33.12.9", 600_000)]  # 10,000 pps, 60,000,000 bytes: 8,000,000 bit/s
-    assert [d.cidr for d in plan(flood, min_bps=8_000_000).denies] == ["45.33.12.9/32"]
+    (deny,) = plan(flood, min_bps=8_000_000).denies
+    assert (deny.cidr, deny.pps, deny.bps, deny.share) == ("45.33.12.9/32", 10_000, 8_000_000, 1.0)
     below = plan(flood, min_bps=8_000_001)
     assert below.denies == () and below.verdict is Verdict.QUIET
 
@@ -96,3 +97,154 @@ def test_exactly_one_percent_rejected_is_mentioned() -> None:
     lines = [record("45.33.12.9", 594_000), record("45.33.12.9", 6_000, action="REJECT")]
     (deny,) = plan(lines).denies
     assert deny.reason.endswith("; 1% already rejected")
+
+
+def compacted_plan(lines: list[str], **knobs: float) -> DenyPlan:
+    """A plan from a summary of two counters per level, so four sources overflow it and it keeps an error
+    bound: the two lighter sources' 60,000 packets are cut from every counter and added to the error."""
+    config = DetectionConfig(policy=DenyPolicy.build(vpc_cidrs=["10.0.0.0/16"]), **knobs)  # type: ignore[arg-type]
+    summary = TrafficSummary(capacity=2)
+    summary.add(FlowLogParser(V2, ["10.0.0.0/16"]).parse(lines))
+    return plan_denies(summary, config)
+
+
+def test_a_compacted_count_is_judged_on_its_upper_bound_so_no_true_heavy_hitter_is_missed() -> None:
+    # 45.33.12.9 truly sends 300,000 packets (5,000 pps); the summary keeps 240,000 of them and an error of
+    # 60,000, so only the bound 240,000 + 60,000 shows it reaches the 5,000 pps floor.
+    lines = [record("45.33.12.9", 300_000)]
+    lines += [record(source, 60_000) for source in ("81.2.69.1", "81.2.70.1", "81.2.71.1")]
+    assert [d.cidr for d in compacted_plan(lines, min_pps=5000).denies] == ["45.33.12.9/32"]
+    assert compacted_plan(lines, min_pps=5001).denies == ()
+
+
+def outbound(remote: str, packets: int = 10) -> str:
+    """A connection the VPC opened (ephemeral port to 443): `remote` is a dependency of the VPC."""
+    return (
+        f"2 123456789012 eni-0abc 10.0.1.10 {remote} 49152 443 6 {packets} {packets * 100} "
+        f"1700000000 1700000060 ACCEPT OK"
+    )
+
+
+def test_a_source_the_vpc_depends_on_is_refused_and_said_why_never_denied() -> None:
+    result = plan([record("45.33.12.9", 600_000), outbound("45.33.12.9")])
+    assert result.denies == ()
+    (refused,) = result.refused
+    assert refused.cidr == "45.33.12.9/32"
+    assert refused.reason == (
+        "spoofable source the VPC depends on (45.33.12.9): "
+        "single source at 10,000 pps, 100.0% of inbound packets"
+    )
+
+
+def test_a_prefix_is_refused_when_the_vpc_depends_on_its_very_last_address() -> None:
+    bots = [record("45.33.200.1", 180_000), record("45.33.200.2", 180_000)]  # the /24 alone is abusive
+    assert [d.cidr for d in plan(bots).denies] == ["45.33.200.0/24"]
+    result = plan([*bots, outbound("45.33.200.255")])
+    assert result.denies == ()
+    # The /24 and the /16 above it (as dense, as abusive) both hold it: both refused, widest first.
+    assert [(r.cidr, r.reason.split(":")[0]) for r in result.refused] == [
+        ("45.33.0.0/16", "spoofable source the VPC depends on (45.33.200.255)"),
+        ("45.33.200.0/24", "spoofable source the VPC depends on (45.33.200.255)"),
+    ]
+    assert plan([*bots, outbound("45.33.201.0")]).denies == plan(bots).denies  # just outside: no effect
+
+
+def test_a_reason_says_how_much_of_the_evidence_could_be_spoofed_from_one_percent_on() -> None:
+    udp = record("45.33.12.9", 6_000).replace(" 1024 443 6 ", " 1024 443 17 ")  # 1% of the source's packets
+    lines = [record("45.33.12.9", 444_000), record("45.33.12.9", 150_000, action="REJECT"), udp]
+    (deny,) = plan(lines).denies
+    assert deny.reason == (
+        "single source at 10,000 pps, 100.0% of inbound packets; 25% already rejected; "
+        "1% of the evidence is UDP, ICMP or SYN-only, whose source may be spoofed"
+    )
+    tcp_only = [record("45.33.12.9", 450_000), record("45.33.12.9", 150_000, action="REJECT")]
+    (deny,) = plan(tcp_only).denies
+    assert deny.reason == "single source at 10,000 pps, 100.0% of inbound packets; 25% already rejected"
+
+
+def test_a_prefix_needs_the_dense_ratio_of_its_sources_hot_not_just_two() -> None:
+    # Two hot sources and three cold ones: 2 of 5 hot is below half, so no prefix, whatever its rate.
+    bots = [record("45.33.200.1", 180_000), record("45.33.200.2", 180_000)]
+    cold = [record(f"45.33.200.{host}", 600) for host in (3, 4, 5)]
+    assert plan(bots + cold).denies == ()
+
+
+def test_what_a_prefix_carries_beyond_its_chosen_members_must_reach_the_share_by_itself() -> None:
+    # 45.33.200.1 (10,000 pps, 21.7%) is chosen; its /24 carries 34.8% in all but only 13.0% beyond it, below
+    # the 20% share, so the /24 is not chosen for its two other (hot) sources.
+    lines = [record("45.33.200.1", 600_000), record("45.33.200.2", 180_000), record("45.33.200.3", 180_000)]
+    lines.append(record("81.2.69.1", 1_800_000))
+    assert sorted(d.cidr for d in plan(lines, min_share=0.2).denies) == ["45.33.200.1/32", "81.2.69.1/32"]
+
+
+def test_the_rate_floor_holds_for_a_window_shorter_than_a_second() -> None:
+    # 2,500 packets in a half-second window: exactly 5,000 pps.
+    assert [d.cidr for d in plan([record("45.33.12.9", 2_500)], window_s=0.5).denies] == ["45.33.12.9/32"]
+
+
+def udp(line: str) -> str:
+    return line.replace(" 1024 443 6 ", " 1024 443 17 ")
+
+
+def test_a_prefix_seen_only_through_spoofable_traffic_must_earn_its_deny_twice_over() -> None:
+    # Two sources at 3,000 pps: 6,000 pps for their /24, enough over TCP, not over UDP only (twice 5,000).
+    bots = [record("45.33.200.1", 180_000), record("45.33.200.2", 180_000)]
+    assert [d.cidr for d in plan(bots).denies] == ["45.33.200.0/24"]
+    assert plan([udp(line) for line in bots]).denies == ()
+    # Three at 4,000 pps each (12,000 for the /24), all hot: the UDP-only /24 is denied.
+    strong = [udp(record(f"45.33.200.{host}", 240_000)) for host in (1, 2, 3)]
+    assert [d.cidr for d in plan(strong).denies] == ["45.33.200.0/24"]
+    # A fourth, cold source: 3 of 4 hot, enough for the usual half, not for the 90% asked of spoofables.
+    cold = record("45.33.200.4", 600)
+    assert [d.cidr for d in plan([*strong[:2], record("45.33.200.3", 240_000), cold]).denies] == [
+        "45.33.200.0/24"
+    ]
+    assert plan([*strong, udp(cold)]).denies == ()
+
+
+def test_a_refused_dependency_does_not_stop_the_sources_after_it() -> None:
+    lines = [record("45.33.12.9", 300_000), record("81.2.69.1", 300_000), outbound("45.33.12.9")]
+    result = plan(lines)
+    assert ([d.cidr for d in result.denies], [r.cidr for r in result.refused]) == (
+        ["81.2.69.1/32"],
+        ["45.33.12.9/32"],
+    )
+
+
+def test_a_source_below_the_bit_rate_floor_does_not_stop_the_sources_after_it() -> None:
+    # Both at 10,000 pps; 45.33.12.9 at 40 bytes a packet is 3.2 Mbit/s, 81.2.69.1 at 100 is 8 Mbit/s.
+    lines = [record("45.33.12.9", 600_000, bytes_per_packet=40), record("81.2.69.1", 600_000)]
+    assert [d.cidr for d in plan(lines, min_bps=8_000_000).denies] == ["81.2.69.1/32"]
+
+
+def test_over_budget_two_hosts_of_a_dense_prefix_become_the_prefix_and_only_then() -> None:
+    pair = [record("45.33.200.1", 600_000), record("45.33.200.2", 600_000)]  # 10,000 pps each
+    assert [d.cidr for d in plan(pair, budget=2).denies] == ["45.33.200.1/32", "45.33.200.2/32"]
+    (merged,) = plan(pair, budget=1).denies
+    assert merged.cidr == "45.33.200.0/24" and merged.reason.startswith(
+        "covers 2 chosen entries in one slot; "
+    )
+    # Among many cold sources the /24 is not dense: over budget, the heavier host is kept instead.
+    crowd = [record("45.33.200.1", 660_000), record("45.33.200.2", 600_000)]
+    crowd += [record(f"45.33.200.{host}", 60) for host in range(10, 20)]
+    assert [d.cidr for d in plan(crowd, budget=1).denies] == ["45.33.200.1/32"]
+
+
+def test_a_flood_spread_thin_over_many_sources_is_distributed_from_the_rate_floor_on() -> None:
+    # 200 sources at 25 pps (0.5% each, below the 1% share): 5,000 pps in all, 4,000,000 bit/s.
+    lines = [record(f"45.33.{n // 250}.{n % 250 + 1}", 1_500) for n in range(200)]
+    spread = plan(lines, member_floor_pps=1_000)  # no prefix of them is dense either
+    assert (spread.verdict, spread.denies, spread.total_pps, spread.total_bps) == (
+        Verdict.DISTRIBUTED,
+        (),
+        5_000,
+        4_000_000,
+    )
+    assert plan(lines, member_floor_pps=1_000, min_pps=5_001).verdict is Verdict.QUIET
+
+
+def test_over_budget_a_merged_prefix_replaces_exactly_the_entries_it_covers() -> None:
+    pair = [record("45.33.200.1", 600_000), record("45.33.200.2", 600_000)]  # 10,000 pps each
+    other = record("81.2.69.1", 900_000)  # 15,000 pps, in a /24 of its own
+    result = plan([*pair, other], budget=2)
+    assert [(d.cidr, d.members) for d in result.denies] == [("45.33.200.0/24", 2), ("81.2.69.1/32", 1)]
