@@ -111,7 +111,8 @@ def estate(
     suffix = uuid.uuid4().hex[:8]
     bus = f"floodgate-estate-{suffix}"
     tag = f"floodgate:protect-{suffix}"  # the emulator is shared by the session's tests: one tag per test
-    config = Config(retries={"mode": "standard", "total_max_attempts": 1})
+    # Timeouts within the engine's 60 s lease, as the conftest's clients (the engine refuses longer ones).
+    config = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5, read_timeout=20)
     security_events = boto3.client("events", endpoint_url=aws_endpoint, region_name=REGION, config=config)
     security_sqs = boto3.client("sqs", endpoint_url=aws_endpoint, region_name=REGION)
     security_events.create_event_bus(Name=bus)
