@@ -5,29 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from aws_cdk import Aws, CfnResource, Duration, RemovalPolicy
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from floodgate.observability import DETECTOR_HANDLER, EXPIRER_HANDLER
-from floodgate.tables import (
-    LOG_BY_CIDR_INDEX,
-    LOG_BY_CIDR_PARTITION_KEY,
-    LOG_BY_CIDR_SORT_KEY,
-    PARTITION_KEY,
-    SORT_KEY,
-    TTL_ATTRIBUTE,
-)
 from infra.capacity_hold import grant_capacity_hold
 from infra.nag import acknowledge, logical_id
 from infra.notifications import Notifications
 from infra.settings import RETENTION_DAYS, FloodgateSettings, FunctionSettings
+from infra.storage import dead_letter_queue, ledger_tables
 
 # The Lambda asset: the `functions/` directory (the floodgate package), without build and cache debris.
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
@@ -76,30 +67,11 @@ class Enforcement(Construct):
         notifications: Notifications,
     ) -> None:
         super().__init__(scope, construct_id)
-        removal = RemovalPolicy.RETAIN if settings.retain_tables else RemovalPolicy.DESTROY
-        self.state_table = self._table("StateTable", removal)
-        self.log_table = self._table("LogTable", removal)
-        self.log_table.add_global_secondary_index(
-            index_name=LOG_BY_CIDR_INDEX,
-            partition_key=dynamodb.Attribute(
-                name=LOG_BY_CIDR_PARTITION_KEY, type=dynamodb.AttributeType.STRING
-            ),
-            sort_key=dynamodb.Attribute(name=LOG_BY_CIDR_SORT_KEY, type=dynamodb.AttributeType.STRING),
-            projection_type=dynamodb.ProjectionType.ALL,
-        )
-
-        self.failures = sqs.Queue(
+        self.state_table, self.log_table = ledger_tables(self, retain=settings.retain_tables)
+        self.failures = dead_letter_queue(
             self,
             "FailedInvocations",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
-            self.failures,
-            "AwsSolutions-SQS3",
-            "This queue is itself the dead-letter destination of the functions' asynchronous invocations "
-            "(Lambda on-failure destination); a DLQ of a DLQ would only move the same records again.",
+            holds="the functions' asynchronous invocations: Lambda's on-failure destination",
         )
 
         self.layer = lambda_.LayerVersion.from_layer_version_arn(
@@ -163,21 +135,6 @@ class Enforcement(Construct):
             description="Floodgate: run the expirer",
             schedule=events.Schedule.rate(Duration.minutes(settings.expirer_schedule_minutes)),
             targets=[targets.LambdaFunction(self.expirer, retry_attempts=settings.async_retry_attempts)],
-        )
-
-    def _table(self, construct_id: str, removal: RemovalPolicy) -> dynamodb.Table:
-        return dynamodb.Table(
-            self,
-            construct_id,
-            partition_key=dynamodb.Attribute(name=PARTITION_KEY, type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name=SORT_KEY, type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            time_to_live_attribute=TTL_ATTRIBUTE,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            encryption=dynamodb.TableEncryption.AWS_MANAGED,
-            removal_policy=removal,
         )
 
     def _function(

@@ -35,7 +35,6 @@ from aws_cdk import (
     StackSynthesizer,
 )
 from aws_cdk import aws_cloudformation as cloudformation
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -62,15 +61,11 @@ from floodgate.services.bus import (
 from floodgate.settings import ENV
 from floodgate.tables import (
     LOG_BY_CIDR_INDEX,
-    LOG_BY_CIDR_PARTITION_KEY,
-    LOG_BY_CIDR_SORT_KEY,
-    PARTITION_KEY,
-    SORT_KEY,
-    TTL_ATTRIBUTE,
 )
 from infra.enforcement import NACL_ENTRY_ACTIONS, STATE_TABLE_ACTIONS, powertools_layer_arn, retention
 from infra.nag import acknowledge, enable_checks, logical_id
 from infra.settings import FloodgateSettings, FunctionSettings
+from infra.storage import dead_letter_queue, ledger_tables
 
 # The members' StackSet rolls out to at most a quarter of the accounts at once and stops at 10% failures.
 MAX_CONCURRENT_PERCENTAGE = 25
@@ -234,29 +229,11 @@ class MemberStack(Stack):
         )
         estate = settings.estate
         assert estate.security_account is not None  # checked by the settings
-        removal = RemovalPolicy.RETAIN if settings.retain_tables else RemovalPolicy.DESTROY
-        self.state_table = _table(self, "StateTable", removal)
-        self.log_table = _table(self, "LogTable", removal)
-        self.log_table.add_global_secondary_index(
-            index_name=LOG_BY_CIDR_INDEX,
-            partition_key=dynamodb.Attribute(
-                name=LOG_BY_CIDR_PARTITION_KEY, type=dynamodb.AttributeType.STRING
-            ),
-            sort_key=dynamodb.Attribute(name=LOG_BY_CIDR_SORT_KEY, type=dynamodb.AttributeType.STRING),
-            projection_type=dynamodb.ProjectionType.ALL,
-        )
-        self.failures = sqs.Queue(
+        self.state_table, self.log_table = ledger_tables(self, retain=settings.retain_tables)
+        self.failures = dead_letter_queue(
             self,
             "FailedInvocations",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
-            self.failures,
-            "AwsSolutions-SQS3",
-            "This queue is itself the dead-letter destination of the member's functions (Lambda on-failure "
-            "destination and the decision rule's DLQ); a DLQ of a DLQ would only move the same records.",
+            holds="the member's functions: Lambda's on-failure destination and the decision rule's DLQ",
         )
         environment = settings.runtime_environment(
             state_table=self.state_table.table_name, log_table=self.log_table.table_name, topic_arn=""
@@ -505,22 +482,6 @@ class MemberStack(Stack):
 
 def _parameter(scope: Construct, name: str, description: str) -> CfnParameter:
     return CfnParameter(scope, name, type="String", description=description)
-
-
-def _table(scope: Construct, construct_id: str, removal: RemovalPolicy) -> dynamodb.Table:
-    return dynamodb.Table(
-        scope,
-        construct_id,
-        partition_key=dynamodb.Attribute(name=PARTITION_KEY, type=dynamodb.AttributeType.STRING),
-        sort_key=dynamodb.Attribute(name=SORT_KEY, type=dynamodb.AttributeType.STRING),
-        billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-        time_to_live_attribute=TTL_ATTRIBUTE,
-        point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-            point_in_time_recovery_enabled=True
-        ),
-        encryption=dynamodb.TableEncryption.AWS_MANAGED,
-        removal_policy=removal,
-    )
 
 
 def member_template(settings: FloodgateSettings, *, nag: bool = True) -> dict[str, Any]:

@@ -28,13 +28,13 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from floodgate.core.durations import parse_duration
 from infra.nag import acknowledge
 from infra.notifications import Notifications
 from infra.settings import FloodgateSettings
+from infra.storage import dead_letter_queue
 
 # The decision reads the last 5 minutes of arrivals: a backlog of 2 minutes already hides a good part of a
 # flood from it. Past this, on-call hears that Floodgate is behind (and that denies lag the traffic).
@@ -175,18 +175,11 @@ class KinesisIngest(Construct):
             self.destination.node.add_dependency(policy)
         self.destination_arn = self.destination.attr_arn
 
-        self.failures = sqs.Queue(
+        self.failures = dead_letter_queue(
             self,
             "StreamFailures",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
-            self.failures,
-            "AwsSolutions-SQS3",
-            "This queue is itself the on-failure destination of the stream mapping: it receives the shard "
-            "and sequence range of a batch that could not be processed (the records stay in the stream).",
+            holds="the stream mapping's on-failure destination: the shard and sequence range of a batch that "
+            "could not be processed, the records staying in the stream",
         )
         self.source = event_sources.KinesisEventSource(
             self.stream,
