@@ -54,4 +54,3 @@ def test_the_demo_incident_holds_capacity_blocks_the_flood_and_lifts_it_after_ex
     assert "instance-minutes saved" in story
     assert {e["actor"] for e in incident.log_events if e["event"] == "BLOCK"} == {"floodgate-detector"}
     assert "demo passed" in story
-    assert incident.seconds < 120
