@@ -321,3 +321,34 @@ def test_a_distributed_flood_is_recognised_from_the_bit_rate_floor_on() -> None:
     at_floor = plan(lines, member_floor_pps=1_000, min_bps=4_000_000)
     assert (at_floor.verdict, at_floor.denies) == (Verdict.DISTRIBUTED, ())
     assert plan(lines, member_floor_pps=1_000, min_bps=4_000_001).verdict is Verdict.QUIET
+
+
+def zero_packet_plan(first: list[str], then: list[str], **knobs: float) -> DenyPlan:
+    """A plan from a summary of two counters per level that compacted the `first` records (so it keeps an
+    error bound), then took the `then` records."""
+    config = DetectionConfig(policy=DenyPolicy.build(vpc_cidrs=["10.0.0.0/16"]), **knobs)  # type: ignore[arg-type]
+    summary = TrafficSummary(capacity=2)
+    parser = FlowLogParser(V2, ["10.0.0.0/16"])
+    summary.add(parser.parse(first))
+    summary.add(parser.parse(then))
+    return plan_denies(summary, config)
+
+
+def test_a_source_seen_only_in_records_of_zero_packets_is_never_denied_on_the_error_bound() -> None:
+    # The first batch overflows the two counters: 81.2.69.1 is kept at 40,000 with an error of 60,000 (the
+    # two at 60,000 tie at the cut). 45.33.12.9 then shows up in a record of no packets: it sent nothing.
+    first = [record("81.2.69.1", 100_000), record("81.2.70.1", 60_000), record("81.2.71.1", 60_000)]
+    result = zero_packet_plan(first, [record("45.33.12.9", 0)], min_pps=1000)
+    assert [d.cidr for d in result.denies] == ["81.2.69.1/32"]
+
+
+def test_a_prefix_seen_only_in_records_of_zero_packets_replaces_no_entries_over_budget() -> None:
+    # 45.33.200.1 and .2 (201,000 packets together) stay in the host counters, but their /24 and /16 are cut
+    # from their levels: a heavier prefix of many light sources and one tied with them. A record of no
+    # packets from 45.33.200.9 then brings both back with a count of 0: nothing to plan them on, so over a
+    # budget of 1 the heavier host is kept.
+    first = [record("45.33.200.1", 101_000), record("45.33.200.2", 100_000)]
+    first += [record(f"81.2.69.{host}", 10_000) for host in range(1, 51)]
+    first += [record(f"91.2.70.{host}", 10_050) for host in range(1, 21)]
+    result = zero_packet_plan(first, [record("45.33.200.9", 0)], min_pps=1000, budget=1)
+    assert [d.cidr for d in result.denies] == ["45.33.200.1/32"]
