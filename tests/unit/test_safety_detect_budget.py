@@ -352,3 +352,14 @@ def test_a_prefix_seen_only_in_records_of_zero_packets_replaces_no_entries_over_
     first += [record(f"91.2.70.{host}", 10_050) for host in range(1, 21)]
     result = zero_packet_plan(first, [record("45.33.200.9", 0)], min_pps=1000, budget=1)
     assert [d.cidr for d in result.denies] == ["45.33.200.1/32"]
+
+
+def test_a_prefix_with_no_bytes_counted_beyond_its_chosen_members_fails_any_positive_bit_rate_floor() -> None:
+    # Two counters per level: 45.33.200.0/24 keeps 50,000 of its 200,000 packets (error 150,000) and
+    # 45.33.200.1 and .2 keep 90,000 each, so nothing is counted beyond them, bytes included; the error bound
+    # alone passes the packet tests, but no bit rate of 0 reaches even 0.1 bit/s.
+    lines = [record("45.33.200.1", 100_000), record("45.33.200.2", 100_000)]
+    lines += [record(f"81.2.69.{host}", 10_000) for host in range(1, 51)]
+    lines += [record(f"91.2.70.{host}", 10_000) for host in range(1, 16)]
+    result = compacted_plan(lines, min_pps=1000, min_bps=0.1)
+    assert [d.cidr for d in result.denies] == ["45.33.200.1/32", "45.33.200.2/32"]
