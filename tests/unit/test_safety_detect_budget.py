@@ -363,3 +363,13 @@ def test_a_prefix_with_no_bytes_counted_beyond_its_chosen_members_fails_any_posi
     lines += [record(f"91.2.70.{host}", 10_000) for host in range(1, 16)]
     result = compacted_plan(lines, min_pps=1000, min_bps=0.1)
     assert [d.cidr for d in result.denies] == ["45.33.200.1/32", "45.33.200.2/32"]
+
+
+def test_over_budget_a_sparse_pair_before_a_dense_pair_does_not_stop_the_dense_pair_from_merging() -> None:
+    # 45.33.1.0/24 holds two chosen hosts among ten cold sources (not dense), 45.33.2.0/24 two chosen hosts
+    # alone (dense); the /16 (4 hot of 14) is not dense either. Four entries, a budget of three.
+    sparse = [record("45.33.1.1", 600_000), record("45.33.1.2", 600_000)]
+    sparse += [record(f"45.33.1.{host}", 60) for host in range(10, 20)]
+    dense = [record("45.33.2.1", 500_000), record("45.33.2.2", 500_000)]
+    result = plan([*sparse, *dense], budget=3)
+    assert [d.cidr for d in result.denies] == ["45.33.2.0/24", "45.33.1.1/32", "45.33.1.2/32"]
