@@ -248,3 +248,128 @@ def test_over_budget_a_merged_prefix_replaces_exactly_the_entries_it_covers() ->
     other = record("81.2.69.1", 900_000)  # 15,000 pps, in a /24 of its own
     result = plan([*pair, other], budget=2)
     assert [(d.cidr, d.members) for d in result.denies] == [("45.33.200.0/24", 2), ("81.2.69.1/32", 1)]
+
+
+def test_over_budget_with_no_two_entries_under_one_dense_prefix_the_heaviest_are_kept_as_they_are() -> None:
+    # Each heavy host shares its /24 with one light hot source (100 pps): both /24s are dense, but each
+    # covers a single chosen entry, so replacing it would free no slot; over a budget of 1 the heavier host
+    # is kept, as a host.
+    lines = [record("45.33.200.1", 600_000), record("45.33.200.2", 6_000)]
+    lines += [record("81.2.69.1", 660_000), record("81.2.69.2", 6_000)]
+    assert [d.cidr for d in plan(lines, budget=2).denies] == ["81.2.69.1/32", "45.33.200.1/32"]
+    assert [d.cidr for d in plan(lines, budget=1).denies] == ["81.2.69.1/32"]
+
+
+def test_over_budget_a_lone_entry_before_a_dense_pair_does_not_stop_the_pair_from_merging() -> None:
+    # 45.33.1.1 (5,500 pps) is alone in its /24, which comes first; the pair in 45.33.2.0/24 merges. Ten cold
+    # sources keep the /16 from being dense (3 hot of 13), so only the /24 can free the slot.
+    lines = [record("45.33.1.1", 330_000), record("45.33.2.1", 600_000), record("45.33.2.2", 600_000)]
+    lines += [record(f"45.33.9.{host}", 60) for host in range(1, 11)]
+    assert [d.cidr for d in plan(lines, budget=2).denies] == ["45.33.2.0/24", "45.33.1.1/32"]
+
+
+def test_over_budget_a_prefix_holding_a_dependency_does_not_stop_the_next_one_from_merging() -> None:
+    # The VPC depends on 45.33.1.99: 45.33.1.0/24 (and the /16) may not replace their hosts, the pair in
+    # 45.33.2.0/24 may, which brings four entries within a budget of three.
+    pair_one = [record("45.33.1.1", 600_000), record("45.33.1.2", 600_000)]
+    pair_two = [record("45.33.2.1", 500_000), record("45.33.2.2", 500_000)]
+    result = plan([*pair_one, *pair_two, outbound("45.33.1.99")], budget=3)
+    assert [d.cidr for d in result.denies] == ["45.33.2.0/24", "45.33.1.1/32", "45.33.1.2/32"]
+
+
+def test_over_budget_an_ipv6_source_is_never_merged_into_an_ipv4_prefix() -> None:
+    # ::2d21:c803 is the IPv4-compatible form of 45.33.200.3: the same 32 low bits as an address of
+    # 45.33.200.0/24, but another address family, which an IPv4 entry does not cover.
+    pair = [record("45.33.200.1", 600_000), record("45.33.200.2", 600_000)]
+    result = plan([*pair, record("::2d21:c803", 900_000)], budget=2)
+    assert [d.cidr for d in result.denies] == ["45.33.200.0/24", "::2d21:c803/128"]
+
+
+def test_a_prefix_is_judged_on_the_bytes_beyond_its_chosen_members_too() -> None:
+    # 45.33.200.1 (10,000 pps at 100 bytes: 8 Mbit/s) is chosen. Its /24 carries 6,000 pps beyond it (two hot
+    # sources at 40 bytes a packet: 1.92 Mbit/s), enough packets but below the 5 Mbit/s floor by itself.
+    lines = [record("45.33.200.1", 600_000)]
+    lines += [record(f"45.33.200.{host}", 180_000, bytes_per_packet=40) for host in (2, 3)]
+    assert [d.cidr for d in plan(lines, min_bps=5_000_000).denies] == ["45.33.200.1/32"]
+
+
+def test_a_prefix_carrying_nothing_beyond_its_chosen_members_is_not_chosen_even_at_tiny_floors() -> None:
+    # Floors so low that a single packet a minute would pass them: the /24 carries nothing beyond its two
+    # chosen hosts, so it is not chosen, and the hosts stay as they are.
+    pair = [record("45.33.200.1", 40), record("45.33.200.2", 40)]
+    result = plan(pair, min_pps=0.01, member_floor_pps=0.1)
+    assert [d.cidr for d in result.denies] == ["45.33.200.1/32", "45.33.200.2/32"]
+
+
+def test_a_share_floor_of_one_is_allowed_and_means_all_inbound_packets() -> None:
+    assert [d.cidr for d in plan([record("45.33.12.9", 600_000)], min_share=1.0).denies] == ["45.33.12.9/32"]
+    halves = [record("45.33.12.9", 300_000), record("81.2.69.1", 300_000)]
+    assert plan(halves, min_share=1.0).denies == ()
+
+
+def test_a_window_of_a_second_or_less_is_allowed_and_reported() -> None:
+    for window_s in (0.5, 1.0):
+        result = plan([record("45.33.12.9", 600_000)], window_s=window_s)
+        assert result.window_s == window_s
+        assert result.denies[0].pps == 600_000 / window_s
+    assert plan([record("45.33.12.9", 600_000)]).window_s == 60  # the records' own span
+
+
+def test_a_distributed_flood_is_recognised_from_the_bit_rate_floor_on() -> None:
+    # As above: 200 sources, 5,000 pps and 4,000,000 bit/s in all, none of them or their prefixes deniable.
+    lines = [record(f"45.33.{n // 250}.{n % 250 + 1}", 1_500) for n in range(200)]
+    at_floor = plan(lines, member_floor_pps=1_000, min_bps=4_000_000)
+    assert (at_floor.verdict, at_floor.denies) == (Verdict.DISTRIBUTED, ())
+    assert plan(lines, member_floor_pps=1_000, min_bps=4_000_001).verdict is Verdict.QUIET
+
+
+def zero_packet_plan(first: list[str], then: list[str], **knobs: float) -> DenyPlan:
+    """A plan from a summary of two counters per level that compacted the `first` records (so it keeps an
+    error bound), then took the `then` records."""
+    config = DetectionConfig(policy=DenyPolicy.build(vpc_cidrs=["10.0.0.0/16"]), **knobs)  # type: ignore[arg-type]
+    summary = TrafficSummary(capacity=2)
+    parser = FlowLogParser(V2, ["10.0.0.0/16"])
+    summary.add(parser.parse(first))
+    summary.add(parser.parse(then))
+    return plan_denies(summary, config)
+
+
+def test_a_source_seen_only_in_records_of_zero_packets_is_never_denied_on_the_error_bound() -> None:
+    # The first batch overflows the two counters: 81.2.69.1 is kept at 40,000 with an error of 60,000 (the
+    # two at 60,000 tie at the cut). 45.33.12.9 then shows up in a record of no packets: it sent nothing.
+    first = [record("81.2.69.1", 100_000), record("81.2.70.1", 60_000), record("81.2.71.1", 60_000)]
+    result = zero_packet_plan(first, [record("45.33.12.9", 0)], min_pps=1000)
+    assert [d.cidr for d in result.denies] == ["81.2.69.1/32"]
+
+
+def test_a_prefix_seen_only_in_records_of_zero_packets_replaces_no_entries_over_budget() -> None:
+    # 45.33.200.1 and .2 (201,000 packets together) stay in the host counters, but their /24 and /16 are cut
+    # from their levels: a heavier prefix of many light sources and one tied with them. A record of no
+    # packets from 45.33.200.9 then brings both back with a count of 0: nothing to plan them on, so over a
+    # budget of 1 the heavier host is kept.
+    first = [record("45.33.200.1", 101_000), record("45.33.200.2", 100_000)]
+    first += [record(f"81.2.69.{host}", 10_000) for host in range(1, 51)]
+    first += [record(f"91.2.70.{host}", 10_050) for host in range(1, 21)]
+    result = zero_packet_plan(first, [record("45.33.200.9", 0)], min_pps=1000, budget=1)
+    assert [d.cidr for d in result.denies] == ["45.33.200.1/32"]
+
+
+def test_a_prefix_with_no_bytes_counted_beyond_its_chosen_members_fails_any_positive_bit_rate_floor() -> None:
+    # Two counters per level: 45.33.200.0/24 keeps 50,000 of its 200,000 packets (error 150,000) and
+    # 45.33.200.1 and .2 keep 90,000 each, so nothing is counted beyond them, bytes included; the error bound
+    # alone passes the packet tests, but no bit rate of 0 reaches even 0.1 bit/s.
+    lines = [record("45.33.200.1", 100_000), record("45.33.200.2", 100_000)]
+    lines += [record(f"81.2.69.{host}", 10_000) for host in range(1, 51)]
+    lines += [record(f"91.2.70.{host}", 10_000) for host in range(1, 16)]
+    result = compacted_plan(lines, min_pps=1000, min_bps=0.1)
+    assert [d.cidr for d in result.denies] == ["45.33.200.1/32", "45.33.200.2/32"]
+
+
+def test_over_budget_a_sparse_pair_before_a_dense_pair_does_not_stop_the_dense_pair_from_merging() -> None:
+    # 45.33.1.0/24 holds two chosen hosts among ten cold sources (not dense), 45.33.2.0/24 two chosen hosts
+    # alone (dense); the /16 (4 hot of 14) is not dense either. Four entries, a budget of three.
+    sparse = [record("45.33.1.1", 600_000), record("45.33.1.2", 600_000)]
+    sparse += [record(f"45.33.1.{host}", 60) for host in range(10, 20)]
+    dense = [record("45.33.2.1", 500_000), record("45.33.2.2", 500_000)]
+    result = plan([*sparse, *dense], budget=3)
+    assert [d.cidr for d in result.denies] == ["45.33.2.0/24", "45.33.1.1/32", "45.33.1.2/32"]

@@ -7,6 +7,8 @@ members is abusive by itself and the prefix is *dense* — most of the sources s
 member rate floor over the window, so the entry hits attackers and little else. A chosen prefix absorbs its
 chosen members: a prefix and its own members are never both in a plan. If more entries qualify than the
 budget holds, dense prefixes that cover several chosen entries replace them, then the heaviest entries win.
+A key counted at no packet (seen only in records of zero packets, which flow logs can carry) is no evidence:
+it is neither planned, however large the summary's error bound, nor used to replace entries.
 
 Spoofing. UDP, ICMP and SYN-only records show a source the sender merely claims. The reason of an entry
 says how much of its evidence is of that kind. A prefix whose evidence is *all* spoofable must earn its
@@ -134,9 +136,11 @@ class _Detector:
                 parent = int(candidate.network.network_address) >> (bits - length)
                 members.setdefault(parent, []).append(candidate)
             for key, counter in sorted(level.counters.items()):
+                if not counter.packets:
+                    continue  # counted only in records of no packet: nothing to judge, whatever the error
                 if not self.may_be_abusive(counter.packets + level.error):
                     continue  # below the rate or the share whatever is subtracted below: most keys
-                spoofed_only = not is_host and counter.packets > 0 and counter.spoofable >= counter.packets
+                spoofed_only = not is_host and counter.spoofable >= counter.packets
                 tally = self.members_of(version, length, key)
                 ratio = max(self.config.dense_ratio, SPOOFED_DENSE_RATIO) if spoofed_only else None
                 if not is_host and not self.dense(tally, ratio or self.config.dense_ratio):
@@ -166,9 +170,9 @@ class _Detector:
     def reason(self, network: Network, counter: Counter, tally: Members) -> str:
         pps = counter.packets / self.window_s
         share = counter.packets / self.total
-        rejected = counter.reject_packets / counter.packets if counter.packets else 0.0
+        rejected = counter.reject_packets / counter.packets  # callers pass counted keys only
         already = f"; {rejected:.0%} already rejected" if rejected >= 0.01 else ""
-        spoofable = counter.spoofable / counter.packets if counter.packets else 0.0
+        spoofable = counter.spoofable / counter.packets
         if spoofable >= 0.01:
             already += (
                 f"; {spoofable:.0%} of the evidence is UDP, ICMP or SYN-only, whose source may be spoofed"
@@ -196,8 +200,10 @@ class _Detector:
                         groups.setdefault(int(net.network_address) >> (bits - length), []).append(candidate)
                 for key in sorted(groups):
                     inside, counter = groups[key], level.counters.get(key)
+                    if len(inside) < 2 or counter is None or not counter.packets:
+                        continue  # not counted, or only in records of no packet: nothing to plan it on
                     tally = self.members_of(version, length, key)
-                    if len(inside) < 2 or counter is None or not self.dense(tally, self.config.dense_ratio):
+                    if not self.dense(tally, self.config.dense_ratio):
                         continue
                     network = key_network(version, length, key)
                     if policy.refusal(network) is not None or self.dependency_inside(network) is not None:
