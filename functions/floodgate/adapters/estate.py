@@ -4,11 +4,13 @@ security account's bus."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from floodgate.adapters.retry import Retrier, default_client
+from floodgate.adapters.retry import Retrier, client_config, default_client
+from floodgate.adapters.vpc import vpc_cidr_blocks
 
 _log = logging.getLogger(__name__)
 
@@ -31,6 +33,56 @@ def tagged_vpc(tag_key: str, *, client: Any = None, retrier: Retrier | None = No
             f"a member protects the one VPC tagged {tag_key!r}; found {what}: tag exactly one VPC"
         )
     return vpc_ids[0]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberVpc:
+    """A member's protected VPC as the security account sees it: its id and every CIDR block it holds."""
+
+    vpc_id: str
+    cidrs: tuple[str, ...]
+
+
+class MemberVpcReader:
+    """The tagged VPC of a member account, read through the member's read-only role (the one `floodgate
+    status --all` assumes); `clients(account, service)` gives a client of the member (default: AssumeRole
+    into arn:aws:iam::<account>:role/<role_name> with this account's credentials)."""
+
+    def __init__(
+        self,
+        tag_key: str,
+        *,
+        role_name: str,
+        clients: Callable[[str, str], Any] | None = None,
+        retrier: Retrier | None = None,
+    ) -> None:
+        self.tag_key = tag_key
+        self.role_name = role_name
+        self._clients = clients or self._assumed
+        self._retry = retrier or Retrier()
+
+    def __call__(self, account: str) -> MemberVpc:
+        ec2 = self._clients(account, "ec2")
+        vpc_id = tagged_vpc(self.tag_key, client=ec2, retrier=self._retry)
+        _, blocks = vpc_cidr_blocks(vpc_id=vpc_id, nacl_ids=(), client=ec2, retrier=self._retry)
+        return MemberVpc(vpc_id, blocks)
+
+    def _assumed(self, account: str, service: str) -> Any:
+        sts = default_client("sts", None)
+        role = f"arn:aws:iam::{account}:role/{self.role_name}"
+        answer = self._retry.call(
+            "AssumeRole", partial(sts.assume_role, RoleArn=role, RoleSessionName="floodgate-security")
+        )
+        credentials = answer["Credentials"]
+        import boto3  # noqa: PLC0415 - lazy, as default_client
+
+        return boto3.client(
+            service,
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+            config=client_config(),
+        )
 
 
 def own_account(client: Any = None) -> str:
