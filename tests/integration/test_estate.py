@@ -52,7 +52,13 @@ from floodgate.services.bus import (
     put_events_entry,
     security_inbound,
 )
-from floodgate.services.estate import MemberService, member_settings
+from floodgate.services.estate import (
+    FLOW_LOG_GROUP_ENV,
+    FLOW_LOG_ROLE_ENV,
+    MemberService,
+    ensure_member_flow_log,
+    member_settings,
+)
 from floodgate.services.expiry import ExpiryService
 from floodgate.services.producer import DecisionProducer
 from floodgate.services.streaming import DECISION_LEASE_PREFIX
@@ -593,3 +599,28 @@ def test_a_member_decision_already_running_is_left_to_its_holder(
     by_account = {m["account"]: m for m in answer["members"]}
     assert by_account[MEMBER_A]["why_not"] == "another decision is running"
     assert by_account[MEMBER_B]["why_not"] is not None and by_account[MEMBER_B]["vpc"] is not None
+
+
+def test_a_members_flow_log_into_the_subscribed_group_is_created_once_on_its_tagged_vpc(
+    estate: EstateKit,
+) -> None:
+    a, b = estate.members[MEMBER_A], estate.members[MEMBER_B]
+    wiring = Wiring(ec2=a.clients("ec2"), dynamodb=a.clients("dynamodb"), retrier=Retrier(FAST_RETRIES))
+    settings = member_settings(a.service.settings, wiring)
+    group = f"floodgate-member-flow-logs-{uuid.uuid4().hex[:8]}"
+    environ = {
+        FLOW_LOG_GROUP_ENV: group,
+        FLOW_LOG_ROLE_ENV: f"arn:aws:iam::{MEMBER_A}:role/FloodgateFlowLogDelivery",
+    }
+    created = ensure_member_flow_log(settings, environ, wiring)
+    assert created is not None
+    assert ensure_member_flow_log(settings, environ, wiring) is None  # the next run finds it
+    flows = a.clients("ec2").describe_flow_logs(Filters=[{"Name": "resource-id", "Values": [a.vpc.vpc_id]}])
+    ours = [f for f in flows["FlowLogs"] if f["LogGroupName"] == group]
+    assert [f["FlowLogId"] for f in ours] == [created]
+    assert ours[0]["TrafficType"] == "ALL" and ours[0]["MaxAggregationInterval"] == 60
+    # B's VPC has none: each member creates its own, in its own account.
+    theirs = b.clients("ec2").describe_flow_logs(Filters=[{"Name": "resource-id", "Values": [b.vpc.vpc_id]}])
+    assert theirs["FlowLogs"] == []
+    # Without the stack's variables (single mode, older member stacks) nothing is asked of EC2.
+    assert ensure_member_flow_log(settings, {}, Wiring(ec2=object())) is None

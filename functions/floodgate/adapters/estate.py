@@ -85,6 +85,44 @@ class MemberVpcReader:
         )
 
 
+def ensure_flow_log(
+    vpc_id: str,
+    *,
+    log_group: str,
+    delivery_role_arn: str,
+    log_format: str | None,
+    client: Any = None,
+    retrier: Retrier | None = None,
+) -> str | None:
+    """A flow log of `vpc_id` delivering to `log_group` (whose subscription filter carries it to the security
+    account): the id of the one created now, or None when one is there already. The member template cannot
+    name the VPC (one template for every account), so the member's expirer makes it at run time."""
+    ec2 = default_client("ec2", client)
+    retry = retrier or Retrier()
+    filters = [{"Name": "resource-id", "Values": [vpc_id]}, {"Name": "log-group-name", "Values": [log_group]}]
+    found = retry.call("DescribeFlowLogs", partial(ec2.describe_flow_logs, Filters=filters))
+    # moto ignores the log-group-name filter: check the group on each flow log.
+    if any(f.get("LogGroupName") == log_group for f in found.get("FlowLogs", [])):
+        return None
+    request: dict[str, Any] = {
+        "ResourceIds": [vpc_id],
+        "ResourceType": "VPC",
+        "TrafficType": "ALL",
+        "LogDestinationType": "cloud-watch-logs",
+        "LogGroupName": log_group,
+        "DeliverLogsPermissionArn": delivery_role_arn,
+        "MaxAggregationInterval": 60,
+    }
+    if log_format:
+        request["LogFormat"] = log_format
+    answer = retry.call("CreateFlowLogs", partial(ec2.create_flow_logs, **request))
+    if answer.get("Unsuccessful"):
+        why = answer["Unsuccessful"][0].get("Error", {}).get("Message", "refused")
+        raise RuntimeError(f"CreateFlowLogs for {vpc_id} into {log_group} failed: {why}")
+    flow_logs: list[str] = answer.get("FlowLogIds", [])
+    return flow_logs[0] if flow_logs else None
+
+
 def own_account(client: Any = None) -> str:
     """The account these credentials belong to (GetCallerIdentity needs no permission)."""
     return str(default_client("sts", client).get_caller_identity()["Account"])
