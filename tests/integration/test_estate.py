@@ -9,6 +9,7 @@ status --all` reaches them. EventBridge routes across accounts in moto; its last
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import random
@@ -475,6 +476,8 @@ def security(estate: EstateKit, make_tables: Callable[..., Tables]) -> Iterator[
             "FLOODGATE_STATE_TABLE": tables.state,
             "FLOODGATE_LOG_TABLE": tables.log,
             "FLOODGATE_WINDOW_SHARDS": "2",
+            # Members' alarms do not arm the security account: it decides at the always threshold.
+            "FLOODGATE_ALWAYS_PPS": "5000",
         }
     )
     dynamodb = boto3.client("dynamodb", endpoint_url=kinesis.meta.endpoint_url, region_name=REGION)
@@ -599,6 +602,20 @@ def test_a_member_decision_already_running_is_left_to_its_holder(
     by_account = {m["account"]: m for m in answer["members"]}
     assert by_account[MEMBER_A]["why_not"] == "another decision is running"
     assert by_account[MEMBER_B]["why_not"] is not None and by_account[MEMBER_B]["vpc"] is not None
+
+
+def test_without_the_always_threshold_the_security_account_decides_nothing(
+    estate: EstateKit, security: SecurityKit
+) -> None:
+    a = estate.members[MEMBER_A]
+    flood = [Source(address, 15_000, flows=12) for address in FLOODERS]
+    security.runner.deliver(_minute_of_flow_logs(a, flood, seed=4, owner=MEMBER_A))
+    security.runner.drain()
+    security.producer.settings = dataclasses.replace(security.producer.settings, always_pps=None)
+    answer = _tick()
+    assert {m["account"]: m["decision"] for m in answer["members"]} == {MEMBER_A: None, MEMBER_B: None}
+    assert all(m["why_not"].startswith("not armed") for m in answer["members"])
+    assert delivered(a.clients("sqs"), a.inbox, sender=SECURITY) == []
 
 
 def test_a_members_flow_log_into_the_subscribed_group_is_created_once_on_its_tagged_vpc(

@@ -6,7 +6,8 @@ per member out. It never touches a NACL: each member applies its own decisions (
   delivery with the account of the log group that sent it (`owner`), so each member keeps a window of its
   own (`TrafficWindow(scope=account)`): one member's flood never counts in another's shares. A delivery
   from an account outside the estate (`memberAccounts`) is refused and counted, never stored.
-- Decisions. On the schedule, per member and single-flight (a `DECISION#<account>` lease in the security
+- Decisions. On the schedule (with the always threshold, `alwaysPps`: members' alarms do not arm the
+  security account yet), per member and single-flight (a `DECISION#<account>` lease in the security
   account's ledger, taken without waiting): the member's tagged VPC and its CIDR blocks, read through the
   member's read-only role, give the deny policy (never the member's own blocks, the allowlist, the prefix
   caps, the budget); the same `plan_denies` as single mode plans on the member's window, and a plan with
@@ -259,7 +260,15 @@ class DecisionProducer:
 
     def scheduled(self, tick: ScheduledDecision) -> ProducerScheduleReport:
         """Every member's decision, one after another; one member's failure is reported and the others
-        still decide."""
+        still decide. Members' alarms do not arm the security account yet: without the always threshold
+        (`alwaysPps`) no decision is made, as in single mode when nothing is armed."""
+        if self.settings.always_pps is None:
+            why = "not armed: member alarms do not arm the security account; set alwaysPps"
+            return ProducerScheduleReport(
+                tuple(
+                    MemberDecisionReport(a, None, None, None, False, why) for a in sorted(self.estate.members)
+                )
+            )
         return ProducerScheduleReport(
             tuple(self.decide_for(account, lease_s=tick.lease_s) for account in sorted(self.estate.members))
         )
@@ -283,7 +292,7 @@ class DecisionProducer:
         now = self._clock()
         summary = self.windows(account).read(now=now)
         span = rate_window_s(summary, self.settings.window_s)
-        min_pps = max(detection.min_pps, self.settings.always_pps or 0.0)
+        min_pps = max(detection.min_pps, self.settings.always_pps or 0.0)  # the always threshold
         plan = plan_denies(summary, dataclasses.replace(detection, window_s=span, min_pps=min_pps))
         if not plan.denies:
             return MemberDecisionReport(account, vpc.vpc_id, plan, None, False, f"verdict {plan.verdict}")
