@@ -30,7 +30,7 @@ from emulator.lambda_runtime import subscription_document
 from emulator.server import ACCOUNT_ID
 from emulator.stream_runner import MappingConfig, StreamRunner, scheduled_event
 from emulator.traffic import Source, background, flow_lines
-from floodgate.adapters.estate import BusPublisher
+from floodgate.adapters.estate import BusPublisher, MemberVpc
 from floodgate.adapters.retry import Retrier
 from floodgate.adapters.window import WINDOW_PREFIX
 from floodgate.core.model import PlannedDeny
@@ -641,3 +641,30 @@ def test_a_members_flow_log_into_the_subscribed_group_is_created_once_on_its_tag
     assert theirs["FlowLogs"] == []
     # Without the stack's variables (single mode, older member stacks) nothing is asked of EC2.
     assert ensure_member_flow_log(settings, {}, Wiring(ec2=object())) is None
+
+
+def test_a_member_that_cannot_be_read_fails_alone_and_the_others_still_get_their_decisions(
+    estate: EstateKit, security: SecurityKit
+) -> None:
+    a = estate.members[MEMBER_A]
+    flood = [Source(address, 15_000, flows=12) for address in FLOODERS]
+    security.runner.deliver(_minute_of_flow_logs(a, flood, seed=5, owner=MEMBER_A))
+    security.runner.drain()
+    read_vpc = security.producer.member_vpc
+
+    def reader_role_gone_in_b(account: str) -> MemberVpc:
+        if account == MEMBER_B:
+            raise PermissionError(f"AccessDenied assuming the reader role of {account}")
+        return read_vpc(account)
+
+    security.producer.member_vpc = reader_role_gone_in_b
+    answer = _tick()
+    by_account = {m["account"]: m for m in answer["members"]}
+    assert by_account[MEMBER_B]["failed"] is True
+    assert (
+        by_account[MEMBER_B]["why_not"]
+        == f"PermissionError: AccessDenied assuming the reader role of {MEMBER_B}"
+    )
+    assert by_account[MEMBER_A]["sent"] is True and by_account[MEMBER_A]["failed"] is False
+    (event,) = delivered(a.clients("sqs"), a.inbox, sender=SECURITY)
+    assert {d["cidr"] for d in event["detail"]["denies"]} >= {f"{address}/32" for address in FLOODERS}

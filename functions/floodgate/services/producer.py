@@ -93,6 +93,7 @@ class MemberDecisionReport:
     decision_id: str | None
     sent: bool
     why_not: str | None
+    failed: bool = False  # the decision raised, or its event was not put on the bus
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -103,6 +104,7 @@ class MemberDecisionReport:
             "decision": self.decision_id,
             "sent": self.sent,
             "why_not": self.why_not,
+            "failed": self.failed,
         }
 
 
@@ -113,9 +115,7 @@ class ProducerScheduleReport:
     def metric_values(self) -> dict[str, float]:
         return {
             METRIC.DECISIONS_PUBLISHED: float(sum(m.sent for m in self.members)),
-            METRIC.DECISION_FAILURES: float(
-                sum(m.decision_id is not None and not m.sent for m in self.members)
-            ),
+            METRIC.DECISION_FAILURES: float(sum(m.failed for m in self.members)),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -284,7 +284,8 @@ class DecisionProducer:
             return MemberDecisionReport(account, None, None, None, False, "another decision is running")
         except Exception as exc:
             _log.exception("decision for member %s failed", account)
-            return MemberDecisionReport(account, None, None, None, False, f"{type(exc).__name__}: {exc}")
+            why = f"{type(exc).__name__}: {exc}"
+            return MemberDecisionReport(account, None, None, None, False, why, failed=True)
 
     def _decide(self, account: str) -> MemberDecisionReport:
         vpc = self.member_vpc(account)
@@ -310,7 +311,15 @@ class DecisionProducer:
         _log.info(
             "decision %s for %s: %d denies, sent=%s", decision.decision_id, account, len(plan.denies), sent
         )
-        return MemberDecisionReport(account, vpc.vpc_id, plan, decision.decision_id, sent, None)
+        return MemberDecisionReport(
+            account,
+            vpc.vpc_id,
+            plan,
+            decision.decision_id,
+            sent,
+            None if sent else "PutEvents failed",
+            not sent,
+        )
 
 
 def member_policy(settings: Settings, vpc_cidrs: tuple[str, ...]) -> DenyPolicy:
