@@ -107,13 +107,14 @@ def subscription_document(
     filter_name: str,
     timestamp_ms: int,
     batch: str | None = None,
+    owner: str = ACCOUNT_ID,
 ) -> dict[str, Any]:
-    """The decoded DATA_MESSAGE CloudWatch Logs delivers for `lines` of one log stream. Log event ids are
-    unique across deliveries: `batch` (default: the timestamp) prefixes them."""
+    """The decoded DATA_MESSAGE CloudWatch Logs delivers for `lines` of one log stream of account `owner`.
+    Log event ids are unique across deliveries: `batch` (default: the timestamp) prefixes them."""
     prefix = batch or str(timestamp_ms)
     return {
         "messageType": "DATA_MESSAGE",
-        "owner": ACCOUNT_ID,
+        "owner": owner,
         "logGroup": log_group,
         "logStream": log_stream,
         "subscriptionFilters": [filter_name],

@@ -17,6 +17,7 @@ The bus contract itself (detail types, routes, validation) is `floodgate.service
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -50,6 +51,7 @@ from floodgate.observability import (
     MEMBER_HANDLER,
     MEMBER_STACK_SET,
     OUTPUT,
+    SECURITY_HANDLER,
 )
 from floodgate.services.bus import (
     DEFAULT_BUS,
@@ -58,12 +60,22 @@ from floodgate.services.bus import (
     member_outbound,
     security_inbound,
 )
+from floodgate.services.estate import FLOW_LOG_GROUP_ENV, FLOW_LOG_ROLE_ENV
 from floodgate.settings import ENV
 from floodgate.tables import (
     LOG_BY_CIDR_INDEX,
 )
-from infra.enforcement import NACL_ENTRY_ACTIONS, STATE_TABLE_ACTIONS, powertools_layer_arn, retention
+from infra.enforcement import (
+    ASSET_EXCLUDE,
+    FUNCTIONS_DIR,
+    NACL_ENTRY_ACTIONS,
+    STATE_TABLE_ACTIONS,
+    powertools_layer_arn,
+    retention,
+)
+from infra.kinesis_ingest import KinesisIngest, subscribe_to_destination
 from infra.nag import acknowledge, enable_checks, logical_id
+from infra.notifications import Notifications
 from infra.settings import FloodgateSettings, FunctionSettings
 from infra.storage import dead_letter_queue, ledger_tables
 
@@ -71,6 +83,7 @@ from infra.storage import dead_letter_queue, ledger_tables
 MAX_CONCURRENT_PERCENTAGE = 25
 FAILURE_TOLERANCE_PERCENTAGE = 10
 MAX_TEMPLATE_BODY = 51_200  # CloudFormation's TemplateBody limit
+FLOW_LOG_DESTINATION_OUTPUT = "FlowLogDestinationArn"
 
 
 def _pattern(pattern: Mapping[str, Any]) -> events.EventPattern:
@@ -139,12 +152,128 @@ class SecurityStack(Stack):
                 event_pattern=_pattern(decision_route(account)),
                 targets=[targets.EventBus(member_bus)],
             )
+        self._detector(settings)
         self.member_template = member_template(settings)
         self.stack_set = self._stack_set(settings, self.member_template)
         CfnOutput(self, "BusArn", value=self.bus.event_bus_arn)
+        CfnOutput(self, FLOW_LOG_DESTINATION_OUTPUT, value=self.ingest.destination_arn)
+        CfnOutput(self, OUTPUT.STATE_TABLE, value=self.state_table.table_name)
+        CfnOutput(self, OUTPUT.LOG_TABLE, value=self.log_table.table_name)
+        CfnOutput(self, OUTPUT.DETECTOR_FUNCTION, value=self.detector.function_name)
         CfnOutput(self, "DetectionInboxUrl", value=self.inbox.queue_url)
         CfnOutput(self, MEMBER_ACCOUNTS_OUTPUT, value=",".join(estate.member_accounts))
         CfnOutput(self, "MemberStackSet", value=MEMBER_STACK_SET.format(settings.stack_name))
+
+    def _detector(self, settings: FloodgateSettings) -> None:
+        """The estate's detector: members' flow logs through the logs destination into the stream, read by
+        the security detector, which publishes each member's decisions on the bus; it holds no NACL right."""
+        estate = settings.estate
+        # The stream's lanes (shards x parallelization) plus the schedule run at once: a reservation below
+        # that (the single-account default is sized for subscription ingest) is raised to it.
+        lanes = int(str(settings.values["kinesisShards"])) * int(
+            str(settings.values["kinesisParallelization"])
+        )
+        reserved = settings.detector.reserved_concurrency
+        settings = dataclasses.replace(
+            settings,
+            detector=dataclasses.replace(
+                settings.detector, reserved_concurrency=None if reserved is None else max(reserved, lanes + 1)
+            ),
+        )
+        # The STATE table holds members' windows and decision leases.
+        self.state_table, self.log_table = ledger_tables(self, retain=settings.retain_tables)
+        self.notifications = Notifications(self, "Notifications", emails=settings.alert_emails)
+        environment = settings.runtime_environment(
+            state_table=self.state_table.table_name,
+            log_table=self.log_table.table_name,
+            topic_arn=self.notifications.topic.topic_arn,
+        )
+        environment[ENV.MODE] = "security"
+        environment[ENV.VPC_ID] = ""
+        log_group = logs.LogGroup(
+            self,
+            "DetectorLogs",
+            retention=retention(settings.function_log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        role = iam.Role(
+            self,
+            "DetectorRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Floodgate security detector",
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
+            )
+        )
+        self.detector = lambda_.Function(
+            self,
+            "Detector",
+            description="Floodgate security detector: members' flow logs -> decisions on the estate bus",
+            runtime=lambda_.Runtime.PYTHON_3_13,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=SECURITY_HANDLER,
+            code=lambda_.Code.from_asset(str(FUNCTIONS_DIR), exclude=ASSET_EXCLUDE),
+            layers=[
+                lambda_.LayerVersion.from_layer_version_arn(
+                    self, "Powertools", powertools_layer_arn(settings.powertools_layer_version)
+                )
+            ],
+            environment=environment,
+            memory_size=settings.detector.memory_mb,
+            timeout=Duration.seconds(settings.detector.timeout_s),
+            reserved_concurrent_executions=settings.detector.reserved_concurrency,
+            role=role,
+            log_group=log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+        )
+        policy = role.node.try_find_child("DefaultPolicy")
+        cfn_function = self.detector.node.default_child
+        if isinstance(policy, iam.Policy) and isinstance(cfn_function, CfnResource):
+            cfn_function.add_override("DependsOn", [logical_id(policy)])
+        iam.Grant.add_to_principal(
+            grantee=self.detector,
+            actions=list(STATE_TABLE_ACTIONS),
+            resource_arns=[self.state_table.table_arn],
+        )
+        iam.Grant.add_to_principal(
+            grantee=self.detector,
+            actions=["dynamodb:BatchWriteItem"],
+            resource_arns=[self.log_table.table_arn],
+        )
+        self.bus.grant_put_events_to(self.detector)
+        self.detector.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadMembersVpcs",
+                actions=["sts:AssumeRole"],
+                resources=[
+                    f"arn:{Aws.PARTITION}:iam::{account}:role/{estate.reader_role}"
+                    for account in estate.member_accounts
+                ],
+            )
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "The X-Ray PutTraceSegments/PutTelemetryRecords actions active tracing adds support no "
+            "resource-level permissions. The security detector holds no EC2 right at all: members write "
+            "their own NACLs.",
+        )
+        acknowledge(
+            self.detector,
+            "AwsSolutions-L1",
+            "The runtime is pinned to python3.13 on purpose: the public Powertools v3 layer used here is "
+            "published per Python version (python313-arm64), and the handlers are tested on 3.13.",
+        )
+        self.ingest = KinesisIngest(
+            self,
+            "KinesisIngest",
+            settings=settings,
+            detector=self.detector,
+            notifications=self.notifications,
+            source_accounts=estate.member_accounts,
+        )
 
     def _detection_inbox(self) -> sqs.Queue:
         inbox = sqs.Queue(
@@ -239,6 +368,7 @@ class MemberStack(Stack):
             state_table=self.state_table.table_name, log_table=self.log_table.table_name, topic_arn=""
         )
         environment[ENV.MODE] = "member"
+        self.flow_logs, self.flow_log_delivery = self._flow_logs(settings, estate.security_account)
         # No asset: a StackSet cannot publish one into every member account. The zip comes from the bucket
         # the security account names (memberCodeBucket / memberCodeKey), as two template parameters.
         self.code = lambda_.Code.from_cfn_parameters(
@@ -260,12 +390,26 @@ class MemberStack(Stack):
         self.expirer = self._function(
             "Expirer",
             handler=MEMBER_EXPIRY_HANDLER,
-            what="ends bans",
+            what="ends bans, keeps the tagged VPC's flow log",
             settings=settings,
             config=settings.expirer,
-            environment=environment,
+            environment={
+                **environment,
+                FLOW_LOG_GROUP_ENV: self.flow_logs.log_group_name,
+                FLOW_LOG_ROLE_ENV: self.flow_log_delivery.role_arn,
+            },
             layer=layer,
         )
+        # The template cannot name the tagged VPC: the expirer creates its flow log at run time.
+        self.expirer.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="TheTaggedVpcsFlowLog",
+                actions=["ec2:CreateFlowLogs", "ec2:DescribeFlowLogs", "logs:CreateLogDelivery"],
+                resources=["*"],
+            )
+        )
+        assert self.expirer.role is not None
+        self.flow_log_delivery.grant_pass_role(self.expirer.role)
         self.enforcer.add_to_role_policy(
             iam.PolicyStatement(
                 sid="OutcomesOnTheDefaultBus",
@@ -286,6 +430,49 @@ class MemberStack(Stack):
         }
         for key, value in outputs.items():
             CfnOutput(self, key, value=value)
+
+    def _flow_logs(
+        self, settings: FloodgateSettings, security_account: str
+    ) -> tuple[logs.LogGroup, iam.Role]:
+        """The group the tagged VPC's flow log delivers into, subscribed to the security account's logs
+        destination (in front of its stream), and the role VPC Flow Logs writes with."""
+        group = logs.LogGroup(
+            self,
+            "FlowLogs",
+            retention=retention(settings.flow_logs.retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        role = iam.Role(
+            self,
+            "FlowLogDelivery",
+            assumed_by=iam.ServicePrincipal(
+                "vpc-flow-logs.amazonaws.com",
+                conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
+            ),
+            description="Floodgate member: VPC Flow Logs delivery into the group the security account reads",
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                resources=[group.log_group_arn],
+            )
+        )
+        destination = (
+            f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{security_account}:destination:"
+            f"{settings.stack_name}-flow-logs"
+        )
+        logs.SubscriptionFilter(
+            self,
+            "ToSecurityAccount",
+            log_group=group,
+            destination=subscribe_to_destination(destination),
+            filter_pattern=(
+                logs.FilterPattern.literal(settings.flow_logs.filter_pattern)
+                if settings.flow_logs.filter_pattern
+                else logs.FilterPattern.all_events()
+            ),
+        )
+        return group, role
 
     def _rules(self, settings: FloodgateSettings, security_account: str) -> None:
         default_bus = events.EventBus.from_event_bus_name(self, "DefaultBus", DEFAULT_BUS)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import typing
+from collections.abc import Sequence
 
 import jsii
 from aws_cdk import Aws, Duration, RemovalPolicy
@@ -94,8 +95,12 @@ class KinesisIngest(Construct):
         settings: FloodgateSettings,
         detector: lambda_.Function,
         notifications: Notifications,
+        source_accounts: Sequence[str] = (),
     ) -> None:
+        """`source_accounts`: the accounts whose log groups may subscribe to the destination (a security
+        account's members); none: this account alone."""
         super().__init__(scope, construct_id)
+        senders = list(source_accounts) or [Aws.ACCOUNT_ID]
         config = KinesisSettings(settings)
         problems = config.problems()
         if problems:
@@ -133,7 +138,15 @@ class KinesisIngest(Construct):
             assumed_by=iam.ServicePrincipal(
                 "logs.amazonaws.com",
                 conditions={
-                    "StringLike": {"aws:SourceArn": f"arn:{Aws.PARTITION}:logs:*:{Aws.ACCOUNT_ID}:*"}
+                    "StringLike": {
+                        # Across accounts CloudWatch Logs names the sender's log group and this account.
+                        "aws:SourceArn": [
+                            f"arn:{Aws.PARTITION}:logs:*:{account}:*"
+                            for account in [*senders, Aws.ACCOUNT_ID]
+                        ]
+                        if source_accounts
+                        else f"arn:{Aws.PARTITION}:logs:*:{Aws.ACCOUNT_ID}:*"
+                    }
                 },
             ),
             description="Floodgate: CloudWatch Logs delivery of flow logs into the stream",
@@ -158,9 +171,9 @@ class KinesisIngest(Construct):
                     "Version": "2012-10-17",
                     "Statement": [
                         {
-                            "Sid": "ThisAccountSubscribes",
+                            "Sid": "MembersSubscribe" if source_accounts else "ThisAccountSubscribes",
                             "Effect": "Allow",
-                            "Principal": {"AWS": Aws.ACCOUNT_ID},
+                            "Principal": {"AWS": senders if source_accounts else Aws.ACCOUNT_ID},
                             "Action": "logs:PutSubscriptionFilter",
                             "Resource": f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
                             f"destination:{destination_name}",

@@ -32,6 +32,7 @@ class METRIC:
     INGEST_LAG_S = "IngestLagS"  # per stored delivery: when it was stored - its latest record's end
     DECISION_AGE_S = "DecisionAgeS"  # at each armed decision: since the last one completed (or the arming)
     DECISION_FAILURES = "DecisionFailures"  # decisions that raised (the invocation fails too, and is retried)
+    DECISIONS_PUBLISHED = "DecisionsPublished"  # security account: member decisions put on the estate bus
 
 
 # How far behind is "behind" (the alarms in infra.falling_behind, and `floodgate status`).
@@ -67,3 +68,4 @@ DETECTOR_HANDLER = "floodgate.handlers.detector.lambda_handler"
 EXPIRER_HANDLER = "floodgate.handlers.expirer.lambda_handler"
 MEMBER_HANDLER = "floodgate.handlers.member.lambda_handler"
 MEMBER_EXPIRY_HANDLER = "floodgate.handlers.member.expiry_handler"
+SECURITY_HANDLER = "floodgate.handlers.security.lambda_handler"

@@ -83,6 +83,7 @@ class Settings:
     security_bus: str
     decision_max_age_s: int
     member_vpc_tag: str
+    estate_reader_role: str
 
     @property
     def is_member(self) -> bool:
@@ -96,10 +97,11 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        # A member reads its VPC's blocks from EC2 (`services.estate`): one template serves every account.
-        member = (environ.get(ENV.MODE) or "").strip() == "member"
+        # A member reads its VPC's blocks from EC2 (`services.estate`): one template serves every account. The
+        # security account reads each member's through the member's reader role (`services.producer`).
+        estate = (environ.get(ENV.MODE) or "").strip() in ("member", "security")
         values: dict[str, Any] = {
-            attribute(row): () if member and row.env == ENV.VPC_CIDRS else _read(row, environ)
+            attribute(row): () if estate and row.env == ENV.VPC_CIDRS else _read(row, environ)
             for row in BY_ENV.values()
         }
         settings = cls(**values)
@@ -108,7 +110,8 @@ class Settings:
                 raise ConfigError(f"{ENV.NACL_IDS}: {nacl_id!r} is not a NACL id (acl-…)")
         if settings.is_member and settings.security_account is None:
             raise ConfigError(f"{ENV.SECURITY_ACCOUNT} is required in member mode: whose decisions to apply")
-        if not settings.nacl_ids and settings.vpc_id is None and not settings.is_member:
+        # The security account protects no VPC of its own: it decides for the members' (`services.producer`).
+        if not settings.nacl_ids and settings.vpc_id is None and settings.mode == "single":
             raise ConfigError(f"set {ENV.NACL_IDS} or {ENV.VPC_ID}: Floodgate needs NACLs to protect")
         if settings.budget + 2 > settings.nacl_quota:
             raise ConfigError(

@@ -272,9 +272,9 @@ SETTINGS: tuple[Setting, ...] = (
             meaning="security: the bucket (readable by the organization) holding the members' function zip"),
         Setting("memberCodeKey", None, "text", "floodgate/functions.zip", pattern=r"[\w!\-.*'()/]{1,1024}",
             what="an S3 object key", meaning="security: the key of the members' function zip in that bucket"),
-        Setting("estateReaderRole", None, "text", "FloodgateEstateReader", pattern=r"[\w+=,.@\-]{1,64}",
-            what="an IAM role name",
-            meaning="member: the read-only role the security account assumes for `status --all`"),
+        Setting("estateReaderRole", "FLOODGATE_ESTATE_READER_ROLE", "text", "FloodgateEstateReader",
+            pattern=r"[\w+=,.@\-]{1,64}", what="an IAM role name",
+            meaning="member: the read-only role the security account assumes (`status --all`, member VPCs)"),
     ),
     *_area(
         "Set by the stack",

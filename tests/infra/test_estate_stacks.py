@@ -13,8 +13,9 @@ from aws_cdk.assertions import Template
 from cdk_nag import AwsSolutionsChecks
 from cfnlint.api import lint_file
 
-from floodgate.observability import MEMBER_EXPIRY_HANDLER, MEMBER_HANDLER, OUTPUT
+from floodgate.observability import MEMBER_EXPIRY_HANDLER, MEMBER_HANDLER, OUTPUT, SECURITY_HANDLER
 from floodgate.services.bus import decision_route, member_inbound, member_outbound, security_inbound
+from floodgate.services.estate import FLOW_LOG_GROUP_ENV, FLOW_LOG_ROLE_ENV
 from infra.app import build_app, build_deployment
 from infra.settings import FloodgateSettings, SettingsError
 from tests.infra.test_stack import BASE
@@ -146,6 +147,101 @@ def test_the_reader_role_is_assumed_by_the_security_account_and_only_reads(membe
         a.split(":")[1].startswith(("Get", "Query", "BatchGet", "Describe")) for a in actions
     )
     assert OUTPUT.DETECTOR_FUNCTION in member["Outputs"] and OUTPUT.STATE_TABLE in member["Outputs"]
+
+
+def _statements(template: dict[str, Any], role_id: str) -> list[dict[str, Any]]:
+    return [
+        statement
+        for policy in _of_type(template, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def _actions(statements: list[dict[str, Any]]) -> set[str]:
+    return {
+        action
+        for statement in statements
+        for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+    }
+
+
+def test_the_members_flow_logs_reach_the_security_detector_through_the_destination_and_stream(
+    security: dict[str, Any],
+) -> None:
+    (destination,) = _of_type(security, "AWS::Logs::Destination").values()
+    # The policy is JSON joined with the partition and region: its head names who may subscribe.
+    head = destination["Properties"]["DestinationPolicy"]["Fn::Join"][1][0]
+    assert (
+        f'"Principal": {{"AWS": ["{MEMBER_A}", "{MEMBER_B}"]}}, "Action": "logs:PutSubscriptionFilter"'
+        in head
+    )
+    (stream_id,) = _of_type(security, "AWS::Kinesis::Stream")
+    assert destination["Properties"]["TargetArn"] == {"Fn::GetAtt": [stream_id, "Arn"]}
+    roles = _of_type(security, "AWS::IAM::Role")
+    (delivery_id,) = [k for k in roles if "DestinationRole" in k]
+    trust = json.dumps(roles[delivery_id]["Properties"]["AssumeRolePolicyDocument"])
+    assert f":logs:*:{MEMBER_A}:*" in trust and f":logs:*:{MEMBER_B}:*" in trust
+    (detector_id, detector) = next(
+        (k, f)
+        for k, f in _of_type(security, "AWS::Lambda::Function").items()
+        if f["Properties"]["Handler"] == SECURITY_HANDLER
+    )
+    variables = detector["Properties"]["Environment"]["Variables"]
+    assert variables["FLOODGATE_MODE"] == "security"
+    assert variables["FLOODGATE_MEMBER_ACCOUNTS"] == f"{MEMBER_A},{MEMBER_B}"
+    (mapping,) = _of_type(security, "AWS::Lambda::EventSourceMapping").values()
+    assert mapping["Properties"]["FunctionName"] == {"Ref": detector_id}
+    assert mapping["Properties"]["EventSourceArn"] == {"Fn::GetAtt": [stream_id, "Arn"]}
+    schedules = [
+        r for r in _of_type(security, "AWS::Events::Rule").values() if "ScheduleExpression" in r["Properties"]
+    ]
+    assert any(
+        t["Arn"] == {"Fn::GetAtt": [detector_id, "Arn"]}
+        for r in schedules
+        for t in r["Properties"]["Targets"]
+    )
+    assert "FlowLogDestinationArn" in security["Outputs"]
+
+
+def test_the_security_detector_publishes_and_reads_members_but_writes_no_nacl(
+    security: dict[str, Any],
+) -> None:
+    (detector,) = [
+        f
+        for f in _of_type(security, "AWS::Lambda::Function").values()
+        if f["Properties"]["Handler"] == SECURITY_HANDLER
+    ]
+    role_id = detector["Properties"]["Role"]["Fn::GetAtt"][0]
+    statements = _statements(security, role_id)
+    actions = _actions(statements)
+    assert "events:PutEvents" in actions and "sts:AssumeRole" in actions
+    assert not any(a.startswith("ec2:") for a in actions)
+    (assume,) = [s for s in statements if s["Action"] == "sts:AssumeRole"]
+    for account, resource in zip([MEMBER_A, MEMBER_B], assume["Resource"], strict=True):
+        assert f":iam::{account}:role/FloodgateEstateReader" in json.dumps(resource)
+
+
+def test_a_member_subscribes_its_flow_logs_to_the_security_destination_and_its_expirer_creates_the_flow_log(
+    member: dict[str, Any],
+) -> None:
+    (subscription,) = _of_type(member, "AWS::Logs::SubscriptionFilter").values()
+    target = json.dumps(subscription["Properties"]["DestinationArn"])
+    assert f":{SECURITY}:destination:Floodgate-flow-logs" in target
+    groups = _of_type(member, "AWS::Logs::LogGroup")
+    group_id = subscription["Properties"]["LogGroupName"]["Ref"]
+    assert group_id in groups
+    functions = _of_type(member, "AWS::Lambda::Function").values()
+    (expirer,) = [f for f in functions if f["Properties"]["Handler"] == MEMBER_EXPIRY_HANDLER]
+    variables = expirer["Properties"]["Environment"]["Variables"]
+    assert variables[FLOW_LOG_GROUP_ENV] == {"Ref": group_id}
+    delivery_id = variables[FLOW_LOG_ROLE_ENV]["Fn::GetAtt"][0]
+    trust = _of_type(member, "AWS::IAM::Role")[delivery_id]["Properties"]["AssumeRolePolicyDocument"]
+    assert trust["Statement"][0]["Principal"] == {"Service": "vpc-flow-logs.amazonaws.com"}
+    statements = _statements(member, expirer["Properties"]["Role"]["Fn::GetAtt"][0])
+    assert {"ec2:CreateFlowLogs", "ec2:DescribeFlowLogs"} <= _actions(statements)
+    (pass_role,) = [s for s in statements if s["Action"] == "iam:PassRole"]
+    assert pass_role["Resource"] == {"Fn::GetAtt": [delivery_id, "Arn"]}
 
 
 @pytest.mark.parametrize("mode", ["security", "member"])

@@ -9,10 +9,14 @@ status --all` reaches them. EventBridge routes across accounts in moto; its last
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
+import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import redirect_stdout
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,13 +24,19 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from emulator.deploy import DeployedFunction
 from emulator.estate import delivered, queue_target
+from emulator.lambda_runtime import subscription_document
 from emulator.server import ACCOUNT_ID
-from floodgate.adapters.estate import BusPublisher
+from emulator.stream_runner import MappingConfig, StreamRunner, scheduled_event
+from emulator.traffic import Source, background, flow_lines
+from floodgate.adapters.estate import BusPublisher, MemberVpc
 from floodgate.adapters.retry import Retrier
+from floodgate.adapters.window import WINDOW_PREFIX
 from floodgate.core.model import PlannedDeny
 from floodgate.handlers import member as member_handler
-from floodgate.observability import MEMBER_ACCOUNTS_OUTPUT, OUTPUT
+from floodgate.handlers import security as security_handler
+from floodgate.observability import MEMBER_ACCOUNTS_OUTPUT, OUTPUT, SECURITY_HANDLER
 from floodgate.services.bus import (
     DECISION_DETAIL_TYPE,
     BusEventError,
@@ -43,8 +53,16 @@ from floodgate.services.bus import (
     put_events_entry,
     security_inbound,
 )
-from floodgate.services.estate import MemberService, member_settings
+from floodgate.services.estate import (
+    FLOW_LOG_GROUP_ENV,
+    FLOW_LOG_ROLE_ENV,
+    MemberService,
+    ensure_member_flow_log,
+    member_settings,
+)
 from floodgate.services.expiry import ExpiryService
+from floodgate.services.producer import DecisionProducer
+from floodgate.services.streaming import DECISION_LEASE_PREFIX
 from floodgate.services.wiring import Wiring
 from floodgate.settings import Settings
 from tests.events import LambdaContextStub, load
@@ -111,7 +129,7 @@ def estate(
     suffix = uuid.uuid4().hex[:8]
     bus = f"floodgate-estate-{suffix}"
     tag = f"floodgate:protect-{suffix}"  # the emulator is shared by the session's tests: one tag per test
-    # Timeouts within the engine's 60 s lease, as the conftest's clients (the engine refuses longer ones).
+    # Timeouts within the engine's 60 s lease, as conftest's (the engine refuses a client that outlasts it).
     config = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5, read_timeout=20)
     security_events = boto3.client("events", endpoint_url=aws_endpoint, region_name=REGION, config=config)
     security_sqs = boto3.client("sqs", endpoint_url=aws_endpoint, region_name=REGION)
@@ -399,3 +417,254 @@ def test_the_member_handlers_apply_a_delivered_decision_and_expire_over_the_tagg
     finally:
         member_handler.member.use(None)
         member_handler.expirer.use(None)
+
+
+# -- the decision producer: members' flow logs in, one decision per member out ---------------------------
+
+FLOODERS = ["198.51.100.7", "198.51.100.8"]
+
+
+class _SecurityDetector:
+    """The security account's detector Lambda as the stream runner invokes it: its handler, over the
+    producer wired to the emulator (`handlers.security.producer`)."""
+
+    def __init__(self, arn: str) -> None:
+        self.function = DeployedFunction(
+            "SecurityDetector",
+            "floodgate-security",
+            arn,
+            SECURITY_HANDLER,
+            "python3.13",
+            {},
+            60,
+            512,
+            None,
+            {},
+        )
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        with redirect_stdout(io.StringIO()):  # the handler's structured logs and EMF
+            answer: dict[str, Any] = security_handler.lambda_handler(event, LambdaContextStub())
+        return answer
+
+
+@dataclass
+class SecurityKit:
+    producer: DecisionProducer
+    runner: StreamRunner
+    tables: Tables
+    dynamodb: Any
+
+
+@pytest.fixture
+def security(estate: EstateKit, make_tables: Callable[..., Tables]) -> Iterator[SecurityKit]:
+    suffix = uuid.uuid4().hex[:8]
+    kinesis = boto3.client(
+        "kinesis", endpoint_url=estate.security_events.meta.endpoint_url, region_name=REGION
+    )
+    stream = f"floodgate-estate-flow-logs-{suffix}"
+    kinesis.create_stream(StreamName=stream, ShardCount=2)
+    stream_arn = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamARN"]
+    tables = make_tables()
+    a = estate.members[MEMBER_A]
+    settings = Settings.from_env(
+        {
+            "FLOODGATE_MODE": "security",
+            "FLOODGATE_MEMBER_ACCOUNTS": f"{MEMBER_A},{MEMBER_B}",
+            "FLOODGATE_SECURITY_BUS": estate.bus,
+            "FLOODGATE_MEMBER_VPC_TAG": a.service.settings.member_vpc_tag,
+            "FLOODGATE_STATE_TABLE": tables.state,
+            "FLOODGATE_LOG_TABLE": tables.log,
+            "FLOODGATE_WINDOW_SHARDS": "2",
+            # Members' alarms do not arm the security account: it decides at the always threshold.
+            "FLOODGATE_ALWAYS_PPS": "5000",
+        }
+    )
+    dynamodb = boto3.client("dynamodb", endpoint_url=kinesis.meta.endpoint_url, region_name=REGION)
+    producer = DecisionProducer.from_settings(
+        settings,
+        account=SECURITY,
+        region=REGION,
+        wiring=Wiring(dynamodb=dynamodb, retrier=Retrier(FAST_RETRIES)),
+        events=estate.security_events,
+        # AssumeRole into each member's reader role, as the deployed function does.
+        member_clients=lambda account, service: estate.members[account].clients(service),
+    )
+    config = MappingConfig(
+        uuid=suffix,
+        stream_arn=stream_arn,
+        batch_size=5,
+        batch_window_s=10,
+        tumbling_window_s=30,
+        parallelization=1,
+        bisect=True,
+        retry_attempts=2,
+        max_record_age_s=3600,
+        on_failure=None,
+    )
+    runner = StreamRunner(
+        _SecurityDetector(f"arn:aws:lambda:{REGION}:{SECURITY}:function:floodgate-security"),
+        kinesis=kinesis,
+        sqs=estate.security_sqs,
+        config=config,
+        clock=time.time,
+        region=REGION,
+        keep_responses=True,
+    )
+    security_handler.producer.use(producer)
+    try:
+        yield SecurityKit(producer, runner, tables, dynamodb)
+    finally:
+        security_handler.producer.use(None)
+
+
+def _minute_of_flow_logs(
+    member: Member, sources: list[Source], *, seed: int, owner: str
+) -> list[dict[str, Any]]:
+    """The subscription documents the member's flow-log group sends the destination for a minute of
+    `sources`, one per interface of the member's VPC (10.30.0.0/16), stamped with `owner`."""
+    now = int(time.time())
+    interfaces = [("eni-0aaaabbbbcccc0001", "10.30.1.10"), ("eni-0aaaabbbbcccc0002", "10.30.2.10")]
+    by_interface: dict[str, list[str]] = {}
+    for line in flow_lines(sources, intervals=1, seed=seed, start=now - 90, interfaces=interfaces):
+        by_interface.setdefault(line.split()[2], []).append(line)
+    return [
+        subscription_document(
+            lines,
+            log_group="/floodgate/member-flow-logs",
+            log_stream=f"{eni}-all",
+            filter_name="to-security",
+            timestamp_ms=now * 1000,
+            batch=f"{member.account}-{seed}-{eni}",
+            owner=owner,
+        )
+        for eni, lines in sorted(by_interface.items())
+    ]
+
+
+def _tick() -> dict[str, Any]:
+    event = scheduled_event(f"arn:aws:events:{REGION}:{SECURITY}:rule/floodgate-decisions", time.time())
+    return _SecurityDetector("arn").invoke(event)
+
+
+def test_the_security_account_decides_for_the_flooded_member_alone_and_that_member_enforces(
+    estate: EstateKit, security: SecurityKit
+) -> None:
+    a, b = estate.members[MEMBER_A], estate.members[MEMBER_B]
+    rng = random.Random(3)
+    ordinary_a, ordinary_b = background(rng, 60, pps=8.0), background(rng, 60, pps=8.0)
+    flood = [Source(address, 15_000, flows=12) for address in FLOODERS]
+    outsider = "444444444444"  # a log group of an account outside the estate, aimed at the destination
+    documents = [
+        *_minute_of_flow_logs(a, ordinary_a + flood, seed=1, owner=MEMBER_A),
+        *_minute_of_flow_logs(b, ordinary_b, seed=2, owner=MEMBER_B),
+        *_minute_of_flow_logs(b, [Source("192.0.2.99", 50_000, flows=12)], seed=3, owner=outsider),
+    ]
+    security.runner.deliver(documents)
+    stats = security.runner.drain()
+    assert stats.records == len(documents) and stats.failed_batches == 0
+    assert all(r == {"state": {}, "batchItemFailures": []} for r in stats.responses)
+    # One window per member, and none for the outsider, whose deliveries were refused at ingest.
+    items = security.dynamodb.scan(TableName=security.tables.state)["Items"]
+    scopes = {i["pk"]["S"].split("#")[1] for i in items if i["pk"]["S"].startswith(WINDOW_PREFIX)}
+    assert scopes == {MEMBER_A, MEMBER_B}
+
+    answer = _tick()
+    by_account = {m["account"]: m for m in answer["members"]}
+    assert by_account[MEMBER_A]["sent"] is True and by_account[MEMBER_A]["vpc"] == a.vpc.vpc_id
+    assert set(FLOODERS) <= {cidr.split("/")[0] for cidr in by_account[MEMBER_A]["denies"]}
+    assert by_account[MEMBER_B]["decision"] is None and by_account[MEMBER_B]["denies"] == []
+    assert "192.0.2.99" not in json.dumps(answer)
+
+    # The decision travels the bus to A alone; A's enforcer writes it into A's NACLs.
+    assert delivered(b.clients("sqs"), b.inbox, sender=SECURITY) == []
+    (event,) = delivered(a.clients("sqs"), a.inbox, sender=SECURITY)
+    assert event["detail"]["decisionId"] == by_account[MEMBER_A]["decision"]
+    report = a.service.receive(event)
+    assert not report.result.dry_run and report.outcome_sent
+    denied = {cidr for _, cidr in a.owned_entries()}
+    assert {f"{address}/32" for address in FLOODERS} <= denied
+    assert not any(cidr.split("/")[0] in {s.address for s in ordinary_a} for cidr in denied)
+    assert b.owned_entries() == [] and b.items(b.tables.log) == []
+    # The security account enforces nothing: its deny log stays empty.
+    assert security.dynamodb.scan(TableName=security.tables.log)["Items"] == []
+
+
+def test_a_member_decision_already_running_is_left_to_its_holder(
+    estate: EstateKit, security: SecurityKit
+) -> None:
+    producer = security.producer
+    lease = producer.ledger.try_acquire(
+        f"{DECISION_LEASE_PREFIX}{MEMBER_A}", actor="another-invocation", now=time.time(), lease_s=60
+    )
+    assert lease is not None
+    answer = _tick()
+    by_account = {m["account"]: m for m in answer["members"]}
+    assert by_account[MEMBER_A]["why_not"] == "another decision is running"
+    assert by_account[MEMBER_B]["why_not"] is not None and by_account[MEMBER_B]["vpc"] is not None
+
+
+def test_without_the_always_threshold_the_security_account_decides_nothing(
+    estate: EstateKit, security: SecurityKit
+) -> None:
+    a = estate.members[MEMBER_A]
+    flood = [Source(address, 15_000, flows=12) for address in FLOODERS]
+    security.runner.deliver(_minute_of_flow_logs(a, flood, seed=4, owner=MEMBER_A))
+    security.runner.drain()
+    security.producer.settings = dataclasses.replace(security.producer.settings, always_pps=None)
+    answer = _tick()
+    assert {m["account"]: m["decision"] for m in answer["members"]} == {MEMBER_A: None, MEMBER_B: None}
+    assert all(m["why_not"].startswith("not armed") for m in answer["members"])
+    assert delivered(a.clients("sqs"), a.inbox, sender=SECURITY) == []
+
+
+def test_a_members_flow_log_into_the_subscribed_group_is_created_once_on_its_tagged_vpc(
+    estate: EstateKit,
+) -> None:
+    a, b = estate.members[MEMBER_A], estate.members[MEMBER_B]
+    wiring = Wiring(ec2=a.clients("ec2"), dynamodb=a.clients("dynamodb"), retrier=Retrier(FAST_RETRIES))
+    settings = member_settings(a.service.settings, wiring)
+    group = f"floodgate-member-flow-logs-{uuid.uuid4().hex[:8]}"
+    environ = {
+        FLOW_LOG_GROUP_ENV: group,
+        FLOW_LOG_ROLE_ENV: f"arn:aws:iam::{MEMBER_A}:role/FloodgateFlowLogDelivery",
+    }
+    created = ensure_member_flow_log(settings, environ, wiring)
+    assert created is not None
+    assert ensure_member_flow_log(settings, environ, wiring) is None  # the next run finds it
+    flows = a.clients("ec2").describe_flow_logs(Filters=[{"Name": "resource-id", "Values": [a.vpc.vpc_id]}])
+    ours = [f for f in flows["FlowLogs"] if f["LogGroupName"] == group]
+    assert [f["FlowLogId"] for f in ours] == [created]
+    assert ours[0]["TrafficType"] == "ALL" and ours[0]["MaxAggregationInterval"] == 60
+    # B's VPC has none: each member creates its own, in its own account.
+    theirs = b.clients("ec2").describe_flow_logs(Filters=[{"Name": "resource-id", "Values": [b.vpc.vpc_id]}])
+    assert theirs["FlowLogs"] == []
+    # Without the stack's variables (single mode, older member stacks) nothing is asked of EC2.
+    assert ensure_member_flow_log(settings, {}, Wiring(ec2=object())) is None
+
+
+def test_a_member_that_cannot_be_read_fails_alone_and_the_others_still_get_their_decisions(
+    estate: EstateKit, security: SecurityKit
+) -> None:
+    a = estate.members[MEMBER_A]
+    flood = [Source(address, 15_000, flows=12) for address in FLOODERS]
+    security.runner.deliver(_minute_of_flow_logs(a, flood, seed=5, owner=MEMBER_A))
+    security.runner.drain()
+    read_vpc = security.producer.member_vpc
+
+    def reader_role_gone_in_b(account: str) -> MemberVpc:
+        if account == MEMBER_B:
+            raise PermissionError(f"AccessDenied assuming the reader role of {account}")
+        return read_vpc(account)
+
+    security.producer.member_vpc = reader_role_gone_in_b
+    answer = _tick()
+    by_account = {m["account"]: m for m in answer["members"]}
+    assert by_account[MEMBER_B]["failed"] is True
+    assert (
+        by_account[MEMBER_B]["why_not"]
+        == f"PermissionError: AccessDenied assuming the reader role of {MEMBER_B}"
+    )
+    assert by_account[MEMBER_A]["sent"] is True and by_account[MEMBER_A]["failed"] is False
+    (event,) = delivered(a.clients("sqs"), a.inbox, sender=SECURITY)
+    assert {d["cidr"] for d in event["detail"]["denies"]} >= {f"{address}/32" for address in FLOODERS}

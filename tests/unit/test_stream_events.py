@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from emulator.lambda_runtime import encode_awslogs, subscription_document
 from emulator.traffic import START, Source, flow_lines, public_addresses
 from floodgate.adapters.window import window_key
 from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat, FlowLogParser
@@ -171,3 +172,25 @@ def test_window_keys_keep_shard_zero_unsharded_and_stream_shards_map_stably() ->
     assert mapped == [window_shard(shard, 4) for shard in shards]
     assert set(mapped) == {0, 1, 2, 3}  # 64 stream shards reach every window shard
     assert {window_shard(shard, 1) for shard in shards} == {0}
+
+
+def test_a_scoped_window_keys_each_member_apart_and_the_unscoped_keys_stay_as_they_were() -> None:
+    assert window_key(1764000000, 0, "222222222222") == "WINDOW#222222222222#1764000000"
+    assert window_key(1764000000, 1, "222222222222") == "WINDOW#222222222222#1764000000#1"
+    assert window_key(1764000000, 1) == "WINDOW#1764000000#1"
+
+
+@pytest.mark.parametrize(
+    ("owner", "expected"),
+    [("222222222222", "222222222222"), ("2222", ""), (222222222222, ""), ("222222222222\n", "")],
+)
+def test_a_delivery_names_its_owner_account_only_when_it_is_one(owner: object, expected: str) -> None:
+    document = subscription_document(
+        ["2 x eni-1 198.51.100.1 10.0.0.1 1 2 6 1 40 1764000000 1764000060 ACCEPT OK"],
+        log_group="g",
+        log_stream="eni-1-all",
+        filter_name="f",
+        timestamp_ms=1764000000000,
+    )
+    delivery = parse_detector_event(encode_awslogs({**document, "owner": owner}))
+    assert isinstance(delivery, FlowLogDelivery) and delivery.owner == expected

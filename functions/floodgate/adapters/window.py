@@ -131,8 +131,11 @@ class TrafficWindow:
         client: Any = None,
         retrier: Retrier | None = None,
         shards: int = 1,
+        scope: str = "",
     ) -> None:
         self.table = table
+        # A window of its own in the same table (the security account keeps one per member account).
+        self.scope = scope
         self.window_s = window_s
         self.shards = shards
         self.new_summary = new_summary
@@ -201,7 +204,7 @@ class TrafficWindow:
         written = 0
         for index, part in enumerate(parts):
             item = {
-                PARTITION_KEY: {"S": window_key(int(minute), shard)},
+                PARTITION_KEY: {"S": window_key(int(minute), shard, self.scope)},
                 SORT_KEY: {"S": f"{_RAW}{arrived}#{delivery_id}#{index:03d}"},
                 "parts": {"N": str(len(parts))},
                 "summary": {"B": part},
@@ -228,7 +231,7 @@ class TrafficWindow:
                 self._ddb.get_item,
                 TableName=self.table,
                 Key={
-                    PARTITION_KEY: {"S": window_key(minute, shard)},
+                    PARTITION_KEY: {"S": window_key(minute, shard, self.scope)},
                     SORT_KEY: {"S": f"{_MERGED}{mark:013d}#000"},
                 },
                 ProjectionExpression="deliveries",
@@ -252,7 +255,9 @@ class TrafficWindow:
             "TableName": self.table,
             "KeyConditionExpression": f"pk = :pk AND {condition}",
             "ProjectionExpression": "sk",
-            "ExpressionAttributeValues": dynamo.item({":pk": window_key(minute, shard), ":after": after}),
+            "ExpressionAttributeValues": dynamo.item(
+                {":pk": window_key(minute, shard, self.scope), ":after": after}
+            ),
         }
         return list(dynamo.pages(self._retry, "Query window keys", self._ddb.query, params))
 
@@ -302,7 +307,7 @@ class TrafficWindow:
     def _read_bucket(self, minute_shard: tuple[int, int]) -> _Bucket:
         minute, shard = minute_shard
         bucket = _Bucket(minute, shard)
-        pk = {"S": window_key(minute, shard)}
+        pk = {"S": window_key(minute, shard, self.scope)}
         # Merged versions are immutable: their keys first, the parts only of a version not opened before.
         version_parts: dict[int, int] = {}
         version_keys: dict[int, list[str]] = {}
@@ -333,7 +338,7 @@ class TrafficWindow:
         if cached is not None:
             return cached
         prefix = f"{_MERGED}{mark:013d}#"
-        values = {":pk": {"S": window_key(bucket.minute, bucket.shard)}, ":m": {"S": prefix}}
+        values = {":pk": {"S": window_key(bucket.minute, bucket.shard, self.scope)}, ":m": {"S": prefix}}
         parts: dict[int, bytes] = {}
         ids: set[str] = set()
         for item in self._query(bucket, "begins_with(sk, :m)", values):
@@ -388,7 +393,7 @@ class TrafficWindow:
         merge_batches(summary, digests)
         parts = pack_summary(summary)
         expires = str(math.ceil(bucket.minute + BUCKET_S + self.window_s + _EXPIRY_SLACK_S))
-        pk = {"S": window_key(bucket.minute, bucket.shard)}
+        pk = {"S": window_key(bucket.minute, bucket.shard, self.scope)}
         for index, part in enumerate(parts):
             item = {
                 PARTITION_KEY: pk,
@@ -444,10 +449,12 @@ class TrafficWindow:
         return items
 
 
-def window_key(minute: int, shard: int = 0) -> str:
+def window_key(minute: int, shard: int = 0, scope: str = "") -> str:
     """The partition key of one minute's shard: shard 0 keeps the unsharded key, so that a window written
-    before sharding was configured (or with one shard) reads the same."""
-    return f"{WINDOW_PREFIX}{minute}" if shard == 0 else f"{WINDOW_PREFIX}{minute}#{shard}"
+    before sharding was configured (or with one shard) reads the same. A scoped window (a member account's,
+    in the security account) puts its scope first: WINDOW#<scope>#<minute>[#<shard>]."""
+    prefix = f"{WINDOW_PREFIX}{scope}#" if scope else WINDOW_PREFIX
+    return f"{prefix}{minute}" if shard == 0 else f"{prefix}{minute}#{shard}"
 
 
 def _arrived(delivery: str) -> int:

@@ -58,6 +58,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 @tracer.capture_lambda_handler(capture_response=False)
 def expiry_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.set_correlation_id(context.aws_request_id)
-    report = expirer.get().run()
+    service = expirer.get()
+    from floodgate.services.estate import ensure_member_flow_log  # noqa: PLC0415 - loaded with the service
+    from floodgate.services.wiring import Wiring  # noqa: PLC0415
+
+    # Idempotent, so on every run: a flow log deleted by hand comes back at the next one.
+    ensure_member_flow_log(service.settings, os.environ, Wiring())
+    report = service.run()
     record_per_nacl(METRIC.DENIES_ACTIVE, report.active)
     return record(report)

@@ -11,12 +11,14 @@ runs the ordinary expiry over the same VPC (`member_settings`).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from floodgate.adapters.estate import BusPublisher, tagged_vpc
+from floodgate.adapters.estate import BusPublisher, ensure_flow_log, tagged_vpc
+from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat
 from floodgate.core.records import EventKind, Origin, OriginKind
 from floodgate.engine.enforcer import Enforcer
 from floodgate.engine.results import EnforcementResult
@@ -42,6 +44,41 @@ def member_settings(settings: Settings, wiring: Wiring) -> Settings:
     """The settings of a member, aimed at its tagged VPC, whose CIDR blocks (read from EC2) are protected."""
     vpc_id = tagged_vpc(settings.member_vpc_tag, client=wiring.ec2, retrier=wiring.retrier)
     return wiring.known_vpc(dataclasses.replace(settings, vpc_id=vpc_id, nacl_ids=(), vpc_cidrs=()))
+
+
+# Set by the member stack on the expirer: the log group subscribed to the security account's destination and
+# the role VPC Flow Logs delivers into it with.
+FLOW_LOG_GROUP_ENV = "FLOODGATE_MEMBER_FLOW_LOG_GROUP"
+FLOW_LOG_ROLE_ENV = "FLOODGATE_MEMBER_FLOW_LOG_ROLE"
+_log = logging.getLogger(__name__)
+
+
+def ensure_member_flow_log(settings: Settings, environ: Mapping[str, str], wiring: Wiring) -> str | None:
+    """The tagged VPC's flow log into the group the security account reads, created when missing (the id),
+    else None. Failing is logged, never raised: expiry must run whatever happens to the flow log."""
+    group, role = environ.get(FLOW_LOG_GROUP_ENV), environ.get(FLOW_LOG_ROLE_ENV)
+    if not (group and role and settings.vpc_id):
+        return None
+    fields = settings.flow_log_format.fields
+    try:
+        created = ensure_flow_log(
+            settings.vpc_id,
+            log_group=group,
+            delivery_role_arn=role,
+            log_format=None if fields == FlowLogFormat.parse(DEFAULT_FORMAT).fields else _format_text(fields),
+            client=wiring.ec2,
+            retrier=wiring.retrier,
+        )
+    except Exception:
+        _log.exception("the flow log of %s into %s could not be checked or created", settings.vpc_id, group)
+        return None
+    if created:
+        _log.info("created flow log %s of %s into %s", created, settings.vpc_id, group)
+    return created
+
+
+def _format_text(fields: tuple[str, ...]) -> str:
+    return " ".join(f"${{{name}}}" for name in fields)
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,9 @@ class FlowLogDelivery:
     messages: tuple[str, ...]
     delivery_id: str  # the same for a redelivery of the same batch (Lambda's async retries)
     latest_event_ms: int  # the newest log event's timestamp
+    # The account whose log group sent it (the payload's `owner`), "" when it names none: what the security
+    # account keeps members' windows apart by.
+    owner: str = ""
 
     @property
     def stream_path(self) -> str:
@@ -295,6 +298,7 @@ def _subscription(awslogs: object) -> FlowLogDelivery | ControlMessage:
         messages=tuple(messages),
         delivery_id=_delivery_id(log_group, log_stream, events),
         latest_event_ms=latest_ms,
+        owner=owner if isinstance(owner := document.get("owner"), str) and _ACCOUNT.fullmatch(owner) else "",
     )
 
 

@@ -128,7 +128,12 @@ def detection_config(settings: Settings, policy: DenyPolicy) -> DetectionConfig:
 
 
 def window_for(
-    settings: Settings, detection: DetectionConfig, *, dynamodb: Any, retrier: Retrier | None = None
+    settings: Settings,
+    detection: DetectionConfig,
+    *,
+    dynamodb: Any,
+    retrier: Retrier | None = None,
+    scope: str = "",
 ) -> TrafficWindow:
     """The shared window in the STATE table. Its summaries are sized so that every source or prefix above
     FLOODGATE_MIN_SHARE of the window's packets is found (`core.summary`)."""
@@ -144,4 +149,5 @@ def window_for(
         client=dynamodb,
         retrier=retrier,
         shards=settings.window_shards,
+        scope=scope,
     )

@@ -1,0 +1,55 @@
+"""Security-account detector of a multi-account estate (mode "security"): the members' flow logs from the
+stream behind the logs destination, and the decision schedule, which publishes one `Floodgate Decision` per
+member onto the estate bus (`floodgate.services.producer`). It writes no NACL.
+
+Any other event raises InvalidEvent before anything is read or written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import TYPE_CHECKING, Any
+
+from floodgate.handlers.runtime import ColdStart, logger, metrics, record, tracer
+from floodgate.services.events import InvalidEvent, ScheduledDecision, StreamBatch, parse_detector_event
+from floodgate.settings import Settings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from floodgate.services.producer import DecisionProducer
+
+
+def _build(settings: Settings) -> DecisionProducer:
+    # The domain and boto3 load here, on first use, not at import: the handler module stays cheap to load.
+    from floodgate.adapters.estate import own_account  # noqa: PLC0415 - lazy on purpose
+    from floodgate.services.producer import DecisionProducer  # noqa: PLC0415
+
+    return DecisionProducer.from_settings(settings, account=own_account(), region=os.environ["AWS_REGION"])
+
+
+producer: ColdStart[DecisionProducer] = ColdStart(_build)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    logger.set_correlation_id(context.aws_request_id)
+    try:
+        parsed = parse_detector_event(event)
+    except InvalidEvent as exc:
+        logger.error("rejected event: %s", exc)
+        raise
+    if isinstance(parsed, ScheduledDecision):
+        # Each member's decision lease lasts as long as this invocation may: a holder that times out frees it.
+        parsed = dataclasses.replace(parsed, lease_s=context.get_remaining_time_in_millis() / 1000)
+    elif not isinstance(parsed, StreamBatch):
+        error = InvalidEvent(
+            f"the security account's detector reads stream batches and its schedule, not a "
+            f"{type(parsed).__name__}"
+        )
+        logger.error("rejected event: %s", error)
+        raise error
+    return record(producer.get().handle(parsed))
