@@ -35,7 +35,7 @@ test: lint
 MUTATE_DIR := .mutate
 mutate: $(STAMP)
 	rm -rf $(MUTATE_DIR) && mkdir $(MUTATE_DIR)
-	for path in functions tests emulator infra samples app.py cdk.json pyproject.toml README.md; do ln -s ../$$path $(MUTATE_DIR)/$$path; done
+	for path in functions tests emulator infra samples bench app.py cdk.json pyproject.toml README.md; do ln -s ../$$path $(MUTATE_DIR)/$$path; done
 	ln -s ../functions $(MUTATE_DIR)/src
 	cd $(MUTATE_DIR) && time nice -n 19 $(abspath $(VENV))/bin/mutmut run --max-children 1 $(MUTANTS) > mutmut.log 2>&1 \
 		|| { tail -40 mutmut.log; exit 1; }
