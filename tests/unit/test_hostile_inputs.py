@@ -120,6 +120,41 @@ def test_the_runbook_pattern_lets_through_what_the_lambda_accepts(text: str) -> 
     assert re.fullmatch(CIDR_PATTERN, text) is not None
 
 
+def test_the_longest_spelling_of_a_nacl_cidr_is_accepted() -> None:
+    # Six groups written in full, then a dotted quad and /128: 49 characters, the most a CIDR can take.
+    longest = "0000:0000:0000:0000:0000:0000:255.255.255.255/128"
+    assert len(longest) == 49
+    assert str(parse_network(longest)) == "::ffff:ffff/128"
+
+
+@pytest.mark.parametrize(("value", "named"), [(None, "None"), (203, "203"), (b"203.0.113.7", "a bytes")])
+def test_what_is_not_text_is_refused_as_no_address(value: object, named: str) -> None:
+    with pytest.raises(InvalidCidr) as caught:
+        parse_network(value)  # type: ignore[arg-type]
+    assert str(caught.value) == f"invalid CIDR {named}: not an IPv4 or IPv6 address or prefix"
+
+
+def test_the_errors_name_the_text_given_and_what_a_nacl_entry_takes() -> None:
+    with pytest.raises(InvalidCidr) as zoned:
+        parse_network(" fe80::1%eth0 ")
+    assert str(zoned.value) == (
+        "invalid CIDR ' fe80::1%eth0 ': an IPv6 zone id (%...) names an interface of one host; "
+        "a NACL entry takes the address alone"
+    )
+    with pytest.raises(InvalidCidr) as blank:
+        parse_network("   ")
+    assert str(blank.value) == "invalid CIDR '   ': not an IPv4 or IPv6 address or prefix"
+
+
+def test_an_address_out_of_range_is_refused_with_the_parsers_reason_alone() -> None:
+    # No prefix hint: the text has no host bits to clear, it is no address at all.
+    with pytest.raises(InvalidCidr) as caught:
+        parse_network("203.0.113.300")
+    assert str(caught.value) == (
+        "invalid CIDR '203.0.113.300': '203.0.113.300' does not appear to be an IPv4 or IPv6 network"
+    )
+
+
 def test_host_bits_are_refused_with_the_prefix_meant() -> None:
     with pytest.raises(InvalidCidr, match=r"host bits set; the prefix is 203\.0\.113\.0/24"):
         parse_network("203.0.113.7/24")
