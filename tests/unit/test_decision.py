@@ -374,6 +374,66 @@ CASES = {
         events=((EventKind.EXPIRE, X, 100, NOW - 1, 1),),
         reasons=("ban over; its entry was already missing from the NACL",),
     ),
+    "pending: a PENDING deny whose rule holds Floodgate's old entry of another source replaces it": Case(
+        entries=(deny_entry(100, Y),),
+        records=(held(100, X),),
+        marks=(pending(100, X), owned(100, Y)),
+        events=((EventKind.BLOCK, X, 100, NOW + 300, 1),),
+        reasons=("flood; its entry, pending since an earlier run, is written",),
+        changes=(("replace", 100, X),),
+        drift=((DriftKind.MISMATCH, 100, X),),  # an entry is there, the wrong one: not MISSING
+    ),
+    "pending: two PENDING denies both go in now, each logged BLOCK": Case(
+        records=(held(100, X), held(101, Y)),
+        marks=(pending(100, X), pending(101, Y)),
+        events=((EventKind.BLOCK, X, 100, NOW + 300, 1), (EventKind.BLOCK, Y, 101, NOW + 300, 1)),
+        reasons=(
+            "flood; its entry, pending since an earlier run, is written",
+            "flood; its entry, pending since an earlier run, is written",
+        ),
+        changes=(("create", 100, X), ("create", 101, Y)),
+        drift=((DriftKind.MISSING, 100, X), (DriftKind.MISSING, 101, Y)),
+    ),
+    "pending: one PENDING deny goes in now, the next one is found in place": Case(
+        entries=(deny_entry(101, Y),),
+        records=(held(100, X), held(101, Y)),
+        marks=(pending(100, X), pending(101, Y)),
+        events=((EventKind.BLOCK, X, 100, NOW + 300, 1), (EventKind.BLOCK, Y, 101, NOW + 300, 1)),
+        reasons=(
+            "flood; its entry, pending since an earlier run, is written",
+            "flood; its entry, pending since an earlier run, was found in place",
+        ),
+        changes=(("create", 100, X),),
+        drift=((DriftKind.MISSING, 100, X),),
+    ),
+    "pending: a PENDING deny found in place after an OWNED mark of a lower rule": Case(
+        entries=(deny_entry(101, X),),
+        records=(held(101, X),),
+        marks=(owned(100, Y), pending(101, X)),
+        events=((EventKind.BLOCK, X, 101, NOW + 300, 1),),
+        reasons=("flood; its entry, pending since an earlier run, was found in place",),
+    ),
+    "pending: PENDING denies of both pools found in place are each logged BLOCK": Case(
+        entries=(
+            deny_entry(100, X),
+            NaclEntry(rule=103, direction=IN, action="deny", protocol="-1", cidr=V6),
+        ),
+        records=(held(100, X), held(103, V6)),
+        marks=(pending(100, X), pending(103, V6)),
+        events=((EventKind.BLOCK, X, 100, NOW + 300, 1), (EventKind.BLOCK, V6, 103, NOW + 300, 1)),
+        reasons=(
+            "flood; its entry, pending since an earlier run, was found in place",
+            "flood; its entry, pending since an earlier run, was found in place",
+        ),
+    ),
+    "pending: a source blocked anew where its old PENDING deny was is logged once, a new BLOCK": Case(
+        marks=(pending(100, X),),
+        request=Request("floodgate", wanted=wants(flood(X))),
+        events=((EventKind.BLOCK, X, 100, NOW + 600, 1),),
+        reasons=("9,000 pps; offence 1, denied for 10m",),
+        changes=(("create", 100, X),),
+        offences_written=((X, 1, NOW, NOW + 600),),
+    ),
     "drift, mismatch: Floodgate's old entry at a ledger deny's rule is replaced": Case(
         entries=(deny_entry(100, Y),),
         records=(held(100, X),),
@@ -964,6 +1024,48 @@ def test_settling_matches_the_cidr_as_well_as_the_rule() -> None:
     # An entry unwritten at rule 100 for X says nothing of a line about Y at the same rule.
     settled = settle_events([_line(EventKind.BLOCK, Y, 100)], {(IN, 100, X): "why"})
     assert [e.kind for e in settled] == [EventKind.BLOCK]
+
+
+def test_settling_leaves_every_line_that_does_not_say_an_entry_went_in_as_it_is() -> None:
+    # The eviction of X at rule 100 and the refusal line of V6 at rule 103 name entries that were not
+    # written or whose deny was dropped; neither says an entry went in, so neither is settled.
+    evict_x = _line(EventKind.EVICT, X, 100)
+    quarantined = _line(EventKind.QUARANTINE, V6, 103)
+    settled = settle_events([evict_x, quarantined], {(IN, 100, X): "why"}, dropped={(IN, 103, V6)})
+    assert settled == [evict_x, quarantined]
+
+
+def test_settling_goes_on_past_a_line_left_out() -> None:
+    block_v6, block_x = _line(EventKind.BLOCK, V6, 103), _line(EventKind.BLOCK, X, 100)
+    settled = settle_events([block_v6, block_x], {}, dropped={(IN, 103, V6)})
+    assert settled == [block_x]
+
+
+def test_a_pending_deny_written_now_is_reported_as_such() -> None:
+    (drift,) = run(
+        CASES["pending: a deny logged PENDING goes in now; its BLOCK is logged, not a repair"]
+    ).drift
+    assert drift.detail == "pending deny (an earlier run could not write its entry): write it"
+
+
+def test_a_pending_deny_found_in_place_drops_its_mark_with_its_block_line() -> None:
+    decision = run(
+        CASES["pending: a PENDING deny whose entry is found in place is logged BLOCK, nothing written"]
+    )
+    ((dropped, logged),) = decision.groups
+    assert dropped == DropMark(pending(100, X))
+    assert isinstance(logged, AppendEvent) and logged.event.kind is EventKind.BLOCK
+
+
+def test_a_new_block_at_the_rule_of_an_old_pending_deny_drops_the_old_mark() -> None:
+    # Left behind, the mark would log the new deny's entry as going in a second time in a later run.
+    decision = run(
+        CASES["pending: a source blocked anew where its old PENDING deny was is logged once, a new BLOCK"]
+    )
+    ((put, dropped, logged),) = decision.groups
+    assert isinstance(put, PutDeny) and (put.record.rule, put.record.cidr) == (100, X)
+    assert dropped == DropMark(pending(100, X))
+    assert isinstance(logged, AppendEvent) and logged.event.kind is EventKind.BLOCK
 
 
 def test_a_pending_deny_blocked_by_a_foreign_entry_keeps_its_mark() -> None:
