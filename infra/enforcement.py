@@ -32,6 +32,31 @@ def retention(days: int) -> logs.RetentionDays:
     return getattr(logs.RetentionDays, RETENTION_DAYS[days])  # type: ignore[no-any-return]
 
 
+def function_role(
+    scope: Construct, construct_id: str, *, log_retention_days: int, description: str
+) -> tuple[logs.LogGroup, iam.Role]:
+    """A function's own log group and role: no AWSLambdaBasicExecutionRole managed policy, logging granted
+    on this group only (`<id>Logs`, `<id>Role`)."""
+    log_group = logs.LogGroup(
+        scope,
+        f"{construct_id}Logs",
+        retention=retention(log_retention_days),
+        removal_policy=RemovalPolicy.DESTROY,
+    )
+    role = iam.Role(
+        scope,
+        f"{construct_id}Role",
+        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+        description=description,
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
+        )
+    )
+    return log_group, role
+
+
 def powertools_layer_arn(version: int) -> str:
     """Powertools v3 for python3.13 on arm64, in the stack's own region (a pseudo parameter: no lookup)."""
     return (
@@ -147,24 +172,11 @@ class Enforcement(Construct):
         settings: FloodgateSettings,
         environment: dict[str, str],
     ) -> lambda_.Function:
-        log_group = logs.LogGroup(
+        log_group, role = function_role(
             self,
-            f"{construct_id}Logs",
-            retention=retention(settings.function_log_retention_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        # Our own role: no AWSLambdaBasicExecutionRole managed policy; logging is granted on this group only.
-        role = iam.Role(
-            self,
-            f"{construct_id}Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            construct_id,
+            log_retention_days=settings.function_log_retention_days,
             description=f"Floodgate {construct_id.lower()} function",
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[log_group.log_group_arn],
-            )
         )
         function = lambda_.Function(
             self,

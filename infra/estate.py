@@ -70,6 +70,7 @@ from infra.enforcement import (
     FUNCTIONS_DIR,
     NACL_ENTRY_ACTIONS,
     STATE_TABLE_ACTIONS,
+    function_role,
     powertools_layer_arn,
     retention,
 )
@@ -190,22 +191,11 @@ class SecurityStack(Stack):
         )
         environment[ENV.MODE] = "security"
         environment[ENV.VPC_ID] = ""
-        log_group = logs.LogGroup(
+        log_group, role = function_role(
             self,
-            "DetectorLogs",
-            retention=retention(settings.function_log_retention_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        role = iam.Role(
-            self,
-            "DetectorRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            "Detector",
+            log_retention_days=settings.function_log_retention_days,
             description="Floodgate security detector",
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
-            )
         )
         self.detector = lambda_.Function(
             self,
@@ -539,22 +529,11 @@ class MemberStack(Stack):
         layer: lambda_.ILayerVersion,
         what: str,
     ) -> lambda_.Function:
-        log_group = logs.LogGroup(
+        log_group, role = function_role(
             self,
-            f"{construct_id}Logs",
-            retention=retention(settings.function_log_retention_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        role = iam.Role(
-            self,
-            f"{construct_id}Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            construct_id,
+            log_retention_days=settings.function_log_retention_days,
             description=f"Floodgate member {construct_id.lower()}",
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
-            )
         )
         function = lambda_.Function(
             self,
