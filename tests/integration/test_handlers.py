@@ -351,11 +351,11 @@ def test_the_expirer_records_what_a_deny_stops_once_per_window(
     clock.at = START + 15 * MINUTE + 5
     deployment.calls.clear()
     deployment.expire()
-    # What the sample costs: the window read, two queries per minute of the 5-minute window rounded out to
-    # the minute, 16:10 to 16:15 (each minute's merged versions, then the deliveries filed after the
-    # newest), i.e. 12; one PutItem, the merged version of minute 16:11, whose eight deliveries have
-    # settled (later reads take it whole); and one batch write of the EFFECT events.
-    assert Counter(deployment.calls) - plain_run == {"Query": 12, "PutItem": 1, "BatchWriteItem": 1}
+    # What the sample costs: the window read, by key - one BatchGetItem of the heads of the 5-minute
+    # window's minutes (16:10 to 16:15), one of the merged version of minute 16:11 (its eight deliveries
+    # were merged by their writers, four at a time, and this container had not opened it) - and one batch
+    # write of the EFFECT events.
+    assert Counter(deployment.calls) - plain_run == {"BatchGetItem": 2, "BatchWriteItem": 1}
     (sample,) = [e for e in deployment.log() if e.kind is EventKind.EFFECT]
     assert (sample.cidr, sample.nacl_id, sample.at) == (flooder, None, START + 15 * MINUTE + 5)
     # The window holds minute 10's records, 60 s of them (minute 0's arrived more than 5 minutes ago):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from enum import Enum
 from functools import partial
@@ -60,6 +60,42 @@ def put_new(
         what, partial(put_item, TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)")
     )
     return written is not None
+
+
+_BATCH_GET_KEYS = 100  # BatchGetItem's limit per call
+
+
+class Unprocessed(RuntimeError):
+    """DynamoDB kept leaving part of a batch unprocessed (throttling) after every retry."""
+
+
+def batch_get(
+    retrier: Retrier,
+    client: Any,
+    table: str,
+    keys: Sequence[Mapping[str, Any]],
+    *,
+    projection: str | None = None,
+) -> list[dict[str, Any]]:
+    """The items under `keys` that exist (strongly consistent), in BatchGetItem calls of at most 100 keys;
+    keys DynamoDB leaves unprocessed are asked again after a pause, until every one was answered."""
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(keys), _BATCH_GET_KEYS):
+        waiting: list[Any] = list(keys[start : start + _BATCH_GET_KEYS])
+        for attempt in range(retrier.backoff.attempts + 1):
+            request: dict[str, Any] = {"Keys": waiting, "ConsistentRead": True}
+            if projection:
+                request["ProjectionExpression"] = projection
+            get = partial(client.batch_get_item, RequestItems={table: request})
+            reply = retrier.call("BatchGetItem", get)
+            found.extend(reply.get("Responses", {}).get(table, []))
+            waiting = list(reply.get("UnprocessedKeys", {}).get(table, {}).get("Keys", []))
+            if not waiting:
+                break
+            if attempt == retrier.backoff.attempts:
+                raise Unprocessed(f"DynamoDB left {len(waiting)} keys of {table} unread after retries")
+            retrier.pause(attempt, f"BatchGetItem left {len(waiting)} unprocessed")
+    return found
 
 
 def _storable(value: Any) -> Any:
