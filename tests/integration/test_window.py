@@ -50,8 +50,8 @@ def counters(summary: TrafficSummary) -> dict[tuple[int, int], dict[int, tuple[i
     }
 
 
-@pytest.fixture
-def window(aws_client: AwsClientFactory, tables: Tables) -> TrafficWindow:
+def container(aws_client: AwsClientFactory, tables: Tables) -> TrafficWindow:
+    """The window as one Lambda container has it: its own client and its own opened versions."""
     return TrafficWindow(
         tables.state,
         window_s=300,
@@ -59,6 +59,11 @@ def window(aws_client: AwsClientFactory, tables: Tables) -> TrafficWindow:
         client=aws_client("dynamodb"),
         retrier=Retrier(FAST_RETRIES),
     )
+
+
+@pytest.fixture
+def window(aws_client: AwsClientFactory, tables: Tables) -> TrafficWindow:
+    return container(aws_client, tables)
 
 
 def test_a_window_compacted_as_it_fills_holds_every_delivery_once_and_reads_few_items(
@@ -125,16 +130,7 @@ def test_a_delivery_listed_after_a_merge_passed_its_arrival_is_counted_once(wind
 def test_mergers_racing_on_one_minute_commit_one_version_and_lose_nothing(
     aws_client: AwsClientFactory, tables: Tables
 ) -> None:
-    def container() -> TrafficWindow:  # each Lambda container has its own client and opened versions
-        return TrafficWindow(
-            tables.state,
-            window_s=300,
-            new_summary=new_summary,
-            client=aws_client("dynamodb"),
-            retrier=Retrier(FAST_RETRIES),
-        )
-
-    one, two = container(), container()
+    one, two = container(aws_client, tables), container(aws_client, tables)
     stored = batches(2 * COMPACT_AFTER)
     expected = new_summary()
     for n, batch in enumerate(stored[:COMPACT_AFTER]):
