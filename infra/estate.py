@@ -250,6 +250,7 @@ class SecurityStack(Stack):
             resource_arns=[self.log_table.table_arn],
         )
         self.bus.grant_put_events_to(self.detector)
+        self.notifications.grant_publish(self.detector)  # a lost stream range is announced
         self.detector.add_to_role_policy(
             iam.PolicyStatement(
                 sid="ReadMembersVpcs",

@@ -10,6 +10,7 @@ status --all` reaches them. EventBridge routes across accounts in moto; its last
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import io
 import json
 import random
@@ -32,7 +33,11 @@ from emulator.server import ACCOUNT_ID
 from emulator.stream_runner import MappingConfig, StreamRunner, scheduled_event
 from emulator.traffic import Source, background, flow_lines
 from floodgate.adapters.estate import BusPublisher, MemberVpc
+from floodgate.adapters.failure_queue import FailureQueue
+from floodgate.adapters.health import HealthRecords
+from floodgate.adapters.notify import Notifier
 from floodgate.adapters.retry import Retrier
+from floodgate.adapters.stream import StreamReader
 from floodgate.adapters.window import WINDOW_PREFIX
 from floodgate.core.model import PlannedDeny
 from floodgate.handlers import member as member_handler
@@ -64,6 +69,7 @@ from floodgate.services.estate import (
 )
 from floodgate.services.expiry import ExpiryService
 from floodgate.services.producer import DecisionProducer
+from floodgate.services.stream_replay import StreamReplay
 from floodgate.services.streaming import DECISION_LEASE_PREFIX
 from floodgate.services.wiring import Wiring
 from floodgate.settings import Settings
@@ -478,6 +484,9 @@ class SecurityKit:
     runner: StreamRunner
     tables: Tables
     dynamodb: Any
+    kinesis: Any
+    stream: str  # the stream behind the logs destination
+    failures: str  # its mapping's on-failure queue, which the scheduled tick replays
 
 
 @pytest.fixture
@@ -536,11 +545,22 @@ def security(estate: EstateKit, make_tables: Callable[..., Tables]) -> Iterator[
         region=REGION,
         keep_responses=True,
     )
+    failures = estate.security_sqs.create_queue(QueueName=f"stream-failures-{suffix}")["QueueUrl"]
+    retrier = Retrier(FAST_RETRIES)
+    replay = StreamReplay(
+        FailureQueue(failures, estate.security_sqs, retrier=retrier),
+        StreamReader(kinesis, retrier=retrier),
+        producer.ingest_stream,
+        health=HealthRecords(tables.state, dynamodb, retrier=retrier),
+        notifier=Notifier(None),
+    )
     security_handler.producer.use(producer)
+    security_handler.replays.use(replay)
     try:
-        yield SecurityKit(producer, runner, tables, dynamodb)
+        yield SecurityKit(producer, runner, tables, dynamodb, kinesis, stream, failures)
     finally:
         security_handler.producer.use(None)
+        security_handler.replays.use(None)
 
 
 def _minute_of_flow_logs(
@@ -865,3 +885,49 @@ def test_a_genuine_member_alarm_is_not_refused(estate: EstateKit, security: Secu
     assert report.refused is None and report.armed is not None
     assert report.metric_values()[METRIC.MEMBER_ALARMS_REFUSED] == 0.0
     assert _armed_members(security) == {MEMBER_A: "Floodgate-early-warning", MEMBER_B: None}
+
+
+# -- the estate stream's failed ranges, replayed by the security account's schedule -----------------------
+
+
+def _window_records(security: SecurityKit, account: str) -> int:
+    return int(security.producer.windows(account).read(now=time.time()).stats.parsed)
+
+
+def test_a_range_of_the_estate_stream_the_mapping_gave_up_on_is_replayed_into_its_members_window_once(
+    estate: EstateKit, security: SecurityKit
+) -> None:
+    a = estate.members[MEMBER_A]
+    flood = [Source(address, 15_000, flows=12) for address in FLOODERS]
+    documents = _minute_of_flow_logs(a, flood, seed=51, owner=MEMBER_A)
+    record = load("kinesis-failure-record")
+    bodies = []
+    for document in documents:  # put as the destination puts them; the mapping gave up on each
+        data = gzip.compress(json.dumps(document).encode())
+        put = security.kinesis.put_record(StreamName=security.stream, Data=data, PartitionKey="p")
+        info = {
+            "shardId": put["ShardId"],
+            "startSequenceNumber": put["SequenceNumber"],
+            "endSequenceNumber": put["SequenceNumber"],
+            "batchSize": 1,
+            "streamArn": security.runner.config.stream_arn,
+        }
+        bodies.append(json.dumps({**record, "KinesisBatchInfo": {**record["KinesisBatchInfo"], **info}}))
+    for body in bodies:
+        estate.security_sqs.send_message(QueueUrl=security.failures, MessageBody=body)
+    assert _window_records(security, MEMBER_A) == 0
+
+    first = _tick()
+    assert len(first["replay"]["replayed"]) == len(documents) and first["replay"]["lost"] == []
+    expected = sum(len(d["logEvents"]) for d in documents)
+    assert _window_records(security, MEMBER_A) == expected
+    assert _window_records(security, MEMBER_B) == 0
+    # The next tick decides on it (always threshold): A's flooders, on the bus for A.
+    by_account = {m["account"]: m for m in _tick()["members"]}
+    assert set(FLOODERS) <= {cidr.split("/")[0] for cidr in by_account[MEMBER_A]["denies"]}
+    assert by_account[MEMBER_A]["sent"] is True
+    # The same failure records again: replayed, counted once.
+    for body in bodies:
+        estate.security_sqs.send_message(QueueUrl=security.failures, MessageBody=body)
+    assert len(_tick()["replay"]["replayed"]) == len(documents)
+    assert _window_records(security, MEMBER_A) == expected
