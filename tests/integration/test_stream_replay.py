@@ -291,3 +291,32 @@ def test_each_run_is_bounded_and_leaves_the_rest_for_the_next(
     assert len(rest.replayed) == len(events) - 1
     assert window_records(deployment) == records_in(events)
     assert stream.waiting() == (0, 0)
+
+
+def test_a_range_that_cannot_be_stored_now_stays_in_the_queue_and_the_others_go_on(
+    kinesis_deployment: tuple[Deployment, StreamReplay], stream: Stream
+) -> None:
+    deployment, replay = kinesis_deployment
+    deployment.clock.at = START + MINUTE + 20
+    events = deliveries(ORDINARY + FLOOD, 0)
+    sequences = [stream.put(gzip.compress(json.dumps(d).encode())) for d in documents(events)]
+    for sequence in sequences:
+        stream.fail(sequence, sequence, 1)
+    store = replay.ingest
+    calls = []
+
+    def throttled_once(batch: Any) -> object:
+        calls.append(batch.records[0].sequence_number)
+        if len(calls) == 1:
+            raise RuntimeError("ProvisionedThroughputExceededException")
+        return store(batch)
+
+    replay.ingest = throttled_once
+    report = replay.run(deadline=time.time() + 60)
+    assert [why for _, why in report.left] == [
+        "storing failed: RuntimeError: ProvisionedThroughputExceededException"
+    ]
+    assert len(report.replayed) == len(sequences) - 1 and report.lost == []
+    # The failed one stays, hidden for this invocation's time, then comes back for the next run.
+    assert stream.waiting() == (0, 1)
+    assert 0 < window_records(deployment) < records_in(events)

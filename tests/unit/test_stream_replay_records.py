@@ -12,7 +12,8 @@ import pytest
 
 from floodgate.adapters.stream import StreamData
 from floodgate.services.events import FlowLogDelivery, StreamBatch
-from floodgate.services.stream_replay import FailedRange, batches, read_failed_range
+from floodgate.services.stream_replay import FailedRange, StreamReplay, batches, read_failed_range
+from floodgate.settings import Settings
 from tests.events import load
 
 START = "49601189658422359378836298521827638475320189012309704722"
@@ -75,3 +76,16 @@ def test_a_range_becomes_one_final_batch_of_the_detectors_own_event_shape() -> N
     assert list(delivery.messages) == [e["message"] for e in document["logEvents"]]
     # A record that is no delivery is carried with its reason, as the mapping's invocation would carry it.
     assert batch.records[1].delivery is None and batch.records[1].problem is not None
+
+
+def test_without_a_stream_failure_queue_there_is_nothing_to_replay() -> None:
+    settings = Settings.from_env(
+        {
+            "FLOODGATE_NACL_IDS": "acl-0a1b2c3d4e5f60718",
+            "FLOODGATE_VPC_CIDRS": "10.0.0.0/16",
+            "FLOODGATE_STATE_TABLE": "state",
+            "FLOODGATE_LOG_TABLE": "log",
+        }
+    )
+    assert settings.stream_failures is None
+    assert StreamReplay.from_settings(settings, lambda batch: None) is None
