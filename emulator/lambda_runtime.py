@@ -87,6 +87,9 @@ class LocalFunction:
         }
         holder_name, build = builders[self.module.__name__]
         getattr(self.module, holder_name).use(build(settings, Wiring(clock=clock)))
+        replays = getattr(self.module, "replays", None)
+        if replays is not None:  # the detector's replay of failed stream ranges: rebuilt at its first tick,
+            replays.use(None)  # from this deployment's environment, not a previous one's
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
         context = LambdaContext(

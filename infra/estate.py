@@ -4,9 +4,10 @@ member stack the StackSet deploys into every account of the member OUs.
 What runs where, and what may cross an account boundary:
 - security account: the event bus. Its resource policy lets only accounts of the organization that are
   listed in memberAccounts put events on it. Decisions for a member are routed to that member's default
-  bus, one rule per member, so no member ever receives another's deny plan; what members send (their
-  Floodgate alarms, the outcome of each decision) goes to the detection inbox. The StackSet deploys the
-  member template by OU, service-managed, with automatic deployment to accounts that join the OUs.
+  bus, one rule per member, so no member ever receives another's deny plan; members' Floodgate alarms go to
+  the security detector (each arms that member's decisions alone), the outcome of each decision to the
+  detection inbox. The StackSet deploys the member template by OU, service-managed, with automatic
+  deployment to accounts that join the OUs.
 - member account: its own ledger and deny log, the enforcer that applies decisions to the one VPC tagged
   memberVpcTag with the account's own EC2 budget, the expirer over that VPC, the rules that forward its
   alarms and outcomes to the security bus, a default-bus policy that admits the security account alone,
@@ -58,6 +59,7 @@ from floodgate.services.bus import (
     decision_route,
     member_inbound,
     member_outbound,
+    security_alarms,
     security_inbound,
 )
 from floodgate.services.estate import FLOW_LOG_GROUP_ENV, FLOW_LOG_ROLE_ENV
@@ -134,7 +136,7 @@ class SecurityStack(Stack):
         events.Rule(
             self,
             "FromMembers",
-            description="Floodgate: members' alarms and decision outcomes, to detection",
+            description="Floodgate: members' decision outcomes, to the estate's record",
             event_bus=self.bus,
             event_pattern=_pattern(security_inbound()),
             targets=[targets.SqsQueue(self.inbox)],
@@ -154,6 +156,21 @@ class SecurityStack(Stack):
                 targets=[targets.EventBus(member_bus)],
             )
         self._detector(settings)
+        # Members' alarms arm their own decisions: the detector checks the sender and the alarm's name.
+        events.Rule(
+            self,
+            "MemberAlarms",
+            description="Floodgate: members' alarm state changes, to the security detector (arming)",
+            event_bus=self.bus,
+            event_pattern=_pattern(security_alarms()),
+            targets=[
+                targets.LambdaFunction(
+                    self.detector,
+                    retry_attempts=settings.async_retry_attempts,
+                    max_event_age=Duration.seconds(settings.async_max_event_age_s),
+                )
+            ],
+        )
         self.member_template = member_template(settings)
         self.stack_set = self._stack_set(settings, self.member_template)
         CfnOutput(self, "BusArn", value=self.bus.event_bus_arn)
@@ -233,6 +250,7 @@ class SecurityStack(Stack):
             resource_arns=[self.log_table.table_arn],
         )
         self.bus.grant_put_events_to(self.detector)
+        self.notifications.grant_publish(self.detector)  # a lost stream range is announced
         self.detector.add_to_role_policy(
             iam.PolicyStatement(
                 sid="ReadMembersVpcs",
@@ -276,7 +294,7 @@ class SecurityStack(Stack):
         acknowledge(
             inbox,
             "AwsSolutions-SQS3",
-            "The detection inbox only buffers member alarms and decision outcomes for the security "
+            "The detection inbox only buffers members' decision outcomes for the security "
             "account's consumer; a message that cannot be handled is one member's report, kept here until "
             "read, and a second queue would only move it.",
         )
@@ -500,7 +518,7 @@ class MemberStack(Stack):
             f"arn:{Aws.PARTITION}:events:{Aws.REGION}:{security_account}:event-bus/{settings.estate.security_bus}",
         )
         for index, pattern in enumerate(
-            member_outbound(settings.alarm.existing_alarm_names, f"{settings.stack_name}-")
+            member_outbound(settings.alarm.existing_alarm_names, settings.member_alarm_prefix)
         ):
             events.Rule(
                 self,

@@ -32,6 +32,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from floodgate.core.durations import parse_duration
+from floodgate.settings import ENV
 from infra.nag import acknowledge
 from infra.notifications import Notifications
 from infra.settings import FloodgateSettings
@@ -207,6 +208,10 @@ class KinesisIngest(Construct):
             on_failure=event_sources.SqsDlq(self.failures),
         )
         detector.add_event_source(self.source)
+        # The detector replays these ranges itself on the decision schedule (services.stream_replay): it reads
+        # the queue and the stream (the mapping's grant), and deletes a message once its range is stored.
+        detector.add_environment(ENV.STREAM_FAILURES, self.failures.queue_url)
+        self.failures.grant_consume_messages(detector)
 
         # Decisions run on this schedule, one at a time per VPC (the decision lease), not on ingest.
         self.schedule = events.Rule(

@@ -166,6 +166,12 @@ class FloodgateSettings:
         return f"{self.stack_name}-early-warning"
 
     @property
+    def member_alarm_prefix(self) -> str:
+        """Estate: a member's alarms whose names start with this are its Floodgate deployment's (forwarded to
+        the security bus, and arming there) when existingAlarmNames names none."""
+        return f"{self.stack_name}-"
+
+    @property
     def watched_alarm_names(self) -> tuple[str, ...]:
         """Alarm names whose state changes reach the detector through EventBridge."""
         own = (self.early_alarm_name,) if self.alarm.enabled else ()
@@ -420,6 +426,10 @@ class FloodgateSettings:
         environment[ENV.STATE_TABLE] = state_table
         environment[ENV.LOG_TABLE] = log_table
         environment[ENV.TOPIC_ARN] = topic_arn
+        environment[ENV.MEMBER_ALARM_PREFIX] = (
+            self.member_alarm_prefix if self.estate.mode == "security" else ""
+        )
+        environment[ENV.STREAM_FAILURES] = ""  # the kinesis ingest sets it, once its queue exists
         return environment
 
 

@@ -33,6 +33,11 @@ class METRIC:
     DECISION_AGE_S = "DecisionAgeS"  # at each armed decision: since the last one completed (or the arming)
     DECISION_FAILURES = "DecisionFailures"  # decisions that raised (the invocation fails too, and is retried)
     DECISIONS_PUBLISHED = "DecisionsPublished"  # security account: member decisions put on the estate bus
+    MEMBER_ALARMS_REFUSED = (
+        "MemberAlarmsRefused"  # security account: alarm events that armed nothing, and why
+    )
+    STREAM_RANGES_REPLAYED = "StreamRangesReplayed"  # kinesis: failed ranges read back and stored
+    STREAM_RANGES_LOST = "StreamRangesLost"  # kinesis: failed ranges no longer in the stream (trimmed)
 
 
 # How far behind is "behind" (the alarms in infra.falling_behind, and `floodgate status`).

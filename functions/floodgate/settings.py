@@ -84,6 +84,8 @@ class Settings:
     decision_max_age_s: int
     member_vpc_tag: str
     estate_reader_role: str
+    member_alarm_prefix: str | None  # security: what the members' forwarded alarm names start with
+    stream_failures: str | None  # kinesis: the on-failure queue's URL
 
     @property
     def is_member(self) -> bool:

@@ -286,6 +286,10 @@ SETTINGS: tuple[Setting, ...] = (
             meaning="the notification topic; empty: no notifications"),
         Setting(None, "FLOODGATE_ALARM_NAMES", "names", [], optional=True,
             meaning="the only alarms that arm: the early alarm and existingAlarmNames; empty: none"),
+        Setting(None, "FLOODGATE_MEMBER_ALARM_PREFIX", "text", None, optional=True,
+            meaning="security: a member's alarm arms when its name starts with this (no existingAlarmNames)"),
+        Setting(None, "FLOODGATE_STREAM_FAILURES", "text", None, optional=True,
+            meaning="kinesis: the stream mapping's on-failure queue, whose ranges are replayed; empty: none"),
     ),
 )
 # fmt: on

@@ -14,7 +14,13 @@ from cdk_nag import AwsSolutionsChecks
 from cfnlint.api import lint_file
 
 from floodgate.observability import MEMBER_EXPIRY_HANDLER, MEMBER_HANDLER, OUTPUT, SECURITY_HANDLER
-from floodgate.services.bus import decision_route, member_inbound, member_outbound, security_inbound
+from floodgate.services.bus import (
+    decision_route,
+    member_inbound,
+    member_outbound,
+    security_alarms,
+    security_inbound,
+)
 from floodgate.services.estate import FLOW_LOG_GROUP_ENV, FLOW_LOG_ROLE_ENV
 from infra.app import build_app, build_deployment
 from infra.settings import FloodgateSettings, SettingsError
@@ -88,6 +94,35 @@ def test_each_members_decisions_go_to_that_member_alone(security: dict[str, Any]
         assert f":{account}:event-bus/default" in arn
     inbound = [r for r in rules if _pattern(r) == security_inbound()]
     assert len(inbound) == 1
+    (target,) = inbound[0]["Properties"]["Targets"]
+    assert "DetectionInbox" in json.dumps(target["Arn"])  # outcomes: the estate's record, not detection
+
+
+def test_members_alarms_on_the_security_bus_go_to_the_security_detector(security: dict[str, Any]) -> None:
+    (detector_id, detector) = next(
+        (k, f)
+        for k, f in _of_type(security, "AWS::Lambda::Function").items()
+        if f["Properties"]["Handler"] == SECURITY_HANDLER
+    )
+    (bus_id,) = _of_type(security, "AWS::Events::EventBus")
+    (rule,) = [
+        r for r in _of_type(security, "AWS::Events::Rule").values() if _pattern(r) == security_alarms()
+    ]
+    assert rule["Properties"]["EventBusName"] == {"Ref": bus_id}
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [detector_id, "Arn"]}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 2
+    # The bus may invoke the detector; the detector knows what the members' Floodgate alarms are called
+    # (the same prefix the members' rules forward by).
+    permissions = _of_type(security, "AWS::Lambda::Permission").values()
+    assert any(
+        p["Properties"]["Principal"] == "events.amazonaws.com"
+        and p["Properties"]["FunctionName"] == {"Fn::GetAtt": [detector_id, "Arn"]}
+        for p in permissions
+    )
+    variables = detector["Properties"]["Environment"]["Variables"]
+    assert variables["FLOODGATE_MEMBER_ALARM_PREFIX"] == "Floodgate-"
+    assert json.loads(variables["FLOODGATE_ALARM_NAMES"]) == []
 
 
 def test_the_stack_set_deploys_members_by_ou_service_managed(security: dict[str, Any]) -> None:

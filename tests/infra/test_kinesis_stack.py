@@ -118,6 +118,39 @@ def test_decisions_run_on_their_own_schedule(template: dict[str, Any]) -> None:
     assert (runtime.ingest, runtime.window_shards) == ("kinesis", 4)
 
 
+def test_the_detector_replays_the_failed_ranges_itself(template: dict[str, Any]) -> None:
+    """The mapping's on-failure queue is named to the detector, which may take messages off it and read the
+    stream back (the mapping's own grant); nothing else changes hands."""
+    _, function = _one(template, "AWS::Lambda::Function", "Detector")
+    queue_id, _ = _one(template, "AWS::SQS::Queue", "StreamFailures")
+    stream_id, _ = _one(template, "AWS::Kinesis::Stream")
+    assert function["Environment"]["Variables"]["FLOODGATE_STREAM_FAILURES"] == {"Ref": queue_id}
+    role_id = function["Role"]["Fn::GetAtt"][0]
+    statements = [
+        statement
+        for policy in _of(template, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+    def actions_on(resource: dict[str, Any]) -> set[str]:
+        found: set[str] = set()
+        for statement in statements:
+            resources = (
+                statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            )
+            if resource in resources:
+                actions = statement["Action"]
+                found.update(actions if isinstance(actions, list) else [actions])
+        return found
+
+    on_queue = actions_on({"Fn::GetAtt": [queue_id, "Arn"]})
+    assert {"sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage"} <= on_queue
+    assert {"kinesis:GetShardIterator", "kinesis:GetRecords"} <= actions_on(
+        {"Fn::GetAtt": [stream_id, "Arn"]}
+    )
+
+
 def test_overload_shows_as_iterator_age_on_the_on_call_topic(template: dict[str, Any]) -> None:
     _, alarm = _one(template, "AWS::CloudWatch::Alarm", "IteratorAge")
     detector_id, _ = _one(template, "AWS::Lambda::Function", "Detector")

@@ -10,6 +10,7 @@ status --all` reaches them. EventBridge routes across accounts in moto; its last
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import io
 import json
 import random
@@ -18,6 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import redirect_stdout
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -31,12 +33,16 @@ from emulator.server import ACCOUNT_ID
 from emulator.stream_runner import MappingConfig, StreamRunner, scheduled_event
 from emulator.traffic import Source, background, flow_lines
 from floodgate.adapters.estate import BusPublisher, MemberVpc
+from floodgate.adapters.failure_queue import FailureQueue
+from floodgate.adapters.health import HealthRecords
+from floodgate.adapters.notify import Notifier
 from floodgate.adapters.retry import Retrier
+from floodgate.adapters.stream import StreamReader
 from floodgate.adapters.window import WINDOW_PREFIX
 from floodgate.core.model import PlannedDeny
 from floodgate.handlers import member as member_handler
 from floodgate.handlers import security as security_handler
-from floodgate.observability import MEMBER_ACCOUNTS_OUTPUT, OUTPUT, SECURITY_HANDLER
+from floodgate.observability import MEMBER_ACCOUNTS_OUTPUT, METRIC, OUTPUT, SECURITY_HANDLER
 from floodgate.services.bus import (
     DECISION_DETAIL_TYPE,
     BusEventError,
@@ -51,6 +57,7 @@ from floodgate.services.bus import (
     member_outbound,
     parse_bus_event,
     put_events_entry,
+    security_alarms,
     security_inbound,
 )
 from floodgate.services.estate import (
@@ -62,6 +69,7 @@ from floodgate.services.estate import (
 )
 from floodgate.services.expiry import ExpiryService
 from floodgate.services.producer import DecisionProducer
+from floodgate.services.stream_replay import StreamReplay
 from floodgate.services.streaming import DECISION_LEASE_PREFIX
 from floodgate.services.wiring import Wiring
 from floodgate.settings import Settings
@@ -75,6 +83,7 @@ SECURITY = ACCOUNT_ID
 MEMBER_A, MEMBER_B = "222222222222", "333333333333"
 READER_ROLE = "FloodgateEstateReader"
 OWNED = range(100, 122)  # the default owned block: rule 100, budget 10, two families
+ALARM_PREFIX = "Floodgate-"  # the stack name's: a member's Floodgate alarms start with it
 
 
 def session(endpoint: str, account: str) -> boto3.Session:
@@ -117,7 +126,8 @@ class EstateKit:
     bus: str
     security_events: Any
     security_sqs: Any
-    security_inbox: str
+    security_inbox: str  # decision outcomes (the detection inbox)
+    security_alarm_inbox: str  # members' alarms (standing in for the security detector)
     members: dict[str, Member]
     estate: Estate
 
@@ -139,7 +149,15 @@ def estate(
         Name=f"inbound-{suffix}", EventBusName=bus, EventPattern=json.dumps(security_inbound())
     )
     security_events.put_targets(
-        Rule=f"inbound-{suffix}", EventBusName=bus, Targets=[{"Id": "detection", "Arn": security_queue_arn}]
+        Rule=f"inbound-{suffix}", EventBusName=bus, Targets=[{"Id": "record", "Arn": security_queue_arn}]
+    )
+    # Members' alarms, to (the queue standing in for) the security detector.
+    security_alarm_inbox, alarm_queue_arn = queue_target(security_sqs, f"security-alarms-{suffix}")
+    security_events.put_rule(
+        Name=f"alarms-{suffix}", EventBusName=bus, EventPattern=json.dumps(security_alarms())
+    )
+    security_events.put_targets(
+        Rule=f"alarms-{suffix}", EventBusName=bus, Targets=[{"Id": "detection", "Arn": alarm_queue_arn}]
     )
     members: dict[str, Member] = {}
     for account in (MEMBER_A, MEMBER_B):
@@ -166,7 +184,7 @@ def estate(
         inbox, inbox_arn = queue_target(clients("sqs"), f"member-inbox-{suffix}")
         events.put_rule(Name=f"decisions-{suffix}", EventPattern=json.dumps(member_inbound()))
         events.put_targets(Rule=f"decisions-{suffix}", Targets=[{"Id": "enforcer", "Arn": inbox_arn}])
-        for index, pattern in enumerate(member_outbound([], "Floodgate")):
+        for index, pattern in enumerate(member_outbound([], ALARM_PREFIX)):
             events.put_rule(Name=f"outbound-{index}-{suffix}", EventPattern=json.dumps(pattern))
             events.put_targets(
                 Rule=f"outbound-{index}-{suffix}",
@@ -189,7 +207,13 @@ def estate(
         )
         members[account] = Member(account, clients, vpc, tables, service, inbox)
     return EstateKit(
-        bus, security_events, security_sqs, security_inbox, members, Estate(SECURITY, frozenset(members))
+        bus,
+        security_events,
+        security_sqs,
+        security_inbox,
+        security_alarm_inbox,
+        members,
+        Estate(SECURITY, frozenset(members)),
     )
 
 
@@ -277,9 +301,14 @@ def test_each_member_keeps_its_own_ledger_when_both_are_flooded(estate: EstateKi
     assert "203.0.113.7" not in json.dumps(b.items(b.tables.log))
 
 
-def _put_alarm(member: Member, name: str) -> None:
+def _put_alarm(member: Member, name: str, *, state: str = "ALARM", at: float | None = None) -> None:
+    """The member's alarm changing state, as CloudWatch puts it on the member's default bus."""
     alarm = load("bus-member-alarm")
     alarm["detail"]["alarmName"] = name
+    alarm["detail"]["state"]["value"] = state
+    if at is not None:
+        moment = datetime.fromtimestamp(at, UTC)
+        alarm["detail"]["state"]["timestamp"] = moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
     entry = {
         "Source": alarm["source"],
         "DetailType": alarm["detail-type"],
@@ -293,8 +322,9 @@ def test_a_members_alarm_reaches_the_security_account_as_that_members(estate: Es
     a = estate.members[MEMBER_A]
     _put_alarm(a, "web-cpu-high")  # not one of Floodgate's: stays in the member
     _put_alarm(a, "Floodgate-early-warning")
-    events = delivered(estate.security_sqs, estate.security_inbox, sender=MEMBER_A)
+    events = delivered(estate.security_sqs, estate.security_alarm_inbox, sender=MEMBER_A)
     assert [e["detail"]["alarmName"] for e in events] == ["Floodgate-early-warning"]
+    assert delivered(estate.security_sqs, estate.security_inbox, sender=MEMBER_A) == []  # outcomes only
     # moto's cross-account hop drops `resources` too; EventBridge keeps the alarm's ARN (emulator.estate).
     assert events[0]["resources"] == []
     forwarded = {
@@ -454,6 +484,9 @@ class SecurityKit:
     runner: StreamRunner
     tables: Tables
     dynamodb: Any
+    kinesis: Any
+    stream: str  # the stream behind the logs destination
+    failures: str  # its mapping's on-failure queue, which the scheduled tick replays
 
 
 @pytest.fixture
@@ -476,8 +509,9 @@ def security(estate: EstateKit, make_tables: Callable[..., Tables]) -> Iterator[
             "FLOODGATE_STATE_TABLE": tables.state,
             "FLOODGATE_LOG_TABLE": tables.log,
             "FLOODGATE_WINDOW_SHARDS": "2",
-            # Members' alarms do not arm the security account: it decides at the always threshold.
+            # Decides at the always threshold unless a test turns it off (then only members' alarms arm).
             "FLOODGATE_ALWAYS_PPS": "5000",
+            "FLOODGATE_MEMBER_ALARM_PREFIX": ALARM_PREFIX,
         }
     )
     dynamodb = boto3.client("dynamodb", endpoint_url=kinesis.meta.endpoint_url, region_name=REGION)
@@ -511,11 +545,22 @@ def security(estate: EstateKit, make_tables: Callable[..., Tables]) -> Iterator[
         region=REGION,
         keep_responses=True,
     )
+    failures = estate.security_sqs.create_queue(QueueName=f"stream-failures-{suffix}")["QueueUrl"]
+    retrier = Retrier(FAST_RETRIES)
+    replay = StreamReplay(
+        FailureQueue(failures, estate.security_sqs, retrier=retrier),
+        StreamReader(kinesis, retrier=retrier),
+        producer.ingest_stream,
+        health=HealthRecords(tables.state, dynamodb, retrier=retrier),
+        notifier=Notifier(None),
+    )
     security_handler.producer.use(producer)
+    security_handler.replays.use(replay)
     try:
-        yield SecurityKit(producer, runner, tables, dynamodb)
+        yield SecurityKit(producer, runner, tables, dynamodb, kinesis, stream, failures)
     finally:
         security_handler.producer.use(None)
+        security_handler.replays.use(None)
 
 
 def _minute_of_flow_logs(
@@ -668,3 +713,221 @@ def test_a_member_that_cannot_be_read_fails_alone_and_the_others_still_get_their
     assert by_account[MEMBER_A]["sent"] is True and by_account[MEMBER_A]["failed"] is False
     (event,) = delivered(a.clients("sqs"), a.inbox, sender=SECURITY)
     assert {d["cidr"] for d in event["detail"]["denies"]} >= {f"{address}/32" for address in FLOODERS}
+
+
+# -- members' alarms arm their own decisions in the security account ------------------------------------
+
+
+def _alarms_at_security(estate: EstateKit, member: Member) -> list[dict[str, Any]]:
+    """The member's alarm events as the security detector receives them from the security bus: moto drops
+    the alarm's ARN on the cross-account hop, which EventBridge keeps (emulator.estate), so it is put back."""
+    return [
+        {
+            **event,
+            "resources": [
+                f"arn:aws:cloudwatch:{REGION}:{member.account}:alarm:{event['detail']['alarmName']}"
+            ],
+        }
+        for event in delivered(estate.security_sqs, estate.security_alarm_inbox, sender=member.account)
+    ]
+
+
+def _armed_members(security: SecurityKit) -> dict[str, str | None]:
+    now = time.time()
+    armed = {account: security.producer._armed(account, now) for account in (MEMBER_A, MEMBER_B)}
+    return {account: a.alarm_name if a else None for account, a in armed.items()}
+
+
+def test_member_as_alarm_arms_a_alone_and_as_flood_is_decided_on_the_bus_for_a(
+    estate: EstateKit, security: SecurityKit
+) -> None:
+    a, b = estate.members[MEMBER_A], estate.members[MEMBER_B]
+    security.producer.settings = dataclasses.replace(security.producer.settings, always_pps=None)
+    rng = random.Random(11)
+    # Both members flooded alike: only the armed one may be decided for.
+    flood_a = [Source(address, 15_000, flows=12) for address in FLOODERS]
+    flood_b = [Source(address, 15_000, flows=12) for address in ("192.0.2.44", "192.0.2.45")]
+    security.runner.deliver(
+        [
+            *_minute_of_flow_logs(a, background(rng, 40, pps=8.0) + flood_a, seed=21, owner=MEMBER_A),
+            *_minute_of_flow_logs(b, background(rng, 40, pps=8.0) + flood_b, seed=22, owner=MEMBER_B),
+        ]
+    )
+    security.runner.drain()
+    before = _tick()
+    assert [m["why_not"] for m in before["members"]] == ["not armed and no always threshold"] * 2
+
+    # A's early warning fires in A; A's rule forwards it to the security bus, which routes it to detection.
+    _put_alarm(a, "Floodgate-early-warning", at=time.time() - 5)
+    (event,) = _alarms_at_security(estate, a)
+    answer = _SecurityDetector("arn").invoke(event)
+    assert answer["kind"] == "member-alarm" and answer["refused"] is None
+    assert (answer["account"], answer["alarm"], answer["state"]) == (
+        MEMBER_A,
+        "Floodgate-early-warning",
+        "ALARM",
+    )
+    assert answer["armed"]["alarm"] == "Floodgate-early-warning"
+    # Armed, A is decided for at once, at the detection threshold (no always threshold is set).
+    decided = answer["decision"]
+    assert decided["account"] == MEMBER_A and decided["sent"] is True
+    assert decided["armed_by"] == "Floodgate-early-warning"
+    assert {f"{address}/32" for address in FLOODERS} <= set(decided["denies"])
+    assert _armed_members(security) == {MEMBER_A: "Floodgate-early-warning", MEMBER_B: None}
+
+    # The decision reaches A alone, and A's enforcer writes it; B's flood is left alone (B is not armed).
+    (decision,) = delivered(a.clients("sqs"), a.inbox, sender=SECURITY)
+    assert decision["detail"]["decisionId"] == decided["decision"]
+    assert delivered(b.clients("sqs"), b.inbox, sender=SECURITY) == []
+    assert a.service.receive(decision).outcome_sent
+    assert {f"{address}/32" for address in FLOODERS} <= {cidr for _, cidr in a.owned_entries()}
+    assert b.owned_entries() == []
+
+    # The schedule keeps deciding for A while it is armed, and still not for B.
+    by_account = {m["account"]: m for m in _tick()["members"]}
+    assert (
+        by_account[MEMBER_A]["sent"] is True and by_account[MEMBER_A]["armed_by"] == "Floodgate-early-warning"
+    )
+    assert by_account[MEMBER_B]["decision"] is None
+    assert by_account[MEMBER_B]["why_not"] == "not armed and no always threshold"
+    assert len(delivered(a.clients("sqs"), a.inbox, sender=SECURITY)) == 1
+    assert delivered(b.clients("sqs"), b.inbox, sender=SECURITY) == []
+
+    # A's alarm back to OK disarms A: the next tick decides nothing for it.
+    _put_alarm(a, "Floodgate-early-warning", state="OK", at=time.time())
+    (ok,) = _alarms_at_security(estate, a)
+    cleared = _SecurityDetector("arn").invoke(ok)
+    assert cleared["refused"] is None and cleared["armed"] is None
+    assert _armed_members(security) == {MEMBER_A: None, MEMBER_B: None}
+    assert [m["why_not"] for m in _tick()["members"]] == ["not armed and no always threshold"] * 2
+
+
+def _forwarded_alarm(estate: EstateKit, name: str) -> dict[str, Any]:
+    """A genuine alarm event of member A as it reaches the security detector."""
+    a = estate.members[MEMBER_A]
+    _put_alarm(a, "Floodgate-early-warning", at=time.time() - 5)
+    (event,) = _alarms_at_security(estate, a)
+    event["detail"]["alarmName"] = name
+    event["resources"] = [f"arn:aws:cloudwatch:{REGION}:{MEMBER_A}:alarm:{name}"]
+    return event
+
+
+OUTSIDER = "444444444444"
+
+
+@pytest.mark.parametrize(
+    ("forge", "why"),
+    [
+        # An account outside the estate (were the bus policy ever to let it put).
+        (
+            lambda e: {
+                **e,
+                "account": OUTSIDER,
+                "resources": [f"arn:aws:cloudwatch:{REGION}:{OUTSIDER}:alarm:Floodgate-early-warning"],
+            },
+            f"alarm from account {OUTSIDER}, which is not a member of the estate",
+        ),
+        # Member A's alarm that is not its Floodgate deployment's (a rule widened by hand forwards it).
+        (
+            lambda e: {
+                **e,
+                "detail": {**e["detail"], "alarmName": "web-cpu-high"},
+                "resources": [f"arn:aws:cloudwatch:{REGION}:{MEMBER_A}:alarm:web-cpu-high"],
+            },
+            f"alarm 'web-cpu-high' of member {MEMBER_A} is not one of its Floodgate deployment's",
+        ),
+        # Member B passing on A's alarm: the alarm's ARN is not the sender's.
+        (lambda e: {**e, "account": MEMBER_B}, "alarm 'arn:aws:cloudwatch:us-east-1:22222222"),
+        # A replay of an old state change.
+        (
+            lambda e: {
+                **e,
+                "detail": {
+                    **e["detail"],
+                    "state": {**e["detail"]["state"], "timestamp": "2020-01-01T00:00:00.000+0000"},
+                },
+            },
+            "alarm 'Floodgate-early-warning' changed state",
+        ),
+    ],
+)
+def test_an_alarm_from_outside_the_estate_or_not_the_members_arms_nothing_and_is_counted(
+    estate: EstateKit,
+    security: SecurityKit,
+    forge: Callable[[dict[str, Any]], dict[str, Any]],
+    why: str,
+) -> None:
+    a = estate.members[MEMBER_A]
+    security.producer.settings = dataclasses.replace(security.producer.settings, always_pps=None)
+    flood = [Source(address, 15_000, flows=12) for address in FLOODERS]
+    security.runner.deliver(_minute_of_flow_logs(a, flood, seed=31, owner=MEMBER_A))
+    security.runner.drain()
+    event = forge(_forwarded_alarm(estate, "Floodgate-early-warning"))
+
+    report = security.producer.on_member_alarm(event)
+    assert report.refused is not None and report.refused.startswith(why)
+    assert report.metric_values()[METRIC.MEMBER_ALARMS_REFUSED] == 1.0
+    assert report.armed is None and report.decision is None
+    answer = _SecurityDetector("arn").invoke(event)  # the handler answers with the reason, never raises
+    assert answer["refused"] == report.refused
+    assert _armed_members(security) == {MEMBER_A: None, MEMBER_B: None}
+    assert [m["why_not"] for m in _tick()["members"]] == ["not armed and no always threshold"] * 2
+    for member in estate.members.values():
+        assert delivered(member.clients("sqs"), member.inbox, sender=SECURITY) == []
+    # No arming item was written for anyone.
+    items = security.dynamodb.scan(TableName=security.tables.state)["Items"]
+    assert not [i for i in items if i["pk"]["S"].startswith("ARMED")]
+
+
+def test_a_genuine_member_alarm_is_not_refused(estate: EstateKit, security: SecurityKit) -> None:
+    """The control of the test above: the same event, unforged, arms A."""
+    report = security.producer.on_member_alarm(_forwarded_alarm(estate, "Floodgate-early-warning"))
+    assert report.refused is None and report.armed is not None
+    assert report.metric_values()[METRIC.MEMBER_ALARMS_REFUSED] == 0.0
+    assert _armed_members(security) == {MEMBER_A: "Floodgate-early-warning", MEMBER_B: None}
+
+
+# -- the estate stream's failed ranges, replayed by the security account's schedule -----------------------
+
+
+def _window_records(security: SecurityKit, account: str) -> int:
+    return int(security.producer.windows(account).read(now=time.time()).stats.parsed)
+
+
+def test_a_range_of_the_estate_stream_the_mapping_gave_up_on_is_replayed_into_its_members_window_once(
+    estate: EstateKit, security: SecurityKit
+) -> None:
+    a = estate.members[MEMBER_A]
+    flood = [Source(address, 15_000, flows=12) for address in FLOODERS]
+    documents = _minute_of_flow_logs(a, flood, seed=51, owner=MEMBER_A)
+    record = load("kinesis-failure-record")
+    bodies = []
+    for document in documents:  # put as the destination puts them; the mapping gave up on each
+        data = gzip.compress(json.dumps(document).encode())
+        put = security.kinesis.put_record(StreamName=security.stream, Data=data, PartitionKey="p")
+        info = {
+            "shardId": put["ShardId"],
+            "startSequenceNumber": put["SequenceNumber"],
+            "endSequenceNumber": put["SequenceNumber"],
+            "batchSize": 1,
+            "streamArn": security.runner.config.stream_arn,
+        }
+        bodies.append(json.dumps({**record, "KinesisBatchInfo": {**record["KinesisBatchInfo"], **info}}))
+    for body in bodies:
+        estate.security_sqs.send_message(QueueUrl=security.failures, MessageBody=body)
+    assert _window_records(security, MEMBER_A) == 0
+
+    first = _tick()
+    assert len(first["replay"]["replayed"]) == len(documents) and first["replay"]["lost"] == []
+    expected = sum(len(d["logEvents"]) for d in documents)
+    assert _window_records(security, MEMBER_A) == expected
+    assert _window_records(security, MEMBER_B) == 0
+    # The next tick decides on it (always threshold): A's flooders, on the bus for A.
+    by_account = {m["account"]: m for m in _tick()["members"]}
+    assert set(FLOODERS) <= {cidr.split("/")[0] for cidr in by_account[MEMBER_A]["denies"]}
+    assert by_account[MEMBER_A]["sent"] is True
+    # The same failure records again: replayed, counted once.
+    for body in bodies:
+        estate.security_sqs.send_message(QueueUrl=security.failures, MessageBody=body)
+    assert len(_tick()["replay"]["replayed"]) == len(documents)
+    assert _window_records(security, MEMBER_A) == expected

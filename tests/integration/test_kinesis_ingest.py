@@ -5,6 +5,7 @@ reads it (emulator.stream_runner), and the scheduled decision denying the flood.
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import json
 import logging
@@ -21,7 +22,7 @@ from emulator.deploy import DeployedStack, deploy
 from emulator.lambda_runtime import LocalFunction, alarm_event, subscription_document
 from emulator.network import DemoNetwork, create_demo_network
 from emulator.stream_runner import DecisionSchedule, MappingConfig, StreamRunner
-from emulator.traffic import START, Source, background, flow_lines, in_format, prefix_hosts
+from emulator.traffic import START, Source, background, flow_lines, in_format, prefix_hosts, public_addresses
 from floodgate.adapters.window import WINDOW_PREFIX
 from floodgate.observability import OUTPUT
 from floodgate.services.streaming import DECISION_LEASE_PREFIX
@@ -217,7 +218,7 @@ def test_a_scheduled_decision_leaves_the_vpc_to_a_decision_already_running(world
     world.clock.now += 60
     (tick,) = world.schedule.due()
     busy = world.invoke(tick)
-    assert busy == {
+    assert {k: v for k, v in busy.items() if k != "replay"} == {
         "kind": "scheduled-decision",
         "decision": None,
         "why_no_decision": "another decision on this VPC is running",
@@ -285,3 +286,56 @@ def test_a_batch_that_keeps_failing_is_split_then_its_range_goes_to_the_failure_
     messages = world.client("sqs").receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
     infos = [json.loads(m["Body"])["KinesisBatchInfo"] for m in messages]
     assert [(info["batchSize"], info["shardId"]) for info in infos] == [(1, shard_of[2])]
+
+
+def test_the_deployed_detector_replays_what_the_mapping_gave_up_on_and_then_denies_it(world: World) -> None:
+    """End to end on the deployed stack: the mapping gives up on the batches holding a flood (the detector
+    failed on them), their ranges wait in the deployed StreamFailures queue, and the scheduled ticks replay
+    them (the queue named in the detector's environment) and then deny the flood."""
+    flooders = public_addresses(random.Random(1601), 2)
+    marker = "-replay-me"
+
+    class FailingOnTheFlood:
+        """The deployed function, except that it fails on any batch holding a marked delivery."""
+
+        function = world.detector.function
+
+        def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+            for record in event["Records"]:
+                document = json.loads(gzip.decompress(base64.b64decode(record["kinesis"]["data"])))
+                if str(document.get("logStream", "")).endswith(marker):
+                    raise RuntimeError("boom")
+            return world.invoke(event)
+
+    runner = StreamRunner(
+        FailingOnTheFlood(),
+        kinesis=world.client("kinesis"),
+        sqs=world.client("sqs"),
+        config=world.config,
+        clock=world.clock,
+        region=world.emulator.region,
+    )
+    with redirect_stdout(io.StringIO()):
+        runner.drain()  # reads past everything already in the stream
+    world.alarm("ALARM")
+    # One minute at a rate that stays above minPps over a window spanning the earlier tests' minutes too.
+    documents = world.documents([Source(address, 80_000, flows=12) for address in flooders], seed=1601)
+    for document in documents:
+        document["logStream"] += marker
+    failed, read = runner.stats.failed_batches, runner.stats.records
+    runner.deliver(documents)
+    with redirect_stdout(io.StringIO()):
+        runner.drain()
+    assert runner.stats.failed_batches > failed and runner.stats.records == read  # nothing of it stored
+
+    world.clock.now += 60
+    answers = [world.invoke(tick) for tick in world.schedule.due()]
+    replayed = [label for answer in answers for label in answer["replay"]["replayed"]]
+    shards = {label.split()[0] for label in replayed}
+    assert replayed and shards <= set(world.runner.shard_ids)
+    assert sum(answer["replay"]["records"] for answer in answers) >= len(documents)
+    # The tick decided before replaying (a deny never waits for a backlog); the next one sees the flood.
+    world.clock.now += 60
+    final = [world.invoke(tick) for tick in world.schedule.due()]
+    denied = {cidr.split("/")[0] for cidr in world.denied()}
+    assert final and set(flooders) <= denied

@@ -23,8 +23,12 @@ from floodgate.services.bus import (
     Outcome,
     Target,
     decision_detail,
+    is_member_alarm,
+    member_alarm_refusal,
     parse_bus_event,
     put_events_entry,
+    security_alarms,
+    security_inbound,
 )
 from floodgate.services.events import AlarmState
 from tests.events import load
@@ -202,3 +206,101 @@ def test_a_decision_over_eventbridges_size_limit_is_refused_by_the_sender() -> N
     )
     with pytest.raises(BusEventError, match="over EventBridge's 256 KB"):
         put_events_entry(DECISION_DETAIL_TYPE, decision_detail(sent), bus="floodgate-estate")
+
+
+# -- a member's alarm arms that member's decisions: which alarms may ----------------------------------------
+
+ALARM_AT = datetime(2025, 11, 24, 16, 5, 0, 118000, tzinfo=UTC).timestamp()  # the fixture's state change
+
+
+def member_alarm(name: str = "Floodgate-early-warning", **changes: Any) -> MemberAlarm:
+    event = load("bus-member-alarm")
+    event["detail"]["alarmName"] = name
+    event["resources"] = [f"arn:aws:cloudwatch:us-east-1:{MEMBER_A}:alarm:{name}"]
+    for key, value in changes.items():
+        event[key] = value
+    alarm = parse(event)
+    assert isinstance(alarm, MemberAlarm)
+    return alarm
+
+
+def refusal(
+    alarm: MemberAlarm,
+    *,
+    names: tuple[str, ...] = (),
+    prefix: str = "Floodgate-",
+    region: str = "us-east-1",
+    now: float = ALARM_AT + 20,
+) -> str | None:
+    return member_alarm_refusal(
+        alarm,
+        alarm_names=names,
+        alarm_prefix=prefix,
+        region=region,
+        now=now,
+        clock_skew_s=300,
+        arm_ttl_s=1800,
+    )
+
+
+def test_a_members_own_floodgate_alarm_in_time_may_arm() -> None:
+    assert refusal(member_alarm()) is None
+    # existingAlarmNames, when given, are the member's Floodgate alarms instead of the stack's prefix.
+    assert refusal(member_alarm("web-packets-high"), names=("web-packets-high",)) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "names", "expected"),
+    [
+        # Not the member deployment's: another alarm of the member (its CPU, say) arms nothing.
+        ("web-cpu-high", (), "alarm 'web-cpu-high' of member 222222222222 is not one of its Floodgate"),
+        # The prefix is not a substring match, and names given replace it.
+        ("MyFloodgate-early", (), "alarm 'MyFloodgate-early' of member 222222222222 is not one of"),
+        ("Floodgate-early-warning", ("web-packets-high",), "alarm 'Floodgate-early-warning' of member"),
+    ],
+)
+def test_an_alarm_that_is_not_the_members_floodgate_alarm_is_refused(
+    name: str, names: tuple[str, ...], expected: str
+) -> None:
+    why = refusal(member_alarm(name), names=names)
+    assert why is not None and why.startswith(expected)
+
+
+def test_without_names_or_prefix_no_alarm_is_the_members() -> None:
+    assert not is_member_alarm("Floodgate-early-warning", (), "")
+    assert is_member_alarm("Floodgate-early-warning", (), "Floodgate-")
+    assert not is_member_alarm("Floodgate-early-warning", ("other",), "Floodgate-")
+
+
+def test_an_alarm_of_another_region_is_refused() -> None:
+    why = refusal(member_alarm(), region="eu-west-1")
+    assert why == "alarm 'Floodgate-early-warning' of member 222222222222 is in us-east-1, not in eu-west-1"
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (ALARM_AT - 3600, "alarm 'Floodgate-early-warning' changed state 1h in the future"),
+        (ALARM_AT + 7200, "alarm 'Floodgate-early-warning' changed state 2h ago, longer than the arming"),
+    ],
+)
+def test_an_alarm_dated_wrong_is_refused(now: float, expected: str) -> None:
+    why = refusal(member_alarm(), now=now)
+    assert why is not None and why.startswith(expected)
+
+
+def test_an_alarm_from_a_non_member_or_of_another_account_never_reaches_the_checks() -> None:
+    event = load("bus-member-alarm")
+    with pytest.raises(BusEventError, match=f"^alarm from account {OUTSIDER}, which is not a member"):
+        parse({**event, "account": OUTSIDER})
+    # A member forwarding another member's alarm: the ARN's account is not the sender's.
+    with pytest.raises(BusEventError, match=r"^alarm 'arn:aws:cloudwatch:us-east-1:22222222"):
+        parse({**event, "account": MEMBER_B})
+
+
+def test_the_security_bus_routes_alarms_to_detection_and_outcomes_to_the_record() -> None:
+    assert security_alarms() == {
+        "source": ["aws.cloudwatch"],
+        "detail-type": ["CloudWatch Alarm State Change"],
+    }
+    assert security_inbound() == {"source": ["floodgate.member"], "detail-type": ["Floodgate Outcome"]}

@@ -63,6 +63,8 @@ def test_one_side_only_rows_say_so() -> None:
         "FLOODGATE_LOG_TABLE",
         "FLOODGATE_TOPIC_ARN",
         "FLOODGATE_ALARM_NAMES",
+        "FLOODGATE_MEMBER_ALARM_PREFIX",
+        "FLOODGATE_STREAM_FAILURES",
     }
     synth_only = {row.key for row in SETTINGS if row.env is None}
     assert {"stackName", "powertoolsLayerVersion", "alarmThreshold", "alertEmails"} <= synth_only

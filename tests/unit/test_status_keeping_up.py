@@ -76,3 +76,22 @@ def test_a_stack_without_the_queue_output_says_the_backlog_is_unknown() -> None:
     assert keeping_up_text(overview(Health(), None))[-1] == (
         "failed deliveries: unknown (the stack has no failure queue output)"
     )
+
+
+def test_stream_ranges_lost_to_trimming_are_spelled_out_and_absent_otherwise() -> None:
+    lost = (
+        "stream range shardId-000000000001 4960..4961 (2 records) lost: trimmed past the stream's retention"
+    )
+    view = overview(Health(ranges_lost=3, lost_at=NOW - 600, last_lost=lost), Backlog(0, 0, None))
+    assert (
+        keeping_up_text(view)[-1]
+        == f"stream: 3 failed ranges LOST (trimmed before replay), the last 10m ago: {lost}"
+    )
+    assert keeping_up_json(view)["stream_ranges_lost"] == {
+        "count": 3,
+        "last_at": "2025-11-24T15:50:00.000000Z",
+        "last": lost,
+    }
+    quiet = overview(Health(), Backlog(0, 0, None))
+    assert not any(line.startswith("stream:") for line in keeping_up_text(quiet))
+    assert keeping_up_json(quiet)["stream_ranges_lost"] == {"count": 0, "last_at": None, "last": None}

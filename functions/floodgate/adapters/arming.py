@@ -7,6 +7,9 @@ STATE table (key `pk` / `sk`):
                              delivery) cannot re-arm
   DECISION  / PACE           when the last batch-triggered decision started
 
+In the security account of an estate each member's alarms arm that member alone: its armings are kept
+under `ARMED#<member account>` (`Arming(scope=account)`), the same items otherwise.
+
 Both kinds expire via `expires_at` and every read checks the time itself (TTL deletes late, or never in
 the emulator). Items are small: a read is one consistent query.
 
@@ -51,7 +54,8 @@ class Armed:
 
 class Arming:
     """Arms and disarms enforcement per alarm, and paces batch-triggered decisions across invocations.
-    Takes a low-level DynamoDB client (default: a new one)."""
+    Takes a low-level DynamoDB client (default: a new one). `scope`: whose armings these are (a member
+    account in the security account; empty: this deployment's own)."""
 
     def __init__(
         self,
@@ -60,8 +64,10 @@ class Arming:
         *,
         retrier: Retrier | None = None,
         clock_skew_s: float = DEFAULT_CLOCK_SKEW_S,
+        scope: str = "",
     ) -> None:
         self.table = table
+        self.partition = f"{ARMED_KEY}#{scope}" if scope else ARMED_KEY
         self.clock_skew_s = clock_skew_s  # a state change stamped later than now + this is from a wrong clock
         self._ddb: DynamoDBClient = default_client("dynamodb", client)
         self._retry = retrier or Retrier()
@@ -86,7 +92,7 @@ class Arming:
     ) -> dict[str, Any]:
         return dynamo.item(
             {
-                PARTITION_KEY: ARMED_KEY,
+                PARTITION_KEY: self.partition,
                 SORT_KEY: alarm_name,
                 "armed_at": now,
                 "armed_until": until,
@@ -129,7 +135,7 @@ class Arming:
         params = {
             "TableName": self.table,
             "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": dynamo.item({":pk": ARMED_KEY}),
+            "ExpressionAttributeValues": dynamo.item({":pk": self.partition}),
             "ConsistentRead": True,
         }
         items = dynamo.pages(self._retry, "Query armed", self._ddb.query, params)

@@ -2,7 +2,9 @@
 (retries exhausted, or older than `asyncMaxEventAge`), as an invocation record holding the original event.
 
 Reading a message hides it for `hide_s`; it comes back unless deleted. Nothing here deletes a message but
-`delete`, which `services.replay` calls only once the event's redelivery was accepted.
+`delete`, which `services.replay` calls only once the event's redelivery was accepted (and
+`services.stream_replay` once a failed stream range is stored). The stream mapping's on-failure queue
+(`ingest: "kinesis"`) is read through the same class.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from floodgate.adapters.retry import Retrier, default_client
 
 _BATCH = 10  # SQS: at most 10 messages per receive, 10 entries per batch call
+MAX_HIDE_S = 43_200  # SQS: the longest visibility timeout, 12 hours
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,18 @@ class FailureQueue:
     def delete(self, receipt: str) -> None:
         self._retry.call(
             "DeleteMessage", partial(self._sqs.delete_message, QueueUrl=self.url, ReceiptHandle=receipt)
+        )
+
+    def hide(self, receipt: str, seconds: int) -> None:
+        """Keep a received message out of sight for `seconds` (at most SQS's 12 hours) without deleting it."""
+        self._retry.call(
+            "ChangeMessageVisibility",
+            partial(
+                self._sqs.change_message_visibility,
+                QueueUrl=self.url,
+                ReceiptHandle=receipt,
+                VisibilityTimeout=min(seconds, MAX_HIDE_S),
+            ),
         )
 
     def release(self, receipts: Sequence[str]) -> None:

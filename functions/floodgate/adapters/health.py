@@ -1,4 +1,5 @@
-"""DynamoDB adapter: how current Floodgate is - the freshest flow-log record stored, and the last decision.
+"""DynamoDB adapter: how current Floodgate is - the freshest flow-log record stored, the last decision, and
+the stream ranges lost.
 
 `floodgate status` reads these to say, in plain words, whether Floodgate is behind and whether its last
 decision failed; the detector reads the decision record to measure how long an armed deployment has gone
@@ -12,8 +13,11 @@ STATE table (key `pk` / `sk`):
                       ok, outcome  whether it completed, and what it did or why it failed, in a line
                       completed_at when the last decision that completed ended
                       notified_at  when a failure was last announced (one notice per FAILURE_NOTICE_EVERY_S)
+  HEALTH / REPLAY     lost         how many failed stream ranges could not be read back (kinesis ingest)
+                      lost_at      when the last one was found lost
+                      last_lost    which one, and why, in a line
 
-Two small items, one write each per stored delivery or decision; no TTL (they are the current state).
+Small items, one write each per stored delivery, decision or lost range; no TTL (they are the current state).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
 HEALTH_KEY = "HEALTH"
 INGEST_SK = "INGEST"
 DECISION_SK = "DECISION"
+REPLAY_SK = "REPLAY"
 OUTCOME_LIMIT = 300  # characters of an outcome kept: a line, not a traceback
 # A failing decision is retried with every delivery while armed (one per DECISION_PACE_S): on-call hears
 # once per this long, not every twenty seconds.
@@ -48,6 +53,9 @@ class Health:
     decision_ok: bool | None = None
     outcome: str | None = None
     completed_at: float | None = None
+    ranges_lost: int = 0  # failed stream ranges found trimmed from the stream, ever
+    lost_at: float | None = None
+    last_lost: str | None = None
 
 
 class HealthRecords:
@@ -92,6 +100,19 @@ class HealthRecords:
             ),
         )
 
+    def range_lost(self, *, at: float, what: str) -> None:
+        """Record a failed stream range that could not be read back: counted, and the latest one kept."""
+        self._retry.call(
+            "UpdateItem health replay",
+            partial(
+                self._ddb.update_item,
+                TableName=self.table,
+                Key=_key(REPLAY_SK),
+                UpdateExpression="SET lost_at = :at, last_lost = :what ADD lost :one",
+                ExpressionAttributeValues=dynamo.item({":at": at, ":what": what[:OUTCOME_LIMIT], ":one": 1}),
+            ),
+        )
+
     def claim_failure_notice(self, *, now: float, every_s: float = FAILURE_NOTICE_EVERY_S) -> bool:
         """True for at most one caller per `every_s`: that caller announces the failure."""
         claimed = self._retry.call_if(
@@ -122,6 +143,7 @@ class HealthRecords:
             )
         }
         ingest, decision = found.get(INGEST_SK, {}), found.get(DECISION_SK, {})
+        replay = found.get(REPLAY_SK, {})
         ok = decision.get("ok")
         return Health(
             newest_end=_number(ingest.get("newest_end")),
@@ -130,6 +152,9 @@ class HealthRecords:
             decision_ok=None if ok is None else bool(ok),
             outcome=None if decision.get("outcome") is None else str(decision["outcome"]),
             completed_at=_number(decision.get("completed_at")),
+            ranges_lost=int(replay.get("lost", 0)),
+            lost_at=_number(replay.get("lost_at")),
+            last_lost=None if replay.get("last_lost") is None else str(replay["last_lost"]),
         )
 
 

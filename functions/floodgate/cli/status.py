@@ -120,6 +120,11 @@ def keeping_up_json(overview: Overview) -> dict[str, Any]:
             "in_flight": backlog.in_flight,
             "oldest_seen": None if backlog.oldest_seen is None else iso(backlog.oldest_seen),
         },
+        "stream_ranges_lost": {
+            "count": health.ranges_lost,
+            "last_at": None if health.lost_at is None else iso(health.lost_at),
+            "last": health.last_lost,
+        },
     }
 
 
@@ -173,6 +178,16 @@ def keeping_up_text(overview: Overview) -> list[str]:
         )
     else:
         out.append("failed deliveries: none waiting")
+    if health.ranges_lost:  # kinesis ingest: ranges the automatic replay found trimmed from the stream
+        ago = (
+            ""
+            if health.lost_at is None
+            else f", the last {format_duration(max(0.0, now - health.lost_at))} ago"
+        )
+        out.append(
+            f"stream: {counted(health.ranges_lost, 'failed range')} LOST (trimmed before replay){ago}: "
+            f"{printable(health.last_lost or '')}"
+        )
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, Protocol, TypeVar
@@ -87,6 +88,21 @@ def record_per_nacl(name: str, values: Mapping[str, int]) -> None:
             default_dimensions={"service": SERVICE_NAME},
         ) as metric:
             metric.add_dimension(name="NaclId", value=nacl_id)
+
+
+def replay_failed_ranges(replays: ColdStart[Any], context: Any) -> dict[str, Any] | None:
+    """After a scheduled decision, in the time the invocation has left: the stream's failed ranges read back
+    and stored (`services.stream_replay`); None without a stream failure queue. Its own failure is logged
+    and left to the next tick, never made the tick's."""
+    try:
+        replay = replays.get()
+        if replay is None:
+            return None
+        deadline = time.time() + context.get_remaining_time_in_millis() / 1000
+        return record(replay.run(deadline=deadline))
+    except Exception:
+        logger.exception("replaying the stream's failed ranges failed; left to the next tick")
+        return None
 
 
 def record_failure(name: str) -> None:

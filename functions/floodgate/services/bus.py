@@ -11,7 +11,9 @@ Three messages, each an EventBridge event (`version`, `id`, `detail-type`, `sour
 - `CloudWatch Alarm State Change` (source `aws.cloudwatch`, forwarded as is by a member's rule): a member's
   alarm changed state. EventBridge forwards an event across accounts unchanged and keeps its `account`, so
   the member needs no code to forward it; the security account refuses an alarm whose account (the event's
-  and the alarm ARN's) is not a member's.
+  and the alarm ARN's) is not a member's, and (`member_alarm_refusal`) one that is not the member's
+  Floodgate deployment's, of another Region, or dated wrong. An accepted one arms that member's decisions
+  alone.
 - `Floodgate Outcome` (source `floodgate.member`, sent by a member): what applying one decision did.
   detail: `{"schema": 1, "decisionId", "account", "region", "vpcId", "dryRun", "denied": [cidr...],
   "failures": {naclId: why}}`; its `account` must be the sender's.
@@ -33,11 +35,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from floodgate.core.durations import format_duration
 from floodgate.core.model import PlannedDeny
 from floodgate.core.networks import InvalidCidr, canonical
 from floodgate.core.text import clean, has_surrogates, shown
@@ -96,11 +99,68 @@ def member_outbound(alarm_names: Sequence[str], alarm_prefix: str) -> list[dict[
 
 
 def security_inbound() -> dict[str, Any]:
-    """Security bus: what members send, to detection (alarms) and the estate's record (both)."""
-    return {
-        "source": [ALARM_SOURCE, MEMBER_SOURCE],
-        "detail-type": [ALARM_DETAIL_TYPE, OUTCOME_DETAIL_TYPE],
-    }
+    """Security bus: members' decision outcomes, to the estate's record (the detection inbox queue)."""
+    return {"source": [MEMBER_SOURCE], "detail-type": [OUTCOME_DETAIL_TYPE]}
+
+
+def security_alarms() -> dict[str, Any]:
+    """Security bus: members' alarm state changes, to the security detector, which arms the sender's
+    decisions (`member_alarm_refusal` says which it refuses: the pattern does not filter on the sender)."""
+    return {"source": [ALARM_SOURCE], "detail-type": [ALARM_DETAIL_TYPE]}
+
+
+def is_member_alarm(alarm_name: str, alarm_names: Collection[str], alarm_prefix: str) -> bool:
+    """Whether a member's alarm is one of its Floodgate deployment's: what `member_outbound` forwards (the
+    names given, else those starting with `alarm_prefix`)."""
+    if alarm_names:
+        return alarm_name in alarm_names
+    return bool(alarm_prefix) and alarm_name.startswith(alarm_prefix)
+
+
+def member_alarm_refusal(
+    alarm: MemberAlarm,
+    *,
+    alarm_names: Collection[str],
+    alarm_prefix: str,
+    region: str,
+    now: float,
+    clock_skew_s: float,
+    arm_ttl_s: float,
+) -> str | None:
+    """Why a member's alarm (already read by `parse_bus_event`: its sender is a member, and the alarm's ARN
+    names the sender's account) may not arm that member's decisions, or None when it may. As in single mode
+    (`DetectionService.alarm_refusal`): only the member deployment's own alarms, of this Region, and not
+    from the future nor older than the arming."""
+    change = alarm.change
+    name = shown(change.alarm_name, 80)
+    if not is_member_alarm(change.alarm_name, alarm_names, alarm_prefix):
+        watched = ", ".join(sorted(alarm_names)) if alarm_names else f"names starting {alarm_prefix!r}"
+        return (
+            f"alarm {name} of member {alarm.account} is not one of its Floodgate deployment's "
+            f"({watched}: existingAlarmNames, else <stackName>-)"
+        )
+    if change.region != region:
+        return f"alarm {name} of member {alarm.account} is in {change.region or '?'}, not in {region}"
+    return alarm_time_refusal(change, now=now, clock_skew_s=clock_skew_s, arm_ttl_s=arm_ttl_s)
+
+
+def alarm_time_refusal(
+    change: AlarmStateChange, *, now: float, clock_skew_s: float, arm_ttl_s: float
+) -> str | None:
+    """Why a state change is dated wrong to arm or disarm: in the future beyond the clock skew (a wrong
+    clock, or not AWS), or older than the arming time (it would arm for less than nothing). None: fine."""
+    if change.changed_at is None:
+        return None
+    name = shown(change.alarm_name, 80)
+    if change.changed_at > now + clock_skew_s:
+        ahead = format_duration(change.changed_at - now) if change.changed_at - now < 10**9 else "years"
+        return f"alarm {name} changed state {ahead} in the future: a wrong clock, or not AWS"
+    if change.changed_at < now - arm_ttl_s:
+        return (
+            f"alarm {name} changed state {format_duration(now - change.changed_at)} ago, longer than "
+            f"the arming time ({format_duration(arm_ttl_s)}, armTtl)"
+        )
+    return None
 
 
 class BusEventError(ValueError):

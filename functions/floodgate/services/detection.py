@@ -83,6 +83,7 @@ from floodgate.services.manual import ManualResponse, run_manual
 from floodgate.services.records_json import event_json
 from floodgate.services.reports import armed_json, event_metrics, event_tally
 from floodgate.services.streaming import (
+    ALARM_DECISION_LEASE_S,
     DECISION_LEASE_PREFIX,
     STATE_BUDGET_CHARS,
     ScheduleReport,
@@ -101,9 +102,6 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 DECISION_PACE_S = 20.0
-ALARM_DECISION_LEASE_S = (
-    60.0  # kinesis ingest: the decision an ALARM starts holds the lease this long at most
-)
 REFUSAL_REPEAT_S = 600  # a refusal of the same CIDR is logged again after this long, not at every decision
 # Records a healthy flow log produces and Floodgate rightly leaves out; any other skip reason is damage.
 _ROUTINE_SKIPS = frozenset({EMPTY, NODATA, SKIPDATA, NOT_INBOUND, AWS_SERVICE})

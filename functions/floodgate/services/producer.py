@@ -6,12 +6,21 @@ per member out. It never touches a NACL: each member applies its own decisions (
   delivery with the account of the log group that sent it (`owner`), so each member keeps a window of its
   own (`TrafficWindow(scope=account)`): one member's flood never counts in another's shares. A delivery
   from an account outside the estate (`memberAccounts`) is refused and counted, never stored.
-- Decisions. On the schedule (with the always threshold, `alwaysPps`: members' alarms do not arm the
-  security account yet), per member and single-flight (a `DECISION#<account>` lease in the security
-  account's ledger, taken without waiting): the member's tagged VPC and its CIDR blocks, read through the
-  member's read-only role, give the deny policy (never the member's own blocks, the allowlist, the prefix
-  caps, the budget); the same `plan_denies` as single mode plans on the member's window, and a plan with
-  denies goes onto the security bus as that member's decision, routed to its account alone.
+- Arming. A member's alarm state change reaches this account over the estate bus (the member's rule
+  forwards it unchanged; `bus.security_alarms` routes it here). It is read by the bus contract
+  (`parse_bus_event`: the sender is a member, the alarm's ARN names the sender's account) and checked as
+  single mode checks an alarm (`bus.member_alarm_refusal`: one of the member's Floodgate alarms, of this
+  Region, not from the future nor older than `armTtl`); anything else is refused, logged and counted
+  (MemberAlarmsRefused), and arms nothing. An ALARM arms that member alone (`Arming(scope=account)`:
+  `ARMED#<account>` items) for `armTtl` and decides for it at once; OK disarms it; INSUFFICIENT_DATA
+  changes nothing.
+- Decisions. On the schedule and on a member's ALARM, per member and single-flight (a `DECISION#<account>`
+  lease in the security account's ledger, taken without waiting), when that member is armed (threshold:
+  `minPps`, as single mode) or the always threshold (`alwaysPps`) is set: the member's tagged VPC and its
+  CIDR blocks, read through the member's read-only role, give the deny policy (never the member's own
+  blocks, the allowlist, the prefix caps, the budget); the same `plan_denies` as single mode plans on the
+  member's window, and a plan with denies goes onto the security bus as that member's decision, routed to
+  its account alone.
 """
 
 from __future__ import annotations
@@ -20,12 +29,14 @@ import dataclasses
 import functools
 import logging
 import math
+import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from floodgate.adapters.arming import Armed, Arming
 from floodgate.adapters.estate import BusPublisher, MemberVpc, MemberVpcReader
 from floodgate.adapters.ledger import Ledger
 from floodgate.adapters.retry import default_client
@@ -36,20 +47,33 @@ from floodgate.core.model import DenyPlan, ParseStats
 from floodgate.core.networks import DenyPolicy
 from floodgate.core.scanning import ReferenceScanner, block_scanner, summarise_lines
 from floodgate.core.summary import TrafficSummary
+from floodgate.core.text import clean, shown
 from floodgate.core.window import rate_window_s
 from floodgate.engine.leases import Leases
 from floodgate.engine.results import NaclBusy
 from floodgate.observability import METRIC
 from floodgate.services.bus import (
     DECISION_DETAIL_TYPE,
+    BusEventError,
     Decision,
     Estate,
+    MemberAlarm,
     Target,
     decision_detail,
+    is_member_alarm,
+    member_alarm_refusal,
+    parse_bus_event,
     put_events_entry,
 )
-from floodgate.services.events import FlowLogDelivery, ScheduledDecision, StreamBatch
-from floodgate.services.streaming import DECISION_LEASE_PREFIX, window_shard
+from floodgate.services.events import (
+    MAX_ALARM_NAME_CHARS,
+    AlarmState,
+    FlowLogDelivery,
+    ScheduledDecision,
+    StreamBatch,
+)
+from floodgate.services.reports import armed_json
+from floodgate.services.streaming import ALARM_DECISION_LEASE_S, DECISION_LEASE_PREFIX, window_shard
 from floodgate.services.wiring import Wiring, detection_config, window_for
 from floodgate.settings import Settings
 
@@ -59,6 +83,7 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 ACTOR = "floodgate-security"
+_ACCOUNT = re.compile(r"\d{12}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +119,12 @@ class MemberDecisionReport:
     sent: bool
     why_not: str | None
     failed: bool = False  # the decision raised, or its event was not put on the bus
+    armed_by: str | None = None  # the member's alarm that armed this decision; None: the always threshold
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "account": self.account,
+            "armed_by": self.armed_by,
             "vpc": self.vpc_id,
             "verdict": self.plan.verdict if self.plan else None,
             "denies": [d.cidr for d in self.plan.denies] if self.plan else [],
@@ -122,9 +149,41 @@ class ProducerScheduleReport:
         return {"kind": "estate-decisions", "members": [m.as_dict() for m in self.members]}
 
 
+@dataclass(frozen=True, slots=True)
+class MemberAlarmReport:
+    """One alarm event from the estate bus: whose, what it armed (that member's arming in force after it),
+    the decision it started, or why it was refused."""
+
+    account: str | None  # the sender, when the event names an account
+    alarm_name: str | None
+    state: str | None
+    armed: Armed | None
+    decision: MemberDecisionReport | None
+    refused: str | None = None
+
+    def metric_values(self) -> dict[str, float]:
+        return {
+            METRIC.MEMBER_ALARMS_REFUSED: float(self.refused is not None),
+            METRIC.DECISIONS_PUBLISHED: float(bool(self.decision and self.decision.sent)),
+            METRIC.DECISION_FAILURES: float(bool(self.decision and self.decision.failed)),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "member-alarm",
+            "account": self.account,
+            "alarm": self.alarm_name,
+            "state": self.state,
+            "armed": armed_json(self.armed),
+            "decision": self.decision.as_dict() if self.decision else None,
+            "refused": self.refused,
+        }
+
+
 class DecisionProducer:
     """Reads the members' flow logs and publishes their decisions. `member_vpc(account)` is the member's
-    tagged VPC and its CIDR blocks (read through its reader role); `windows(account)` its traffic window."""
+    tagged VPC and its CIDR blocks (read through its reader role); `windows(account)` its traffic window;
+    `arming(account)` the armings of its alarms."""
 
     def __init__(
         self,
@@ -136,9 +195,11 @@ class DecisionProducer:
         windows: Callable[[str], TrafficWindow],
         member_vpc: Callable[[str], MemberVpc],
         publisher: BusPublisher,
+        arming: Callable[[str], Arming],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
+        self.arming = arming
         self.estate = estate
         self.region = region
         self.ledger = ledger
@@ -182,6 +243,16 @@ class DecisionProducer:
             log_retention_days=settings.log_retention_days,
             retrier=wiring.retrier,
         )
+
+        def arming(member: str) -> Arming:
+            return Arming(
+                settings.state_table,
+                dynamodb,
+                retrier=wiring.retrier,
+                clock_skew_s=settings.clock_skew_s,
+                scope=member,
+            )
+
         return cls(
             settings,
             estate=Estate(account, frozenset(settings.member_accounts)),
@@ -195,6 +266,7 @@ class DecisionProducer:
                 retrier=wiring.retrier,
             ),
             publisher=BusPublisher(events, retrier=wiring.retrier),
+            arming=arming,
             clock=wiring.clock,
         )
 
@@ -258,28 +330,111 @@ class DecisionProducer:
                 )
         return ProducerIngestReport(stats, stored, tuple(refused))
 
-    def scheduled(self, tick: ScheduledDecision) -> ProducerScheduleReport:
-        """Every member's decision, one after another; one member's failure is reported and the others
-        still decide. Members' alarms do not arm the security account yet: without the always threshold
-        (`alwaysPps`) no decision is made, as in single mode when nothing is armed."""
-        if self.settings.always_pps is None:
-            why = "not armed: member alarms do not arm the security account; set alwaysPps"
-            return ProducerScheduleReport(
-                tuple(
-                    MemberDecisionReport(a, None, None, None, False, why) for a in sorted(self.estate.members)
-                )
+    def on_member_alarm(self, event: Mapping[str, Any]) -> MemberAlarmReport:
+        """A member's alarm state change from the estate bus: ALARM arms that member's decisions (and decides
+        for it at once), OK disarms them, INSUFFICIENT_DATA changes nothing. An event the bus contract or
+        the alarm checks refuse changes nothing and says why."""
+        now = self._clock()
+        try:
+            message = parse_bus_event(
+                event,
+                self.estate,
+                now=now,
+                clock_skew_s=self.settings.clock_skew_s,
+                max_age_s=self.settings.decision_max_age_s,
             )
+        except BusEventError as exc:
+            return self._refused(event, str(exc))
+        if not isinstance(message, MemberAlarm):
+            return self._refused(event, f"a {type(message).__name__.lower()}, not a member's alarm")
+        why = member_alarm_refusal(
+            message,
+            alarm_names=self.settings.alarm_names,
+            alarm_prefix=self.settings.member_alarm_prefix or "",
+            region=self.region,
+            now=now,
+            clock_skew_s=self.settings.clock_skew_s,
+            arm_ttl_s=self.settings.arm_ttl_s,
+        )
+        if why is not None:
+            return self._refused(event, why)
+        account, change = message.account, message.change
+        arming = self.arming(account)
+        if change.state is AlarmState.ALARM:
+            armed = arming.arm(
+                change.alarm_name,
+                now=now,
+                until=now + self.settings.arm_ttl_s,
+                reason=change.reason,
+                changed_at=change.changed_at,
+            )
+            if armed is None:
+                _log.warning("ignored a stale ALARM of %s from member %s", change.alarm_name, account)
+                current = self._armed(account, now)
+                return MemberAlarmReport(account, change.alarm_name, change.state, current, None)
+            _log.info(
+                "member %s armed by %s until %.0f: %s",
+                account,
+                change.alarm_name,
+                armed.armed_until,
+                change.reason,
+            )
+            decision = self.decide_for(account, lease_s=ALARM_DECISION_LEASE_S)
+            return MemberAlarmReport(account, change.alarm_name, change.state, armed, decision)
+        if change.state is AlarmState.OK and arming.disarm(
+            change.alarm_name, now=now, changed_at=change.changed_at
+        ):
+            _log.info(
+                "member %s disarmed by %s; its denies stay until they expire", account, change.alarm_name
+            )
+        return MemberAlarmReport(account, change.alarm_name, change.state, self._armed(account, now), None)
+
+    def _refused(self, event: Mapping[str, Any], why: str) -> MemberAlarmReport:
+        sender, detail = event.get("account"), event.get("detail")
+        name = detail.get("alarmName") if isinstance(detail, Mapping) else None
+        _log.warning("refused an alarm event from account %s: %s", shown(sender, 20), why)
+        return MemberAlarmReport(
+            sender if isinstance(sender, str) and _ACCOUNT.fullmatch(sender) else None,
+            clean(name[:MAX_ALARM_NAME_CHARS]) if isinstance(name, str) else None,
+            None,
+            None,
+            None,
+            refused=why,
+        )
+
+    def _armed(self, account: str, now: float) -> Armed | None:
+        """The member's most recent arming in force by one of its Floodgate alarms (an arming recorded
+        before the alarm names changed does not count, as in single mode)."""
+        names, prefix = self.settings.alarm_names, self.settings.member_alarm_prefix or ""
+        return next(
+            (
+                armed
+                for armed in self.arming(account).in_force(now=now)
+                if is_member_alarm(armed.alarm_name, names, prefix)
+            ),
+            None,
+        )
+
+    def scheduled(self, tick: ScheduledDecision) -> ProducerScheduleReport:
+        """Every member's decision, one after another: each member armed by its own alarms, or at the always
+        threshold (`alwaysPps`); one member's failure is reported and the others still decide."""
         return ProducerScheduleReport(
             tuple(self.decide_for(account, lease_s=tick.lease_s) for account in sorted(self.estate.members))
         )
 
     def decide_for(self, account: str, *, lease_s: float) -> MemberDecisionReport:
+        """The member's decision when it is armed or the always threshold is set, under its decision lease."""
         leases = Leases(
             self.ledger, actor=ACTOR, lease_s=lease_s, wait_s=0.0, now=self._clock, call_budget_s=0.0
         )
         try:
+            armed = self._armed(account, self._clock())
+            if armed is None and self.settings.always_pps is None:
+                return MemberDecisionReport(
+                    account, None, None, None, False, "not armed and no always threshold"
+                )
             with leases.held(f"{DECISION_LEASE_PREFIX}{account}"):
-                return self._decide(account)
+                return self._decide(account, armed)
         except NaclBusy:
             return MemberDecisionReport(account, None, None, None, False, "another decision is running")
         except Exception as exc:
@@ -287,16 +442,19 @@ class DecisionProducer:
             why = f"{type(exc).__name__}: {exc}"
             return MemberDecisionReport(account, None, None, None, False, why, failed=True)
 
-    def _decide(self, account: str) -> MemberDecisionReport:
+    def _decide(self, account: str, armed: Armed | None) -> MemberDecisionReport:
         vpc = self.member_vpc(account)
         detection = detection_config(self.settings, member_policy(self.settings, vpc.cidrs))
         now = self._clock()
         summary = self.windows(account).read(now=now)
         span = rate_window_s(summary, self.settings.window_s)
-        min_pps = max(detection.min_pps, self.settings.always_pps or 0.0)  # the always threshold
+        # Armed: the detection threshold, as single mode; otherwise only the always threshold denies.
+        min_pps = detection.min_pps if armed else max(detection.min_pps, self.settings.always_pps or 0.0)
         plan = plan_denies(summary, dataclasses.replace(detection, window_s=span, min_pps=min_pps))
+        armed_by = armed.alarm_name if armed else None
         if not plan.denies:
-            return MemberDecisionReport(account, vpc.vpc_id, plan, None, False, f"verdict {plan.verdict}")
+            why = f"verdict {plan.verdict}"
+            return MemberDecisionReport(account, vpc.vpc_id, plan, None, False, why, armed_by=armed_by)
         decision = Decision(
             decision_id=f"{account}-{int(now)}-{uuid.uuid4().hex[:8]}",
             target=Target(account, self.region, vpc.vpc_id),
@@ -319,6 +477,7 @@ class DecisionProducer:
             sent,
             None if sent else "PutEvents failed",
             not sent,
+            armed_by,
         )
 
 

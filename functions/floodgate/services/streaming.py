@@ -43,6 +43,7 @@ STATE_FIRST = "first"  # first sequence number the state holds
 STATE_LAST = "last"  # last one
 STATE_PART = "part"  # part000, part001, …: base64 of the packed summary's parts
 DECISION_LEASE_PREFIX = "DECISION#"
+ALARM_DECISION_LEASE_S = 60.0  # the decision an ALARM starts holds the decision lease this long at most
 
 
 @dataclass(frozen=True, slots=True)
