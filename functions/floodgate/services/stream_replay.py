@@ -12,10 +12,10 @@ ranges back from the stream (`adapters.stream`) and hands them to the same inges
 go through (`parse_detector_event` on the Lambda Kinesis event the range makes, then the service's
 `ingest_stream`), as one final batch of the range: it is stored at once under `<shard>#<start>#<end>`
 (single mode) or `<member>#<shard>#<start>#<end>` (security), the names the mapping's own invocation of
-those records uses. The window files a delivery id once (`TrafficWindow.add`: a put-if-absent marker per
-id; a redelivery writes only the parts missing under the first filing), so a range replayed twice, or
-replayed after its own invocation stored it and failed later, counts once. A message is deleted only after
-its range is stored.
+those records uses. The window files a delivery id once (`TrafficWindow.add`: its first part, written if
+absent, records where it was filed; a redelivery writes only the parts missing, and a delivery already
+merged is not listed again), so a range replayed twice, or replayed after its own invocation stored it and
+failed later, counts once. A message is deleted only after its range is stored.
 
 Bounded: at most MAX_RANGES_PER_RUN ranges, and a range is started only while RESERVE_S of the invocation
 is left; the rest stays in the queue for the next tick (a message being read is hidden from other runs for
