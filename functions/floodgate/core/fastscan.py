@@ -182,25 +182,96 @@ class _Block:
         words = self.words_at[start + _PAD]
         return np.where(widths <= 8, words & np.take(_MASKS[:, 0], np.minimum(widths, 8)), 0)
 
-    def ipv4(self, col: int) -> tuple[NDArray, NDArray]:
-        """(value, ok): fields that are strict dotted quads, as integers; ok is False for anything else
-        ("-", IPv6, leading zeros, ...), which the caller leaves to the reference parser.
-
-        Each byte becomes a nibble (byte - 44: "." 2, digits 4..13, padding 0) in its own lane; three rounds
-        of shift-and-mask pack the eight lanes of each word into 32 bits, and `_dotted_quads` reads the key.
-        """
+    def address(self, col: int) -> tuple[NDArray, NDArray, NDArray]:
+        """(text, keep, widths): each field's first 16 bytes as two uint64 with the bytes past its end zeroed
+        (so equal texts are equal pairs of words), the mask that did it, and the field widths."""
         words, widths = self._words(col)
         keep = _rows(_MASKS, np.minimum(widths, 16))
-        field = words & keep
-        checked = field | (_lanes(48) & ~keep)  # padding as "0": only digits and dots may remain
-        bad = _any_byte_below(checked, 46) | _any_byte_above(checked, 57) | _any_byte_equal(checked, 47)
-        ok = ~(bad[:, 0] | bad[:, 1]) & (widths <= _ADDRESS_WIDTH)
-        words = (field - (_lanes(_NIBBLE_BASE) & keep)) & _lanes(15)
-        words = (words | (words >> np.uint64(4))) & np.uint64(0x00FF00FF00FF00FF)
-        words = (words | (words >> np.uint64(8))) & np.uint64(0x0000FFFF0000FFFF)
-        words = (words | (words >> np.uint64(16))) & np.uint64(0x00000000FFFFFFFF)
-        value, strict = _dotted_quads(words[:, 0] | (words[:, 1] << np.uint64(32)))
-        return value, ok & strict
+        return words & keep, keep, widths
+
+    def ipv4(self, col: int) -> tuple[NDArray, NDArray]:
+        """(value, ok): fields that are strict dotted quads, as integers; ok is False for anything else
+        ("-", IPv6, leading zeros, ...), which the caller leaves to the reference parser."""
+        return _ipv4(*self.address(col))
+
+
+def _ipv4(field: NDArray, keep: NDArray, widths: NDArray) -> tuple[NDArray, NDArray]:
+    """(value, ok) of address texts as `_Block.address` gives them.
+
+    Each byte becomes a nibble (byte - 44: "." 2, digits 4..13, padding 0) in its own lane; three rounds
+    of shift-and-mask pack the eight lanes of each word into 32 bits, and `_dotted_quads` reads the key.
+    """
+    checked = field | (_lanes(48) & ~keep)  # padding as "0": only digits and dots may remain
+    bad = _any_byte_below(checked, 46) | _any_byte_above(checked, 57) | _any_byte_equal(checked, 47)
+    ok = ~(bad[:, 0] | bad[:, 1]) & (widths <= _ADDRESS_WIDTH)
+    words = (field - (_lanes(_NIBBLE_BASE) & keep)) & _lanes(15)
+    words = (words | (words >> np.uint64(4))) & np.uint64(0x00FF00FF00FF00FF)
+    words = (words | (words >> np.uint64(8))) & np.uint64(0x0000FFFF0000FFFF)
+    words = (words | (words >> np.uint64(16))) & np.uint64(0x00000000FFFFFFFF)
+    value, strict = _dotted_quads(words[:, 0] | (words[:, 1] << np.uint64(32)))
+    return value, ok & strict
+
+
+class _KnownDestinations:
+    """Destination texts seen before, with their values: a small direct-mapped cache, so that the VPC's own
+    interfaces, the destinations of nearly every inbound record, are looked up instead of parsed again (as
+    the reference parser keeps its own cache of them). Sources gain nothing from one: a lookup into a table
+    as large as their variety misses the CPU's caches and costs about as much as parsing.
+
+    Exact: a slot holds the whole text (two words) beside its value, written as one 24-byte item, and a
+    lookup compares the text itself; the hash only picks the slot. Only strict dotted quads are kept. A
+    text that lost its slot to another is simply parsed again. Texts that never repeat (a spoofed flood's
+    sources) make the lookups pause for 1, 2, 4, ... blocks (texts are still written), so they cost little
+    there.
+    """
+
+    SLOT_BITS = 12  # 4,096 slots of 24 bytes (96 KB): at home in the CPU's second-level cache
+    MAX_PAUSE = 64  # blocks
+
+    def __init__(self) -> None:
+        self._slots = np.zeros((1 << self.SLOT_BITS, 3), dtype=np.uint64)  # text words, value
+        self._shift = np.uint64(64 - self.SLOT_BITS)
+        self._paused = 0  # blocks left without lookups
+        self._pause = 1  # the next pause, doubled after each block in which fewer than a quarter were found
+        self._warm = False  # has a block been written here yet (the first one finds nothing, as it must)?
+
+    def values(self, text: NDArray, keep: NDArray, widths: NDArray) -> tuple[NDArray, NDArray]:
+        """(value, ok) as `_ipv4` gives them."""
+        first, second = text[:, 0], text[:, 1]
+        slot = ((((second * _MIX_SECOND) ^ first) * _MIX) >> self._shift).astype(np.intp)
+        if self._paused:
+            self._paused -= 1
+            value, ok = _ipv4(text, keep, widths)
+            self._remember(slot, text, value, ok)
+            return value, ok
+        held = np.take(self._slots.view("V24")[:, 0], slot).view(np.uint64).reshape(-1, 3)
+        found = (held[:, 0] == first) & (held[:, 1] == second)
+        value = held[:, 2].view(np.int64)
+        missed = np.flatnonzero(~found)
+        if not self._warm:
+            self._warm = True
+        elif len(missed) * 4 > len(found) * 3:
+            self._paused, self._pause = self._pause, min(2 * self._pause, self.MAX_PAUSE)
+        else:
+            self._pause = 1
+        if len(missed):
+            parsed, ok = _ipv4(text[missed], keep[missed], widths[missed])
+            value[missed] = parsed
+            found[missed] = ok
+            self._remember(slot[missed], text[missed], parsed, ok)
+        return value, found
+
+    def _remember(self, slot: NDArray, text: NDArray, value: NDArray, ok: NDArray) -> None:
+        """Write the strict dotted quads among these texts into their slots, whatever was there."""
+        rows = np.empty((int(np.count_nonzero(ok)), 3), dtype=np.uint64)
+        rows[:, :2] = text[ok]
+        rows[:, 2] = value[ok]
+        # One 24-byte item per slot: when several texts share a slot, one whole row wins.
+        self._slots.view("V24")[slot[ok], 0] = rows.view("V24")[:, 0]
+
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd constants whose products spread a text's bits to the top
+_MIX_SECOND = np.uint64(0xC2B2AE3D27D4EB4F)
 
 
 def _octet_table() -> NDArray:
@@ -274,6 +345,7 @@ class FastScanner:
         self._inside_v4 = parser.inside_ranges(4)
         self._room = np.empty(0, dtype=np.uint8)  # the padded copy of the block being scanned
         self._held: _HeldLevels | None = None  # IPv4 levels kept in arrays between drains (`hold`)
+        self._destinations = _KnownDestinations()
 
     def scan(self, data: bytes, bounds: TimeBounds | None = None) -> SourceBatch:
         pending = PendingBatch()
@@ -381,7 +453,7 @@ class FastScanner:
             inbound &= direction != _EGRESS
             check_dst = direction == _DASH
         if self.dst is not None and check_dst.any():
-            dst, ok = block.ipv4(self.dst)
+            dst, ok = self._destinations.values(*block.address(self.dst))
             good &= ~check_dst | ok
             inbound &= ~check_dst | _inside_mask(dst, self._inside_v4)
         elif self.dst is None and self.direction is not None:
