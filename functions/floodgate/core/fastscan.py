@@ -12,6 +12,7 @@ tallies are identical (property tests check it). numpy is optional: without it, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -48,10 +49,24 @@ def _word(text: bytes) -> int:
     return int(np.frombuffer(text.ljust(8, b"\0"), dtype=np.uint64)[0])
 
 
-_OK, _ACCEPT, _REJECT = _word(b"OK"), _word(b"ACCEPT"), _word(b"REJECT")
-_INGRESS, _EGRESS, _DASH = _word(b"ingress"), _word(b"egress"), _word(b"-")
-_IPV4, _IPV6 = _word(b"IPv4"), _word(b"IPv6")
-_ICMP, _TCP, _UDP, _ICMPV6 = _word(b"1"), _word(b"6"), _word(b"17"), _word(b"58")
+class _Token:
+    """A field's whole text (at most 7 bytes), as compared by `_Block.equals`: the word `_Block.word` reads
+    for the line's first field, and for any other the 8 bytes that end where the field ends, the separating
+    space before it included (so that a longer field ending the same way does not match)."""
+
+    __slots__ = ("mask", "tail", "word")
+
+    def __init__(self, text: bytes) -> None:
+        spaced = b" " + text
+        self.word = _word(text)
+        self.tail = np.uint64(_word(spaced.rjust(8, b"\0")))
+        self.mask = np.uint64(((1 << 8 * len(spaced)) - 1) << 8 * (8 - len(spaced)))
+
+
+_OK, _ACCEPT, _REJECT = _Token(b"OK"), _Token(b"ACCEPT"), _Token(b"REJECT")
+_INGRESS, _EGRESS, _DASH = _Token(b"ingress"), _Token(b"egress"), _Token(b"-")
+_IPV4, _IPV6 = _Token(b"IPv4"), _Token(b"IPv6")
+_ICMP, _TCP, _UDP, _ICMPV6 = _Token(b"1"), _Token(b"6"), _Token(b"17"), _Token(b"58")
 
 
 def _lanes(byte: int) -> np.uint64:
@@ -137,12 +152,27 @@ class _Block:
         self.words_at = np.ndarray((len(padded) - 7,), dtype=np.uint64, buffer=padded, strides=(1,))
         self.ends, self.line_starts = ends, line_starts
         self._starts: dict[int, NDArray] = {}
+        self._tails: dict[int, NDArray] = {}
 
     def start(self, col: int) -> NDArray:
         starts = self._starts.get(col)
         if starts is None:
             starts = self._starts[col] = self.line_starts if col == 0 else self.ends[:, col - 1] + 1
         return starts
+
+    def tail(self, col: int) -> NDArray:
+        """The 8 bytes that end where each field ends, as one uint64 (the field's last byte highest)."""
+        tail = self._tails.get(col)
+        if tail is None:
+            tail = self._tails[col] = self.words_at[self.ends[:, col] + (_PAD - 8)]
+        return tail
+
+    def equals(self, col: int, token: _Token) -> NDArray:
+        """Per line: is the field exactly `token`? Fields after the first follow a single space (the block
+        is regular), which the comparison includes; the first follows a newline or the block's start."""
+        if col == 0:
+            return self.word(col) == token.word
+        return (self.tail(col) & token.mask) == token.tail
 
     def no_empty_fields(self, separators: NDArray) -> bool:
         """False when two separators touch or a line starts with one (an empty field, which the reference
@@ -155,25 +185,37 @@ class _Block:
         first = end - _PAD if right_aligned else start
         return self.sixteen_at[first + _PAD].view(np.uint64).reshape(-1, 2), end - start
 
-    def number(self, col: int, width: int) -> tuple[NDArray, NDArray]:
-        """(value, ok) of an unsigned decimal field of at most `width` (≤ 16) digits."""
+    def number(self, col: int, width: int, known: _KnownTexts | None = None) -> tuple[NDArray, NDArray]:
+        """(value, ok) of an unsigned decimal field of at most `width` (≤ 15) digits; through `known`, the
+        column's cache of texts, when given."""
         end = self.ends[:, col]
         widths = end - self.start(col)
         if width > 8 and int(widths.max()) > 8:
             words, _ = self._words(col, right_aligned=True)
             clipped = np.minimum(widths, 16)
-            digits = words & _rows(_FIELD, clipped)
-            digits |= _rows(_ZERO_FILL, clipped)
-            ok = (widths <= width) & _all_digits(digits)
-            digits = _eight_digits(digits - _lanes(48))
-            return (digits[:, 0] * np.uint64(100_000_000) + digits[:, 1]).view(np.int64), ok
+            text = words & _rows(_FIELD, clipped)  # a text of up to 15 digits keeps a zero byte before it
+
+            def parse(rows: NDArray | slice) -> tuple[NDArray, NDArray]:
+                digits = text[rows] | _rows(_ZERO_FILL, clipped[rows])
+                ok = (widths[rows] <= width) & _all_digits(digits)
+                digits = _eight_digits(digits - _lanes(48))
+                return (digits[:, 0] * np.uint64(100_000_000) + digits[:, 1]).view(np.int64), ok
+
+            return parse(slice(None)) if known is None else known.values(text[:, 0], text[:, 1], parse)
         # No field of the block is longer than a word (or longer ones fail `width` anyway): half the work.
         clipped = np.minimum(widths, 8)
-        digits = (self.words_at[end + (_PAD - 8)] & np.take(_FIELD_8, clipped)) | np.take(
-            _ZERO_FILL_8, clipped
-        )
-        ok = (widths <= width) & _digit_words(digits)
-        return _eight_digits(digits - _lanes(48)).view(np.int64), ok
+        last = self.tail(col) & np.take(_FIELD_8, clipped)
+
+        def parse_short(rows: NDArray | slice) -> tuple[NDArray, NDArray]:
+            digits = last[rows] | np.take(_ZERO_FILL_8, clipped[rows])
+            ok = (widths[rows] <= width) & _digit_words(digits)
+            return _eight_digits(digits - _lanes(48)).view(np.int64), ok
+
+        if known is None:
+            return parse_short(slice(None))
+        # The width completes the text (a longer field may end in the same eight bytes), and as a second
+        # word below 2**8 it never equals one of the longer path's, whose top byte is a digit.
+        return known.values(last, widths.view(np.uint64), parse_short)
 
     def word(self, col: int) -> NDArray:
         """Fields of up to 8 bytes as one uint64 each (longer fields never match a known word)."""
@@ -189,10 +231,14 @@ class _Block:
         keep = _rows(_MASKS, np.minimum(widths, 16))
         return words & keep, keep, widths
 
-    def ipv4(self, col: int) -> tuple[NDArray, NDArray]:
+    def ipv4(self, col: int, known: _KnownTexts | None = None) -> tuple[NDArray, NDArray]:
         """(value, ok): fields that are strict dotted quads, as integers; ok is False for anything else
-        ("-", IPv6, leading zeros, ...), which the caller leaves to the reference parser."""
-        return _ipv4(*self.address(col))
+        ("-", IPv6, leading zeros, ...), which the caller leaves to the reference parser. Through `known`,
+        the column's cache of texts, when given."""
+        text, keep, widths = self.address(col)
+        if known is None:
+            return _ipv4(text, keep, widths)
+        return known.values(text[:, 0], text[:, 1], lambda rows: _ipv4(text[rows], keep[rows], widths[rows]))
 
 
 def _ipv4(field: NDArray, keep: NDArray, widths: NDArray) -> tuple[NDArray, NDArray]:
@@ -212,17 +258,19 @@ def _ipv4(field: NDArray, keep: NDArray, widths: NDArray) -> tuple[NDArray, NDAr
     return value, ok & strict
 
 
-class _KnownDestinations:
-    """Destination texts seen before, with their values: a small direct-mapped cache, so that the VPC's own
-    interfaces, the destinations of nearly every inbound record, are looked up instead of parsed again (as
-    the reference parser keeps its own cache of them). Sources gain nothing from one: a lookup into a table
+class _KnownTexts:
+    """Texts of one column seen before, with their values: a small direct-mapped cache, so that a text
+    that comes back is looked up instead of parsed again. Flow logs repeat themselves within a column: the
+    VPC's own interfaces are the destinations of nearly every inbound record (the reference parser keeps a
+    cache of them too), records are written in time order so that a block holds few distinct start and end
+    times, and most packet and byte counts are small. Sources gain nothing from one: a lookup into a table
     as large as their variety misses the CPU's caches and costs about as much as parsing.
 
-    Exact: a slot holds the whole text (two words) beside its value, written as one 24-byte item, and a
-    lookup compares the text itself; the hash only picks the slot. Only strict dotted quads are kept. A
-    text that lost its slot to another is simply parsed again. Texts that never repeat (a spoofed flood's
-    sources) make the lookups pause for 1, 2, 4, ... blocks (texts are still written), so they cost little
-    there.
+    Exact: a text is two words that equal texts and only those share, and a slot holds both beside the
+    value, written as one 24-byte item; a lookup compares the text itself, the hash only picks the slot.
+    Only texts that parsed well are kept, and a text that lost its slot to another is simply parsed again.
+    A column whose texts rarely repeat (a spoofed flood's destinations) makes the lookups pause for 1, 2, 4,
+    ... blocks (texts are still written), so that it costs little there.
     """
 
     SLOT_BITS = 12  # 4,096 slots of 24 bytes (96 KB): at home in the CPU's second-level cache
@@ -235,14 +283,15 @@ class _KnownDestinations:
         self._pause = 1  # the next pause, doubled after each block in which fewer than a quarter were found
         self._warm = False  # has a block been written here yet (the first one finds nothing, as it must)?
 
-    def values(self, text: NDArray, keep: NDArray, widths: NDArray) -> tuple[NDArray, NDArray]:
-        """(value, ok) as `_ipv4` gives them."""
-        first, second = text[:, 0], text[:, 1]
+    def values(
+        self, first: NDArray, second: NDArray, parse: Callable[[NDArray | slice], tuple[NDArray, NDArray]]
+    ) -> tuple[NDArray, NDArray]:
+        """(value, ok) of the texts (`first`, `second`) as `parse` of their row numbers gives them."""
         slot = ((((second * _MIX_SECOND) ^ first) * _MIX) >> self._shift).astype(np.intp)
         if self._paused:
             self._paused -= 1
-            value, ok = _ipv4(text, keep, widths)
-            self._remember(slot, text, value, ok)
+            value, ok = parse(slice(None))
+            self._remember(slot, first, second, value, ok)
             return value, ok
         held = np.take(self._slots.view("V24")[:, 0], slot).view(np.uint64).reshape(-1, 3)
         found = (held[:, 0] == first) & (held[:, 1] == second)
@@ -255,16 +304,17 @@ class _KnownDestinations:
         else:
             self._pause = 1
         if len(missed):
-            parsed, ok = _ipv4(text[missed], keep[missed], widths[missed])
+            parsed, ok = parse(missed)
             value[missed] = parsed
             found[missed] = ok
-            self._remember(slot[missed], text[missed], parsed, ok)
+            self._remember(slot[missed], first[missed], second[missed], parsed, ok)
         return value, found
 
-    def _remember(self, slot: NDArray, text: NDArray, value: NDArray, ok: NDArray) -> None:
-        """Write the strict dotted quads among these texts into their slots, whatever was there."""
+    def _remember(self, slot: NDArray, first: NDArray, second: NDArray, value: NDArray, ok: NDArray) -> None:
+        """Write the texts that parsed well into their slots, whatever was there."""
         rows = np.empty((int(np.count_nonzero(ok)), 3), dtype=np.uint64)
-        rows[:, :2] = text[ok]
+        rows[:, 0] = first[ok]
+        rows[:, 1] = second[ok]
         rows[:, 2] = value[ok]
         # One 24-byte item per slot: when several texts share a slot, one whole row wins.
         self._slots.view("V24")[slot[ok], 0] = rows.view("V24")[:, 0]
@@ -345,7 +395,8 @@ class FastScanner:
         self._inside_v4 = parser.inside_ranges(4)
         self._room = np.empty(0, dtype=np.uint8)  # the padded copy of the block being scanned
         self._held: _HeldLevels | None = None  # IPv4 levels kept in arrays between drains (`hold`)
-        self._destinations = _KnownDestinations()
+        # Texts seen before, by column: the destinations (see _KnownTexts).
+        self._known = {self.dst: _KnownTexts()} if self.dst is not None else {}
 
     def scan(self, data: bytes, bounds: TimeBounds | None = None) -> SourceBatch:
         pending = PendingBatch()
@@ -401,40 +452,41 @@ class FastScanner:
     ) -> list[bytes]:
         n = block.ends.shape[0]
         good = np.ones(n, dtype=bool)
-        packets, ok = block.number(self.packets, 12)  # type: ignore[arg-type]
+        packets, ok = block.number(self.packets, 12, self._known.get(self.packets))  # type: ignore[arg-type]
         good &= ok & (packets <= MAX_PACKETS)
-        octets, ok = block.number(self.bytes, 15)  # type: ignore[arg-type]
+        octets, ok = block.number(self.bytes, 15, self._known.get(self.bytes))  # type: ignore[arg-type]
         good &= ok & (octets <= MAX_BYTES) & (octets >= MIN_BYTES_PER_PACKET * packets)
         if self.start is not None and self.end is not None:
-            start, ok_start = block.number(self.start, 10)
-            end, ok_end = block.number(self.end, 10)
+            start, ok_start = block.number(self.start, 10, self._known.get(self.start))
+            end, ok_end = block.number(self.end, 10, self._known.get(self.end))
             good &= ok_start & ok_end & (end >= start)
             if self._bounds is not None:  # the reference names TOO_OLD and FUTURE
                 good &= (end >= self._bounds.oldest_end) & (start <= self._bounds.newest_start)
         if self.status is not None:
-            good &= block.word(self.status) == _OK
+            good &= block.equals(self.status, _OK)
         rejected = np.zeros(n, dtype=bool)
         if self.action is not None:
-            action = block.word(self.action)
-            rejected = action == _REJECT
-            good &= (action == _ACCEPT) | rejected
+            rejected = block.equals(self.action, _REJECT)
+            good &= block.equals(self.action, _ACCEPT) | rejected
         if self.type is not None:
-            kind = block.word(self.type)
-            good &= (kind == _IPV4) | (kind == _IPV6) | (kind == _DASH)
+            kind = self.type
+            good &= block.equals(kind, _IPV4) | block.equals(kind, _IPV6) | block.equals(kind, _DASH)
         flags = None
         if self.tcp_flags is not None:
             flags, ok = block.number(self.tcp_flags, 3)
-            good &= (ok & (flags < 512)) | (block.word(self.tcp_flags) == _DASH)
+            good &= (ok & (flags < 512)) | block.equals(self.tcp_flags, _DASH)
             flags = np.where(ok, flags, -1)
         spoofable = np.zeros(n, dtype=bool)
         if self.protocol is not None:
-            # Protocol numbers as words (one gather), compared with the few that matter.
-            protocol = block.word(self.protocol)
-            spoofable = (protocol == _ICMP) | (protocol == _UDP) | (protocol == _ICMPV6)
+            # Protocol numbers as text (one gather), compared with the few that matter.
+            protocol = self.protocol
+            spoofable = (
+                block.equals(protocol, _ICMP) | block.equals(protocol, _UDP) | block.equals(protocol, _ICMPV6)
+            )
             if flags is not None:
-                spoofable |= (protocol == _TCP) & (flags == SYN)
+                spoofable |= block.equals(protocol, _TCP) & (flags == SYN)
         if self.aws_service is not None:
-            good &= block.word(self.aws_service) == _DASH  # the reference names the service records' reason
+            good &= block.equals(self.aws_service, _DASH)  # the reference names the service records' reason
         if self.src is not None:
             src, ok = block.ipv4(self.src)
         if self.pkt_src is not None:
@@ -442,18 +494,19 @@ class FastScanner:
             if self.src is None:
                 src, ok = pkt_src, pkt_ok
             else:
-                behind = block.word(self.pkt_src) != _DASH  # the original client, when there is one
+                behind = ~block.equals(self.pkt_src, _DASH)  # the original client, when there is one
                 src, ok = np.where(behind, pkt_src, src), np.where(behind, pkt_ok, ok)
         good &= ok  # "-", IPv6 or an odd spelling: the reference parser judges the line
         inbound = np.ones(n, dtype=bool)
         check_dst = np.ones(n, dtype=bool)
         if self.direction is not None:
-            direction = block.word(self.direction)
-            good &= (direction == _INGRESS) | (direction == _EGRESS) | (direction == _DASH)
-            inbound &= direction != _EGRESS
-            check_dst = direction == _DASH
+            direction = self.direction
+            egress = block.equals(direction, _EGRESS)
+            check_dst = block.equals(direction, _DASH)
+            good &= block.equals(direction, _INGRESS) | egress | check_dst
+            inbound &= ~egress
         if self.dst is not None and check_dst.any():
-            dst, ok = self._destinations.values(*block.address(self.dst))
+            dst, ok = block.ipv4(self.dst, self._known.get(self.dst))
             good &= ~check_dst | ok
             inbound &= ~check_dst | _inside_mask(dst, self._inside_v4)
         elif self.dst is None and self.direction is not None:
