@@ -138,7 +138,7 @@ class _Block:
     eight byte lanes per operation), never character by character. Every byte is ASCII (checked by caller).
     """
 
-    def __init__(self, buf: NDArray, ends: NDArray, line_starts: NDArray, room: NDArray) -> None:
+    def __init__(self, buf: NDArray, ends: NDArray, line_ends: NDArray, room: NDArray) -> None:
         """`room`: a scratch buffer of at least len(buf) + 2 * _PAD bytes, reused from block to block (a
         fresh one would cost its page faults every time)."""
         padded = room[: len(buf) + 2 * _PAD]
@@ -148,23 +148,43 @@ class _Block:
         # The 16 bytes from any offset as one (unaligned) 16-byte item: indexing by field position copies
         # them with one memcpy each, far faster than a two-dimensional sliding-window gather.
         self.sixteen_at = np.ndarray((len(padded) - 15,), dtype="V16", buffer=padded, strides=(1,))
-        # The 8 bytes from any offset as one (unaligned) uint64: one gather for short fields.
-        self.words_at = np.ndarray((len(padded) - 7,), dtype=np.uint64, buffer=padded, strides=(1,))
-        self.ends, self.line_starts = ends, line_starts
+        # The 8 bytes from any offset as one (unaligned) 8-byte item, for short fields: gathered as raw bytes
+        # (a memcpy each) and only then read as uint64, ~40% faster than gathering unaligned uint64 items.
+        self.eight_at = np.ndarray((len(padded) - 7,), dtype="V8", buffer=padded, strides=(1,))
+        self.ends, self.line_ends = ends, line_ends
+        self.line_starts = np.empty(len(ends), dtype=ends.dtype)
+        self.line_starts[0] = 0
+        self.line_starts[1:] = line_ends[:-1] + 1
+        self._ends: dict[int, NDArray] = {len(ends[0]) - 1: line_ends}
         self._starts: dict[int, NDArray] = {}
+        self._widths: dict[int, NDArray] = {}
         self._tails: dict[int, NDArray] = {}
+
+    def end(self, col: int) -> NDArray:
+        """Where each line's field ends (its separator), as a contiguous copy: a column of `ends` is read
+        once per block, its rows lying too far apart for the caches."""
+        ends = self._ends.get(col)
+        if ends is None:
+            ends = self._ends[col] = self.ends[:, col].copy()
+        return ends
 
     def start(self, col: int) -> NDArray:
         starts = self._starts.get(col)
         if starts is None:
-            starts = self._starts[col] = self.line_starts if col == 0 else self.ends[:, col - 1] + 1
+            starts = self._starts[col] = self.line_starts if col == 0 else self.end(col - 1) + 1
         return starts
+
+    def width(self, col: int) -> NDArray:
+        widths = self._widths.get(col)
+        if widths is None:
+            widths = self._widths[col] = self.end(col) - self.start(col)
+        return widths
 
     def tail(self, col: int) -> NDArray:
         """The 8 bytes that end where each field ends, as one uint64 (the field's last byte highest)."""
         tail = self._tails.get(col)
         if tail is None:
-            tail = self._tails[col] = self.words_at[self.ends[:, col] + (_PAD - 8)]
+            tail = self._tails[col] = self.eight_at[self.end(col) + (_PAD - 8)].view(np.uint64)
         return tail
 
     def equals(self, col: int, token: _Token) -> NDArray:
@@ -181,47 +201,30 @@ class _Block:
 
     def _words(self, col: int, *, right_aligned: bool = False) -> tuple[NDArray, NDArray]:
         """(words, widths): the 16 bytes from the field's start (or ending at its end) as two uint64."""
-        start, end = self.start(col), self.ends[:, col]
-        first = end - _PAD if right_aligned else start
-        return self.sixteen_at[first + _PAD].view(np.uint64).reshape(-1, 2), end - start
+        first = self.end(col) - _PAD if right_aligned else self.start(col)
+        return self.sixteen_at[first + _PAD].view(np.uint64).reshape(-1, 2), self.width(col)
 
-    def number(self, col: int, width: int, known: _KnownTexts | None = None) -> tuple[NDArray, NDArray]:
-        """(value, ok) of an unsigned decimal field of at most `width` (≤ 15) digits; through `known`, the
-        column's cache of texts, when given."""
-        end = self.ends[:, col]
-        widths = end - self.start(col)
+    def number(self, col: int, width: int) -> tuple[NDArray, NDArray]:
+        """(value, ok) of an unsigned decimal field of at most `width` (≤ 16) digits."""
+        widths = self.width(col)
         if width > 8 and int(widths.max()) > 8:
             words, _ = self._words(col, right_aligned=True)
             clipped = np.minimum(widths, 16)
-            text = words & _rows(_FIELD, clipped)  # a text of up to 15 digits keeps a zero byte before it
-
-            def parse(rows: NDArray | slice) -> tuple[NDArray, NDArray]:
-                digits = text[rows] | _rows(_ZERO_FILL, clipped[rows])
-                ok = (widths[rows] <= width) & _all_digits(digits)
-                digits = _eight_digits(digits - _lanes(48))
-                return (digits[:, 0] * np.uint64(100_000_000) + digits[:, 1]).view(np.int64), ok
-
-            return parse(slice(None)) if known is None else known.values(text[:, 0], text[:, 1], parse)
+            digits = words & _rows(_FIELD, clipped)
+            digits |= _rows(_ZERO_FILL, clipped)
+            ok = (widths <= width) & _all_digits(digits)
+            digits = _eight_digits(digits - _lanes(48))
+            return (digits[:, 0] * np.uint64(100_000_000) + digits[:, 1]).view(np.int64), ok
         # No field of the block is longer than a word (or longer ones fail `width` anyway): half the work.
         clipped = np.minimum(widths, 8)
-        last = self.tail(col) & np.take(_FIELD_8, clipped)
-
-        def parse_short(rows: NDArray | slice) -> tuple[NDArray, NDArray]:
-            digits = last[rows] | np.take(_ZERO_FILL_8, clipped[rows])
-            ok = (widths[rows] <= width) & _digit_words(digits)
-            return _eight_digits(digits - _lanes(48)).view(np.int64), ok
-
-        if known is None:
-            return parse_short(slice(None))
-        # The width completes the text (a longer field may end in the same eight bytes), and as a second
-        # word below 2**8 it never equals one of the longer path's, whose top byte is a digit.
-        return known.values(last, widths.view(np.uint64), parse_short)
+        digits = (self.tail(col) & np.take(_FIELD_8, clipped)) | np.take(_ZERO_FILL_8, clipped)
+        ok = (widths <= width) & _digit_words(digits)
+        return _eight_digits(digits - _lanes(48)).view(np.int64), ok
 
     def word(self, col: int) -> NDArray:
         """Fields of up to 8 bytes as one uint64 each (longer fields never match a known word)."""
-        start = self.start(col)
-        widths = self.ends[:, col] - start
-        words = self.words_at[start + _PAD]
+        widths = self.width(col)
+        words = self.eight_at[self.start(col) + _PAD].view(np.uint64)
         return np.where(widths <= 8, words & np.take(_MASKS[:, 0], np.minimum(widths, 8)), 0)
 
     def address(self, col: int) -> tuple[NDArray, NDArray, NDArray]:
@@ -395,8 +398,7 @@ class FastScanner:
         self._inside_v4 = parser.inside_ranges(4)
         self._room = np.empty(0, dtype=np.uint8)  # the padded copy of the block being scanned
         self._held: _HeldLevels | None = None  # IPv4 levels kept in arrays between drains (`hold`)
-        # Texts seen before, by column: the destinations (see _KnownTexts).
-        self._known = {self.dst: _KnownTexts()} if self.dst is not None else {}
+        self._destinations = _KnownTexts()
 
     def scan(self, data: bytes, bounds: TimeBounds | None = None) -> SourceBatch:
         pending = PendingBatch()
@@ -421,19 +423,17 @@ class FastScanner:
         nf = self.nf
         if len(seps) % nf == 0 and len(seps):
             ends = seps.reshape(-1, nf)
+            line_ends = ends[:, -1].copy()
             # Regular: ASCII only, the one control byte is the newline, and it ends each row of nf fields.
             regular = (
                 buf.max() < 128
                 and np.count_nonzero(buf < 32) == len(ends)
-                and bool((buf[ends[:, -1]] == 10).all())
+                and bool((buf[line_ends] == 10).all())
             )
             if regular:
-                line_starts = np.empty(len(ends), dtype=ends.dtype)
-                line_starts[0] = 0
-                line_starts[1:] = ends[:-1, -1] + 1
                 if len(self._room) < len(buf) + 2 * _PAD:
                     self._room = np.empty(len(buf) + len(buf) // 8 + 2 * _PAD, dtype=np.uint8)
-                block = _Block(buf, ends, line_starts, self._room)
+                block = _Block(buf, ends, line_ends, self._room)
                 if block.no_empty_fields(seps):
                     return self._scan_regular(block, data, by_text, batch)
         # Mixed block: route lines that cannot be regular to the reference, scan the rest in one go.
@@ -452,13 +452,13 @@ class FastScanner:
     ) -> list[bytes]:
         n = block.ends.shape[0]
         good = np.ones(n, dtype=bool)
-        packets, ok = block.number(self.packets, 12, self._known.get(self.packets))  # type: ignore[arg-type]
+        packets, ok = block.number(self.packets, 12)  # type: ignore[arg-type]
         good &= ok & (packets <= MAX_PACKETS)
-        octets, ok = block.number(self.bytes, 15, self._known.get(self.bytes))  # type: ignore[arg-type]
+        octets, ok = block.number(self.bytes, 15)  # type: ignore[arg-type]
         good &= ok & (octets <= MAX_BYTES) & (octets >= MIN_BYTES_PER_PACKET * packets)
         if self.start is not None and self.end is not None:
-            start, ok_start = block.number(self.start, 10, self._known.get(self.start))
-            end, ok_end = block.number(self.end, 10, self._known.get(self.end))
+            start, ok_start = block.number(self.start, 10)
+            end, ok_end = block.number(self.end, 10)
             good &= ok_start & ok_end & (end >= start)
             if self._bounds is not None:  # the reference names TOO_OLD and FUTURE
                 good &= (end >= self._bounds.oldest_end) & (start <= self._bounds.newest_start)
@@ -506,7 +506,7 @@ class FastScanner:
             good &= block.equals(direction, _INGRESS) | egress | check_dst
             inbound &= ~egress
         if self.dst is not None and check_dst.any():
-            dst, ok = block.ipv4(self.dst, self._known.get(self.dst))
+            dst, ok = block.ipv4(self.dst, self._destinations)
             good &= ~check_dst | ok
             inbound &= ~check_dst | _inside_mask(dst, self._inside_v4)
         elif self.dst is None and self.direction is not None:
@@ -524,7 +524,7 @@ class FastScanner:
                 first, last = int(start[use].min()), int(end[use].max())
                 batch.first_start = first if batch.first_start is None else min(first, batch.first_start)
                 batch.last_end = last if batch.last_end is None else max(last, batch.last_end)
-        line_starts, line_ends = block.line_starts, block.ends[:, -1]
+        line_starts, line_ends = block.line_starts, block.line_ends
         return [data[line_starts[i] : line_ends[i]] for i in np.flatnonzero(~good).tolist()]
 
     def _maybe_opened(self, block: _Block, flags: NDArray | None, rejected: NDArray) -> NDArray:
