@@ -135,11 +135,19 @@ class _Detector:
             for candidate in chosen.values():
                 parent = int(candidate.network.network_address) >> (bits - length)
                 members.setdefault(parent, []).append(candidate)
-            for key, counter in sorted(level.counters.items()):
-                if not counter.packets:
-                    continue  # counted only in records of no packet: nothing to judge, whatever the error
-                if not self.may_be_abusive(counter.packets + level.error):
-                    continue  # below the rate or the share whatever is subtracted below: most keys
+            error, share_floor = level.error, self.config.min_share * self.total
+            # Most keys fall short of the share (the second of `may_be_abusive`'s tests, as it computes it):
+            # they are passed over before the sort, which then orders only the few left.
+            judged = sorted(
+                (key, counter)
+                for key, counter in level.counters.items()
+                if counter.packets + error >= share_floor
+                # counted only in records of no packet: nothing to judge, whatever the error
+                and counter.packets
+                # below the rate or the share whatever is subtracted below: most keys
+                and self.may_be_abusive(counter.packets + error)
+            )
+            for key, counter in judged:
                 spoofed_only = not is_host and counter.spoofable >= counter.packets
                 tally = self.members_of(version, length, key)
                 ratio = max(self.config.dense_ratio, SPOOFED_DENSE_RATIO) if spoofed_only else None
