@@ -12,6 +12,7 @@ tallies are identical (property tests check it). numpy is optional: without it, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -48,10 +49,24 @@ def _word(text: bytes) -> int:
     return int(np.frombuffer(text.ljust(8, b"\0"), dtype=np.uint64)[0])
 
 
-_OK, _ACCEPT, _REJECT = _word(b"OK"), _word(b"ACCEPT"), _word(b"REJECT")
-_INGRESS, _EGRESS, _DASH = _word(b"ingress"), _word(b"egress"), _word(b"-")
-_IPV4, _IPV6 = _word(b"IPv4"), _word(b"IPv6")
-_ICMP, _TCP, _UDP, _ICMPV6 = _word(b"1"), _word(b"6"), _word(b"17"), _word(b"58")
+class _Token:
+    """A field's whole text (at most 7 bytes), as compared by `_Block.equals`: the word `_Block.word` reads
+    for the line's first field, and for any other the 8 bytes that end where the field ends, the separating
+    space before it included (so that a longer field ending the same way does not match)."""
+
+    __slots__ = ("mask", "tail", "word")
+
+    def __init__(self, text: bytes) -> None:
+        spaced = b" " + text
+        self.word = _word(text)
+        self.tail = np.uint64(_word(spaced.rjust(8, b"\0")))
+        self.mask = np.uint64(((1 << 8 * len(spaced)) - 1) << 8 * (8 - len(spaced)))
+
+
+_OK, _ACCEPT, _REJECT = _Token(b"OK"), _Token(b"ACCEPT"), _Token(b"REJECT")
+_INGRESS, _EGRESS, _DASH = _Token(b"ingress"), _Token(b"egress"), _Token(b"-")
+_IPV4, _IPV6 = _Token(b"IPv4"), _Token(b"IPv6")
+_ICMP, _TCP, _UDP, _ICMPV6 = _Token(b"1"), _Token(b"6"), _Token(b"17"), _Token(b"58")
 
 
 def _lanes(byte: int) -> np.uint64:
@@ -123,7 +138,7 @@ class _Block:
     eight byte lanes per operation), never character by character. Every byte is ASCII (checked by caller).
     """
 
-    def __init__(self, buf: NDArray, ends: NDArray, line_starts: NDArray, room: NDArray) -> None:
+    def __init__(self, buf: NDArray, ends: NDArray, line_ends: NDArray, room: NDArray) -> None:
         """`room`: a scratch buffer of at least len(buf) + 2 * _PAD bytes, reused from block to block (a
         fresh one would cost its page faults every time)."""
         padded = room[: len(buf) + 2 * _PAD]
@@ -133,16 +148,51 @@ class _Block:
         # The 16 bytes from any offset as one (unaligned) 16-byte item: indexing by field position copies
         # them with one memcpy each, far faster than a two-dimensional sliding-window gather.
         self.sixteen_at = np.ndarray((len(padded) - 15,), dtype="V16", buffer=padded, strides=(1,))
-        # The 8 bytes from any offset as one (unaligned) uint64: one gather for short fields.
-        self.words_at = np.ndarray((len(padded) - 7,), dtype=np.uint64, buffer=padded, strides=(1,))
-        self.ends, self.line_starts = ends, line_starts
+        # The 8 bytes from any offset as one (unaligned) 8-byte item, for short fields: gathered as raw bytes
+        # (a memcpy each) and only then read as uint64, ~40% faster than gathering unaligned uint64 items.
+        self.eight_at = np.ndarray((len(padded) - 7,), dtype="V8", buffer=padded, strides=(1,))
+        self.ends, self.line_ends = ends, line_ends
+        self.line_starts = np.empty(len(ends), dtype=ends.dtype)
+        self.line_starts[0] = 0
+        self.line_starts[1:] = line_ends[:-1] + 1
+        self._ends: dict[int, NDArray] = {len(ends[0]) - 1: line_ends}
         self._starts: dict[int, NDArray] = {}
+        self._widths: dict[int, NDArray] = {}
+        self._tails: dict[int, NDArray] = {}
+
+    def end(self, col: int) -> NDArray:
+        """Where each line's field ends (its separator), as a contiguous copy: a column of `ends` is read
+        once per block, its rows lying too far apart for the caches."""
+        ends = self._ends.get(col)
+        if ends is None:
+            ends = self._ends[col] = self.ends[:, col].copy()
+        return ends
 
     def start(self, col: int) -> NDArray:
         starts = self._starts.get(col)
         if starts is None:
-            starts = self._starts[col] = self.line_starts if col == 0 else self.ends[:, col - 1] + 1
+            starts = self._starts[col] = self.line_starts if col == 0 else self.end(col - 1) + 1
         return starts
+
+    def width(self, col: int) -> NDArray:
+        widths = self._widths.get(col)
+        if widths is None:
+            widths = self._widths[col] = self.end(col) - self.start(col)
+        return widths
+
+    def tail(self, col: int) -> NDArray:
+        """The 8 bytes that end where each field ends, as one uint64 (the field's last byte highest)."""
+        tail = self._tails.get(col)
+        if tail is None:
+            tail = self._tails[col] = self.eight_at[self.end(col) + (_PAD - 8)].view(np.uint64)
+        return tail
+
+    def equals(self, col: int, token: _Token) -> NDArray:
+        """Per line: is the field exactly `token`? Fields after the first follow a single space (the block
+        is regular), which the comparison includes; the first follows a newline or the block's start."""
+        if col == 0:
+            return self.word(col) == token.word
+        return (self.tail(col) & token.mask) == token.tail
 
     def no_empty_fields(self, separators: NDArray) -> bool:
         """False when two separators touch or a line starts with one (an empty field, which the reference
@@ -151,14 +201,12 @@ class _Block:
 
     def _words(self, col: int, *, right_aligned: bool = False) -> tuple[NDArray, NDArray]:
         """(words, widths): the 16 bytes from the field's start (or ending at its end) as two uint64."""
-        start, end = self.start(col), self.ends[:, col]
-        first = end - _PAD if right_aligned else start
-        return self.sixteen_at[first + _PAD].view(np.uint64).reshape(-1, 2), end - start
+        first = self.end(col) - _PAD if right_aligned else self.start(col)
+        return self.sixteen_at[first + _PAD].view(np.uint64).reshape(-1, 2), self.width(col)
 
     def number(self, col: int, width: int) -> tuple[NDArray, NDArray]:
         """(value, ok) of an unsigned decimal field of at most `width` (≤ 16) digits."""
-        end = self.ends[:, col]
-        widths = end - self.start(col)
+        widths = self.width(col)
         if width > 8 and int(widths.max()) > 8:
             words, _ = self._words(col, right_aligned=True)
             clipped = np.minimum(widths, 16)
@@ -169,38 +217,114 @@ class _Block:
             return (digits[:, 0] * np.uint64(100_000_000) + digits[:, 1]).view(np.int64), ok
         # No field of the block is longer than a word (or longer ones fail `width` anyway): half the work.
         clipped = np.minimum(widths, 8)
-        digits = (self.words_at[end + (_PAD - 8)] & np.take(_FIELD_8, clipped)) | np.take(
-            _ZERO_FILL_8, clipped
-        )
+        digits = (self.tail(col) & np.take(_FIELD_8, clipped)) | np.take(_ZERO_FILL_8, clipped)
         ok = (widths <= width) & _digit_words(digits)
         return _eight_digits(digits - _lanes(48)).view(np.int64), ok
 
     def word(self, col: int) -> NDArray:
         """Fields of up to 8 bytes as one uint64 each (longer fields never match a known word)."""
-        start = self.start(col)
-        widths = self.ends[:, col] - start
-        words = self.words_at[start + _PAD]
+        widths = self.width(col)
+        words = self.eight_at[self.start(col) + _PAD].view(np.uint64)
         return np.where(widths <= 8, words & np.take(_MASKS[:, 0], np.minimum(widths, 8)), 0)
 
-    def ipv4(self, col: int) -> tuple[NDArray, NDArray]:
-        """(value, ok): fields that are strict dotted quads, as integers; ok is False for anything else
-        ("-", IPv6, leading zeros, ...), which the caller leaves to the reference parser.
-
-        Each byte becomes a nibble (byte - 44: "." 2, digits 4..13, padding 0) in its own lane; three rounds
-        of shift-and-mask pack the eight lanes of each word into 32 bits, and `_dotted_quads` reads the key.
-        """
+    def address(self, col: int) -> tuple[NDArray, NDArray, NDArray]:
+        """(text, keep, widths): each field's first 16 bytes as two uint64 with the bytes past its end zeroed
+        (so equal texts are equal pairs of words), the mask that did it, and the field widths."""
         words, widths = self._words(col)
         keep = _rows(_MASKS, np.minimum(widths, 16))
-        field = words & keep
-        checked = field | (_lanes(48) & ~keep)  # padding as "0": only digits and dots may remain
-        bad = _any_byte_below(checked, 46) | _any_byte_above(checked, 57) | _any_byte_equal(checked, 47)
-        ok = ~(bad[:, 0] | bad[:, 1]) & (widths <= _ADDRESS_WIDTH)
-        words = (field - (_lanes(_NIBBLE_BASE) & keep)) & _lanes(15)
-        words = (words | (words >> np.uint64(4))) & np.uint64(0x00FF00FF00FF00FF)
-        words = (words | (words >> np.uint64(8))) & np.uint64(0x0000FFFF0000FFFF)
-        words = (words | (words >> np.uint64(16))) & np.uint64(0x00000000FFFFFFFF)
-        value, strict = _dotted_quads(words[:, 0] | (words[:, 1] << np.uint64(32)))
-        return value, ok & strict
+        return words & keep, keep, widths
+
+    def ipv4(self, col: int, known: _KnownTexts | None = None) -> tuple[NDArray, NDArray]:
+        """(value, ok): fields that are strict dotted quads, as integers; ok is False for anything else
+        ("-", IPv6, leading zeros, ...), which the caller leaves to the reference parser. Through `known`,
+        the column's cache of texts, when given."""
+        text, keep, widths = self.address(col)
+        if known is None:
+            return _ipv4(text, keep, widths)
+        return known.values(text[:, 0], text[:, 1], lambda rows: _ipv4(text[rows], keep[rows], widths[rows]))
+
+
+def _ipv4(field: NDArray, keep: NDArray, widths: NDArray) -> tuple[NDArray, NDArray]:
+    """(value, ok) of address texts as `_Block.address` gives them.
+
+    Each byte becomes a nibble (byte - 44: "." 2, digits 4..13, padding 0) in its own lane; three rounds
+    of shift-and-mask pack the eight lanes of each word into 32 bits, and `_dotted_quads` reads the key.
+    """
+    checked = field | (_lanes(48) & ~keep)  # padding as "0": only digits and dots may remain
+    bad = _any_byte_below(checked, 46) | _any_byte_above(checked, 57) | _any_byte_equal(checked, 47)
+    ok = ~(bad[:, 0] | bad[:, 1]) & (widths <= _ADDRESS_WIDTH)
+    words = (field - (_lanes(_NIBBLE_BASE) & keep)) & _lanes(15)
+    words = (words | (words >> np.uint64(4))) & np.uint64(0x00FF00FF00FF00FF)
+    words = (words | (words >> np.uint64(8))) & np.uint64(0x0000FFFF0000FFFF)
+    words = (words | (words >> np.uint64(16))) & np.uint64(0x00000000FFFFFFFF)
+    value, strict = _dotted_quads(words[:, 0] | (words[:, 1] << np.uint64(32)))
+    return value, ok & strict
+
+
+class _KnownTexts:
+    """Texts of one column seen before, with their values: a small direct-mapped cache, so that a text
+    that comes back is looked up instead of parsed again. The scanner keeps one for the destinations: the
+    VPC's own interfaces are those of nearly every inbound record (the reference parser keeps a cache of
+    them too), and a lookup costs about a tenth of parsing the address. Sources, counters and times were
+    measured through one too and gained nothing: their texts vary more, so a lookup misses the CPU's caches
+    or parsing is already as cheap as looking up.
+
+    Exact: a text is two words that equal texts and only those share, and a slot holds both beside the
+    value, written as one 24-byte item; a lookup compares the text itself, the hash only picks the slot.
+    Only texts that parsed well are kept, and a text that lost its slot to another is simply parsed again.
+    A column whose texts rarely repeat (a spoofed flood's destinations) makes the lookups pause for 1, 2, 4,
+    ... blocks (texts are still written), so that it costs little there.
+    """
+
+    SLOT_BITS = 12  # 4,096 slots of 24 bytes (96 KB): at home in the CPU's second-level cache
+    MAX_PAUSE = 64  # blocks
+
+    def __init__(self) -> None:
+        self._slots = np.zeros((1 << self.SLOT_BITS, 3), dtype=np.uint64)  # text words, value
+        self._shift = np.uint64(64 - self.SLOT_BITS)
+        self._paused = 0  # blocks left without lookups
+        self._pause = 1  # the next pause, doubled after each block in which fewer than a quarter were found
+        self._warm = False  # has a block been written here yet (the first one finds nothing, as it must)?
+
+    def values(
+        self, first: NDArray, second: NDArray, parse: Callable[[NDArray | slice], tuple[NDArray, NDArray]]
+    ) -> tuple[NDArray, NDArray]:
+        """(value, ok) of the texts (`first`, `second`) as `parse` of their row numbers gives them."""
+        slot = ((((second * _MIX_SECOND) ^ first) * _MIX) >> self._shift).astype(np.intp)
+        if self._paused:
+            self._paused -= 1
+            value, ok = parse(slice(None))
+            self._remember(slot, first, second, value, ok)
+            return value, ok
+        held = np.take(self._slots.view("V24")[:, 0], slot).view(np.uint64).reshape(-1, 3)
+        found = (held[:, 0] == first) & (held[:, 1] == second)
+        value = held[:, 2].view(np.int64)
+        missed = np.flatnonzero(~found)
+        if not self._warm:
+            self._warm = True
+        elif len(missed) * 4 > len(found) * 3:
+            self._paused, self._pause = self._pause, min(2 * self._pause, self.MAX_PAUSE)
+        else:
+            self._pause = 1
+        if len(missed):
+            parsed, ok = parse(missed)
+            value[missed] = parsed
+            found[missed] = ok
+            self._remember(slot[missed], first[missed], second[missed], parsed, ok)
+        return value, found
+
+    def _remember(self, slot: NDArray, first: NDArray, second: NDArray, value: NDArray, ok: NDArray) -> None:
+        """Write the texts that parsed well into their slots, whatever was there."""
+        rows = np.empty((int(np.count_nonzero(ok)), 3), dtype=np.uint64)
+        rows[:, 0] = first[ok]
+        rows[:, 1] = second[ok]
+        rows[:, 2] = value[ok]
+        # One 24-byte item per slot: when several texts share a slot, one whole row wins.
+        self._slots.view("V24")[slot[ok], 0] = rows.view("V24")[:, 0]
+
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd constants whose products spread a text's bits to the top
+_MIX_SECOND = np.uint64(0xC2B2AE3D27D4EB4F)
 
 
 def _octet_table() -> NDArray:
@@ -274,6 +398,7 @@ class FastScanner:
         self._inside_v4 = parser.inside_ranges(4)
         self._room = np.empty(0, dtype=np.uint8)  # the padded copy of the block being scanned
         self._held: _HeldLevels | None = None  # IPv4 levels kept in arrays between drains (`hold`)
+        self._destinations = _KnownTexts()
 
     def scan(self, data: bytes, bounds: TimeBounds | None = None) -> SourceBatch:
         pending = PendingBatch()
@@ -298,19 +423,17 @@ class FastScanner:
         nf = self.nf
         if len(seps) % nf == 0 and len(seps):
             ends = seps.reshape(-1, nf)
+            line_ends = ends[:, -1].copy()
             # Regular: ASCII only, the one control byte is the newline, and it ends each row of nf fields.
             regular = (
                 buf.max() < 128
                 and np.count_nonzero(buf < 32) == len(ends)
-                and bool((buf[ends[:, -1]] == 10).all())
+                and bool((buf[line_ends] == 10).all())
             )
             if regular:
-                line_starts = np.empty(len(ends), dtype=ends.dtype)
-                line_starts[0] = 0
-                line_starts[1:] = ends[:-1, -1] + 1
                 if len(self._room) < len(buf) + 2 * _PAD:
                     self._room = np.empty(len(buf) + len(buf) // 8 + 2 * _PAD, dtype=np.uint8)
-                block = _Block(buf, ends, line_starts, self._room)
+                block = _Block(buf, ends, line_ends, self._room)
                 if block.no_empty_fields(seps):
                     return self._scan_regular(block, data, by_text, batch)
         # Mixed block: route lines that cannot be regular to the reference, scan the rest in one go.
@@ -340,29 +463,30 @@ class FastScanner:
             if self._bounds is not None:  # the reference names TOO_OLD and FUTURE
                 good &= (end >= self._bounds.oldest_end) & (start <= self._bounds.newest_start)
         if self.status is not None:
-            good &= block.word(self.status) == _OK
+            good &= block.equals(self.status, _OK)
         rejected = np.zeros(n, dtype=bool)
         if self.action is not None:
-            action = block.word(self.action)
-            rejected = action == _REJECT
-            good &= (action == _ACCEPT) | rejected
+            rejected = block.equals(self.action, _REJECT)
+            good &= block.equals(self.action, _ACCEPT) | rejected
         if self.type is not None:
-            kind = block.word(self.type)
-            good &= (kind == _IPV4) | (kind == _IPV6) | (kind == _DASH)
+            kind = self.type
+            good &= block.equals(kind, _IPV4) | block.equals(kind, _IPV6) | block.equals(kind, _DASH)
         flags = None
         if self.tcp_flags is not None:
             flags, ok = block.number(self.tcp_flags, 3)
-            good &= (ok & (flags < 512)) | (block.word(self.tcp_flags) == _DASH)
+            good &= (ok & (flags < 512)) | block.equals(self.tcp_flags, _DASH)
             flags = np.where(ok, flags, -1)
         spoofable = np.zeros(n, dtype=bool)
         if self.protocol is not None:
-            # Protocol numbers as words (one gather), compared with the few that matter.
-            protocol = block.word(self.protocol)
-            spoofable = (protocol == _ICMP) | (protocol == _UDP) | (protocol == _ICMPV6)
+            # Protocol numbers as text (one gather), compared with the few that matter.
+            protocol = self.protocol
+            spoofable = (
+                block.equals(protocol, _ICMP) | block.equals(protocol, _UDP) | block.equals(protocol, _ICMPV6)
+            )
             if flags is not None:
-                spoofable |= (protocol == _TCP) & (flags == SYN)
+                spoofable |= block.equals(protocol, _TCP) & (flags == SYN)
         if self.aws_service is not None:
-            good &= block.word(self.aws_service) == _DASH  # the reference names the service records' reason
+            good &= block.equals(self.aws_service, _DASH)  # the reference names the service records' reason
         if self.src is not None:
             src, ok = block.ipv4(self.src)
         if self.pkt_src is not None:
@@ -370,18 +494,19 @@ class FastScanner:
             if self.src is None:
                 src, ok = pkt_src, pkt_ok
             else:
-                behind = block.word(self.pkt_src) != _DASH  # the original client, when there is one
+                behind = ~block.equals(self.pkt_src, _DASH)  # the original client, when there is one
                 src, ok = np.where(behind, pkt_src, src), np.where(behind, pkt_ok, ok)
         good &= ok  # "-", IPv6 or an odd spelling: the reference parser judges the line
         inbound = np.ones(n, dtype=bool)
         check_dst = np.ones(n, dtype=bool)
         if self.direction is not None:
-            direction = block.word(self.direction)
-            good &= (direction == _INGRESS) | (direction == _EGRESS) | (direction == _DASH)
-            inbound &= direction != _EGRESS
-            check_dst = direction == _DASH
+            direction = self.direction
+            egress = block.equals(direction, _EGRESS)
+            check_dst = block.equals(direction, _DASH)
+            good &= block.equals(direction, _INGRESS) | egress | check_dst
+            inbound &= ~egress
         if self.dst is not None and check_dst.any():
-            dst, ok = block.ipv4(self.dst)
+            dst, ok = block.ipv4(self.dst, self._destinations)
             good &= ~check_dst | ok
             inbound &= ~check_dst | _inside_mask(dst, self._inside_v4)
         elif self.dst is None and self.direction is not None:
@@ -399,7 +524,7 @@ class FastScanner:
                 first, last = int(start[use].min()), int(end[use].max())
                 batch.first_start = first if batch.first_start is None else min(first, batch.first_start)
                 batch.last_end = last if batch.last_end is None else max(last, batch.last_end)
-        line_starts, line_ends = block.line_starts, block.ends[:, -1]
+        line_starts, line_ends = block.line_starts, block.line_ends
         return [data[line_starts[i] : line_ends[i]] for i in np.flatnonzero(~good).tolist()]
 
     def _maybe_opened(self, block: _Block, flags: NDArray | None, rejected: NDArray) -> NDArray:
@@ -574,11 +699,13 @@ class _SourceSums:
             at = np.minimum(np.searchsorted(known_values, src), len(known_values) - 1)
             known = known_values[at] == src
             self.repeating = 2 * int(np.count_nonzero(known)) >= len(known)
+            if known.all():  # the usual case once the sources are known: no row to leave out
+                for mine, theirs in zip(self.table.columns, columns, strict=True):
+                    np.add.at(mine, at, theirs)
+                return
             if known.any():
                 for mine, theirs in zip(self.table.columns, columns, strict=True):
                     np.add.at(mine, at[known], theirs[known])
-                if known.all():
-                    return
                 src, columns = src[~known], [column[~known] for column in columns]
             block = _Table.grouped(src, columns)
         else:
