@@ -126,7 +126,7 @@ class Emulator:
                 CidrBlock="0.0.0.0/0",
             )  # fmt: skip
         suffix = uuid.uuid4().hex[:8]
-        for name in (f"state-{suffix}", f"log-{suffix}"):
+        for name in (f"state-{suffix}", f"window-{suffix}", f"log-{suffix}"):
             self.dynamodb.create_table(
                 TableName=name,
                 KeySchema=[
@@ -158,6 +158,7 @@ class Emulator:
                 ENV.MIN_PPS: "1000",
                 ENV.ALARM_NAMES: json.dumps(["Floodgate-early-warning"]),
                 ENV.STATE_TABLE: f"state-{suffix}",
+                ENV.WINDOW_TABLE: f"window-{suffix}",
                 ENV.LOG_TABLE: f"log-{suffix}",
                 ENV.TOPIC_ARN: topic_arn,
                 **overrides,
@@ -248,6 +249,7 @@ def bench_first_use(emulator: Emulator) -> None:
         ENV.NACL_IDS: ",".join(settings.nacl_ids),
         ENV.VPC_CIDRS: ",".join(settings.vpc_cidrs),
         ENV.STATE_TABLE: settings.state_table,
+        ENV.WINDOW_TABLE: settings.window_table or "",
         ENV.LOG_TABLE: settings.log_table,
     }
     for handler, service in (("detector", "detector"), ("expirer", "expirer")):

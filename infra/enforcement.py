@@ -18,7 +18,7 @@ from infra.capacity_hold import grant_capacity_hold
 from infra.nag import acknowledge, logical_id
 from infra.notifications import Notifications
 from infra.settings import RETENTION_DAYS, FloodgateSettings, FunctionSettings
-from infra.storage import dead_letter_queue, ledger_tables
+from infra.storage import dead_letter_queue, ledger_tables, window_table
 
 # The Lambda asset: the `functions/` directory (the floodgate package), without build and cache debris.
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
@@ -93,6 +93,7 @@ class Enforcement(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.state_table, self.log_table = ledger_tables(self, retain=settings.retain_tables)
+        self.window_table = window_table(self)
         self.failures = dead_letter_queue(
             self,
             "FailedInvocations",
@@ -108,6 +109,7 @@ class Enforcement(Construct):
             state_table=self.state_table.table_name,
             log_table=self.log_table.table_name,
             topic_arn=notifications.topic.topic_arn,
+            window_table=self.window_table.table_name,
         )
         self.detector = self._function(
             "Detector",
@@ -129,13 +131,13 @@ class Enforcement(Construct):
             self._grant_nacl_entries(function, settings)
             grant_capacity_hold(function, settings)
             # Exactly what the adapters call, on the tables themselves (no index, no scan, no streams):
-            # ledger, leases, offences, window and arming on STATE (transactions need the item actions and
-            # ConditionCheckItem); the functions only ever append to the deny log (the CLI reads it).
-            # (Table.grant would add the log table's index ARNs too.)
+            # ledger, leases, offences and arming on STATE (transactions need the item actions and
+            # ConditionCheckItem), the window on WINDOW; the functions only ever append to the deny log (the
+            # CLI reads it). (Table.grant would add the log table's index ARNs too.)
             iam.Grant.add_to_principal(
                 grantee=function,
                 actions=list(STATE_TABLE_ACTIONS),
-                resource_arns=[self.state_table.table_arn],
+                resource_arns=[self.state_table.table_arn, self.window_table.table_arn],
             )
             iam.Grant.add_to_principal(
                 grantee=function,

@@ -80,7 +80,7 @@ from infra.kinesis_ingest import KinesisIngest, subscribe_to_destination
 from infra.nag import acknowledge, enable_checks, logical_id
 from infra.notifications import Notifications
 from infra.settings import FloodgateSettings, FunctionSettings
-from infra.storage import dead_letter_queue, ledger_tables
+from infra.storage import dead_letter_queue, ledger_tables, window_table
 
 # The members' StackSet rolls out to at most a quarter of the accounts at once and stops at 10% failures.
 MAX_CONCURRENT_PERCENTAGE = 25
@@ -198,13 +198,15 @@ class SecurityStack(Stack):
                 settings.detector, reserved_concurrency=None if reserved is None else max(reserved, lanes + 1)
             ),
         )
-        # The STATE table holds members' windows and decision leases.
+        # The STATE table holds decision leases and armings, the WINDOW table the members' windows.
         self.state_table, self.log_table = ledger_tables(self, retain=settings.retain_tables)
+        self.window_table = window_table(self)
         self.notifications = Notifications(self, "Notifications", emails=settings.alert_emails)
         environment = settings.runtime_environment(
             state_table=self.state_table.table_name,
             log_table=self.log_table.table_name,
             topic_arn=self.notifications.topic.topic_arn,
+            window_table=self.window_table.table_name,
         )
         environment[ENV.MODE] = "security"
         environment[ENV.VPC_ID] = ""
@@ -242,7 +244,7 @@ class SecurityStack(Stack):
         iam.Grant.add_to_principal(
             grantee=self.detector,
             actions=list(STATE_TABLE_ACTIONS),
-            resource_arns=[self.state_table.table_arn],
+            resource_arns=[self.state_table.table_arn, self.window_table.table_arn],
         )
         iam.Grant.add_to_principal(
             grantee=self.detector,

@@ -187,7 +187,7 @@ class FloodgateSettings:
         # Cross-check with the handlers' own validation, so a stack never ships an environment they reject
         # (the security stack ships no function: its members' run in member mode).
         environment = settings.runtime_environment(
-            state_table="state", log_table="log", topic_arn="arn:topic"
+            state_table="state", log_table="log", topic_arn="arn:topic", window_table="window"
         )
         if settings.estate.mode == "security":
             environment[ENV.MODE] = "member"
@@ -412,8 +412,11 @@ class FloodgateSettings:
             r.problem(f"scaleOutHoldMax={maximum}: must be between 1m and 1h")
         return HoldSettings(groups=groups if enabled else (), max=maximum)
 
-    def runtime_environment(self, *, state_table: str, log_table: str, topic_arn: str) -> dict[str, str]:
-        """The functions' environment: every variable of the table, all set (some empty)."""
+    def runtime_environment(
+        self, *, state_table: str, log_table: str, topic_arn: str, window_table: str = ""
+    ) -> dict[str, str]:
+        """The functions' environment: every variable of the table, all set (some empty). `window_table`:
+        where a stack that detects keeps the traffic window (a member's functions keep none)."""
         environment = {
             row.env: _env_text(self.values[row.key])
             for row in SETTINGS
@@ -424,6 +427,7 @@ class FloodgateSettings:
         environment[ENV.HOLD_GROUPS] = ",".join(self.hold.groups)  # none while scaleOutHold is off
         environment[ENV.ALARM_NAMES] = json.dumps(list(self.watched_alarm_names))
         environment[ENV.STATE_TABLE] = state_table
+        environment[ENV.WINDOW_TABLE] = window_table
         environment[ENV.LOG_TABLE] = log_table
         environment[ENV.TOPIC_ARN] = topic_arn
         environment[ENV.MEMBER_ALARM_PREFIX] = (

@@ -1,4 +1,5 @@
-"""What every Floodgate deployment stores: the ledger's two tables and its dead-letter queues.
+"""What every Floodgate deployment stores: the ledger's two tables, the traffic window's, and the dead-letter
+queues.
 
 Shared by the single-account stack (`Enforcement`), the estate's member stack and the kinesis ingest, so
 that a table or a queue is declared once: same keys, TTL, encryption and recovery wherever it is deployed.
@@ -36,6 +37,23 @@ def ledger_tables(scope: Construct, *, retain: bool) -> tuple[dynamodb.Table, dy
     return state, log
 
 
+def window_table(scope: Construct) -> dynamodb.Table:
+    """The WINDOW table: the traffic window's deliveries and merged minutes, which TTL removes within hours.
+
+    Apart from STATE so that the bulk of the writes (every delivery's parts) and of the items never share a
+    table with the few long-lived ones a decision queries (arming, dependencies, the ledger). Destroyed with
+    the stack whatever `retainTables` says: nothing in it outlives its hours.
+    """
+    table = _table(scope, "WindowTable", RemovalPolicy.DESTROY, recoverable=False)
+    acknowledge(
+        table,
+        "AwsSolutions-DDB3",
+        "The window holds minutes of traffic summaries that expire within hours; restoring it to an earlier "
+        "point would only bring back evidence too old to count.",
+    )
+    return table
+
+
 def dead_letter_queue(scope: Construct, construct_id: str, *, holds: str) -> sqs.Queue:
     """An encrypted queue keeping what could not be processed for 14 days. `holds` says what lands in it:
     cdk-nag's "no DLQ" finding is acknowledged with it (a DLQ of a DLQ would only move the same records)."""
@@ -55,7 +73,9 @@ def dead_letter_queue(scope: Construct, construct_id: str, *, holds: str) -> sqs
     return queue
 
 
-def _table(scope: Construct, construct_id: str, removal: RemovalPolicy) -> dynamodb.Table:
+def _table(
+    scope: Construct, construct_id: str, removal: RemovalPolicy, *, recoverable: bool = True
+) -> dynamodb.Table:
     return dynamodb.Table(
         scope,
         construct_id,
@@ -64,7 +84,7 @@ def _table(scope: Construct, construct_id: str, removal: RemovalPolicy) -> dynam
         billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
         time_to_live_attribute=TTL_ATTRIBUTE,
         point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-            point_in_time_recovery_enabled=True
+            point_in_time_recovery_enabled=recoverable
         ),
         encryption=dynamodb.TableEncryption.AWS_MANAGED,
         removal_policy=removal,

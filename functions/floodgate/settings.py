@@ -71,6 +71,7 @@ class Settings:
     alarm_names: frozenset[str]
     log_retention_days: int
     state_table: str
+    window_table: str | None  # None: the window shares the state table
     log_table: str
     topic_arn: str | None
     hold_groups: tuple[str, ...]  # empty: no capacity hold

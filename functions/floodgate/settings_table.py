@@ -279,7 +279,9 @@ SETTINGS: tuple[Setting, ...] = (
     *_area(
         "Set by the stack",
         Setting(None, "FLOODGATE_STATE_TABLE", "text", None,
-            meaning="the state table (arming, window, ledger)"),
+            meaning="the state table (arming, ledger, leases, dependencies)"),
+        Setting(None, "FLOODGATE_WINDOW_TABLE", "text", None, optional=True,
+            meaning="the traffic-window table (deliveries, merged minutes); empty: the state table"),
         Setting(None, "FLOODGATE_LOG_TABLE", "text", None,
             meaning="the deny-log table"),
         Setting(None, "FLOODGATE_TOPIC_ARN", "text", None, optional=True,

@@ -21,7 +21,7 @@ from cfnlint.api import lint_file
 
 from floodgate.core.flowlog import DEFAULT_FORMAT, STACK_FORMAT, FlowLogFormat
 from floodgate.observability import DETECTOR_HANDLER, EXPIRER_HANDLER, OUTPUT
-from floodgate.settings import Settings
+from floodgate.settings import ENV, Settings
 from floodgate.settings_table import BY_ENV
 from floodgate.tables import LOG_BY_CIDR_INDEX, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 from infra.app import build_app
@@ -67,7 +67,12 @@ VARIANT: dict[str, Any] = {
 }
 # Keep this module on one xdist worker: its fixtures synthesize once per worker that runs any of its tests.
 pytestmark = pytest.mark.xdist_group(name="infra-synth")
-SAMPLE_TOKENS = {"state": "floodgate-state", "log": "floodgate-log", "topic": "arn:aws:sns:eu-west-1:1:t"}
+SAMPLE_TOKENS = {
+    "state": "floodgate-state",
+    "window": "floodgate-window",
+    "log": "floodgate-log",
+    "topic": "arn:aws:sns:eu-west-1:1:t",
+}
 
 
 class Synth:
@@ -152,6 +157,7 @@ def _replace_tokens(env: dict[str, Any], synth: Synth) -> dict[str, str]:
     """Tokens (Ref to tables / topic) -> sample values, as the deployed functions would see them."""
     refs = {
         synth.logical_id("AWS::DynamoDB::Table", "StateTable"): SAMPLE_TOKENS["state"],
+        synth.logical_id("AWS::DynamoDB::Table", "WindowTable"): SAMPLE_TOKENS["window"],
         synth.logical_id("AWS::DynamoDB::Table", "LogTable"): SAMPLE_TOKENS["log"],
         synth.logical_id("AWS::SNS::Topic", "Topic"): SAMPLE_TOKENS["topic"],
     }
@@ -242,6 +248,7 @@ def test_capacity_hold_acts_only_on_the_named_groups(base: Synth, variant: Synth
 def test_tables_and_topic_by_grants(base: Synth, name: str) -> None:
     statements = base.role_statements(name)
     state = base.logical_id("AWS::DynamoDB::Table", "StateTable")
+    window = base.logical_id("AWS::DynamoDB::Table", "WindowTable")
     log = base.logical_id("AWS::DynamoDB::Table", "LogTable")
     granted: set[str] = set()
     for statement in statements:
@@ -253,7 +260,7 @@ def test_tables_and_topic_by_grants(base: Synth, name: str) -> None:
                 assert not str(resource).endswith("/index/*"), "the functions never read an index"
             actions = set(_actions(statement))
             assert actions in ({"dynamodb:BatchWriteItem"}, set(STATE_TABLE_ACTIONS)), actions
-    assert granted == {state, log}
+    assert granted == {state, window, log}
     topic = base.logical_id("AWS::SNS::Topic", "Topic")
     key = base.logical_id("AWS::KMS::Key", "Key")
     assert {"Action": "sns:Publish", "Effect": "Allow", "Resource": {"Ref": topic}} in statements
@@ -396,6 +403,23 @@ def test_tables_ttl_pitr_on_demand(base: Synth, name: str) -> None:
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert props["BillingMode"] == "PAY_PER_REQUEST"
     assert resource["DeletionPolicy"] == "Retain"
+
+
+def test_window_table_is_transient_and_named_to_the_functions(base: Synth) -> None:
+    """The window's items live hours: no point-in-time recovery, deleted with the stack even when the
+    ledger's tables are retained; both functions are told its name."""
+    logical = base.logical_id("AWS::DynamoDB::Table", "WindowTable")
+    resource = base.json["Resources"][logical]
+    props = resource["Properties"]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": False}
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert resource["DeletionPolicy"] == "Delete"
+    assert base.json["Resources"][base.logical_id("AWS::DynamoDB::Table", "StateTable")]["DeletionPolicy"] == (
+        "Retain"
+    )
+    for name in ("Detector", "Expirer"):
+        assert base.function(name)[1]["Environment"]["Variables"][ENV.WINDOW_TABLE] == {"Ref": logical}
 
 
 def test_log_table_has_the_by_cidr_index(base: Synth) -> None:
@@ -706,6 +730,7 @@ def test_falling_behind_alarms_reach_on_call(base: Synth) -> None:
 
 EXPECTED_ACKNOWLEDGEMENTS = {
     "AwsSolutions-SQS3",
+    "AwsSolutions-DDB3",  # the window table: hours of evidence, nothing to recover
     "AwsSolutions-L1",
     "AwsSolutions-IAM5[Resource::*]",
 }

@@ -139,7 +139,7 @@ class World:
         }
 
     def window_keys(self) -> set[str]:
-        table = self.stack.outputs[OUTPUT.STATE_TABLE]
+        table = self.detector.environment[ENV.WINDOW_TABLE]  # the stack's own window table
         items = self.client("dynamodb").scan(TableName=table, ProjectionExpression="pk")["Items"]
         return {item["pk"]["S"] for item in items if item["pk"]["S"].startswith(WINDOW_PREFIX)}
 

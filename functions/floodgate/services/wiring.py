@@ -135,15 +135,16 @@ def window_for(
     retrier: Retrier | None = None,
     scope: str = "",
 ) -> TrafficWindow:
-    """The shared window in the STATE table. Its summaries are sized so that every source or prefix above
-    FLOODGATE_MIN_SHARE of the window's packets is found (`core.summary`)."""
+    """The shared window, in its own table (FLOODGATE_WINDOW_TABLE; the STATE table when unset). Its
+    summaries are sized so that every source or prefix above FLOODGATE_MIN_SHARE of the window's packets is
+    found (`core.summary`)."""
     policy = detection.policy
 
     def new_summary() -> TrafficSummary:
         return TrafficSummary.for_share(detection.min_share, policy.max_prefix_v4, policy.max_prefix_v6)
 
     return TrafficWindow(
-        settings.state_table,
+        settings.window_table or settings.state_table,
         window_s=settings.window_s,
         new_summary=new_summary,
         client=dynamodb,
