@@ -415,9 +415,8 @@ def test_window_table_is_transient_and_named_to_the_functions(base: Synth) -> No
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": False}
     assert props["BillingMode"] == "PAY_PER_REQUEST"
     assert resource["DeletionPolicy"] == "Delete"
-    assert base.json["Resources"][base.logical_id("AWS::DynamoDB::Table", "StateTable")]["DeletionPolicy"] == (
-        "Retain"
-    )
+    state = base.json["Resources"][base.logical_id("AWS::DynamoDB::Table", "StateTable")]
+    assert state["DeletionPolicy"] == "Retain"
     for name in ("Detector", "Expirer"):
         assert base.function(name)[1]["Environment"]["Variables"][ENV.WINDOW_TABLE] == {"Ref": logical}
 

@@ -62,7 +62,7 @@ from floodgate.tables import (
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import KeysAndAttributesTypeDef, PutTypeDef, TransactWriteItemTypeDef
+    from mypy_boto3_dynamodb.type_defs import PutTypeDef, TransactWriteItemTypeDef
 
 
 _log = logging.getLogger(__name__)
@@ -203,28 +203,13 @@ class Ledger:
 
     def offences(self, cidrs: Sequence[str]) -> dict[str, OffenceRecord]:
         """Offence records of the given sources, by CIDR; absent when there is none."""
-        wanted = list(dict.fromkeys(cidrs))
-        found: dict[str, OffenceRecord] = {}
-        for start in range(0, len(wanted), 100):
-            keys: list[dict[str, Any]] = [
-                _key(OFFENCE_PREFIX + c, "OFFENCE") for c in wanted[start : start + 100]
-            ]
-
-            def read(keys: list[Any]) -> list[Any]:
-                request: dict[str, KeysAndAttributesTypeDef] = {
-                    self.state_table: {"Keys": keys, "ConsistentRead": True}
-                }
-                reply = self._retry.call(
-                    "BatchGetItem", partial(self._ddb.batch_get_item, RequestItems=request)
-                )
-                for item in reply.get("Responses", {}).get(self.state_table, []):
-                    record = _offence_from(item)
-                    found[record.cidr] = record
-                unread = reply.get("UnprocessedKeys", {}).get(self.state_table)
-                return list(unread["Keys"]) if unread else []
-
-            self._until_processed("BatchGetItem", keys, read, "offence records unread")
-        return found
+        keys = [_key(OFFENCE_PREFIX + cidr, "OFFENCE") for cidr in dict.fromkeys(cidrs)]
+        try:
+            items = dynamo.batch_get(self._retry, self._ddb, self.state_table, keys)
+        except dynamo.Unprocessed as exc:
+            raise LedgerError(f"offence records unread: {exc}") from exc
+        records = map(_offence_from, items)
+        return {record.cidr: record for record in records}
 
     def _until_processed(
         self, what: str, pending: list[Any], send: Callable[[list[Any]], list[Any]], left: str
