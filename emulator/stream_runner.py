@@ -29,7 +29,7 @@ import gzip
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -38,6 +38,7 @@ from emulator.deploy import DeployedFunction
 
 Clock = Callable[[], float]
 _PUT_RECORDS_MAX = 500  # Kinesis PutRecords takes at most 500 records per call
+_PUT_RECORDS_MAX_BYTES = 5 * 1024 * 1024  # ... and at most 5 MiB of data and partition keys
 _RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours)\)")
 
 
@@ -125,6 +126,21 @@ class RunStats:
     responses: list[dict[str, Any]] = field(default_factory=list)
 
 
+def put_records_calls(entries: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """`entries` in order, cut into PutRecords calls within Kinesis's limits (records and bytes per call)."""
+    chunk: list[dict[str, Any]] = []
+    size = 0
+    for entry in entries:
+        entry_size = len(entry["Data"]) + len(entry["PartitionKey"].encode())
+        if chunk and (len(chunk) == _PUT_RECORDS_MAX or size + entry_size > _PUT_RECORDS_MAX_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(entry)
+        size += entry_size
+    if chunk:
+        yield chunk
+
+
 class StreamRunner:
     """Reads the deployed stream for `function` as its event source mapping would."""
 
@@ -163,8 +179,7 @@ class StreamRunner:
             for doc in documents
         ]
         now = self.clock()
-        for start in range(0, len(entries), _PUT_RECORDS_MAX):
-            chunk = entries[start : start + _PUT_RECORDS_MAX]
+        for chunk in put_records_calls(entries):
             reply = self.kinesis.put_records(StreamName=self.config.stream_name, Records=chunk)
             if reply.get("FailedRecordCount"):
                 raise RuntimeError(f"put_records: {reply['FailedRecordCount']} records refused")
