@@ -17,7 +17,7 @@ def test_calls_stay_within_500_records_and_5_mib_and_keep_the_order() -> None:
     calls = list(put_records_calls(entries))
     # 130 kB deliveries: 40 fit in 5 MiB (5,242,880 / 130,000 = 40.3); then small ones, 500 at most
     assert [len(call) for call in calls] == [40, 40, 20 + 480, 500, 220]
-    assert all(sum(len(e["Data"]) + 4 for e in call) <= 5 * MIB for call in calls)  # type: ignore[arg-type]
+    assert all(sum(len(e["Data"]) + 4 for e in call) <= 5 * MIB for call in calls)
     assert [e["PartitionKey"] for call in calls for e in call] == [e["PartitionKey"] for e in entries]
 
 
