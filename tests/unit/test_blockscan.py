@@ -187,10 +187,19 @@ def test_arguments_that_do_not_describe_a_format_are_refused(
 
 # Hostile blocks: plain records of several formats, some fields replaced by hostile text, some separators
 # by odd whitespace, some fields dropped or repeated, some lines pure noise.
+# Dotted texts inet_pton may refuse: leading zeros, octets past 255, too few or too many parts, empty parts.
+_octet = st.integers(0, 300).map(str) | st.sampled_from(["0", "00", "01", "007", "0255", "", "1a"])
+_odd_address = st.lists(_octet, min_size=4, max_size=4).map(".".join) | st.lists(
+    _octet, min_size=3, max_size=5
+).map(".".join)
 _addresses = st.one_of(
     st.sampled_from(["10.0.1.10", "10.0.200.3", "198.51.100.7", "203.0.113.9", "8.8.8.8", "-"]),
     st.ip_addresses(v=4).map(str),
+    _odd_address,
 )
+# Destinations mostly inside the VPC (10.0.0.0/16), so that most records are inbound and their sources
+# are read.
+_destinations = st.sampled_from(["10.0.1.10", "10.0.0.0", "10.0.255.255"]) | _addresses
 _hostile = st.one_of(
     st.binary(max_size=24).map(lambda b: b.decode("latin-1")),
     st.text(alphabet="0123456789", min_size=1, max_size=40),  # overlong numbers, leading zeros
@@ -241,9 +250,9 @@ _PLAIN: dict[str, st.SearchStrategy[str]] = {
     "interface-id": st.just("eni-0abc"),
     "vpc-id": st.just("vpc-01"),
     "srcaddr": _addresses,
-    "dstaddr": _addresses,
+    "dstaddr": _destinations,
     "pkt-srcaddr": _addresses,
-    "pkt-dstaddr": _addresses,
+    "pkt-dstaddr": _destinations,
     "srcport": st.sampled_from(["443", "53", "40000", "1024", "1023", "-", "0000040000"]),
     "dstport": st.sampled_from(["443", "53", "40000", "1024", "-"]),
     "protocol": st.sampled_from(["6", "17", "1", "58", "47"]),
