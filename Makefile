@@ -8,7 +8,7 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 
 .PHONY: install test lint unit mutate bench demo demo-keep sample docs clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml functions/floodgate/core/_blockscan.c
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,infra,mutate]'

@@ -20,9 +20,19 @@ from infra.notifications import Notifications
 from infra.settings import RETENTION_DAYS, FloodgateSettings, FunctionSettings
 from infra.storage import dead_letter_queue, ledger_tables, window_table
 
-# The Lambda asset: the `functions/` directory (the floodgate package), without build and cache debris.
+# The Lambda asset: the `functions/` directory (the floodgate package), without build and cache debris, and
+# without `analyze`'s C extension: built for this machine (x86_64, its Python), never for arm64 Python 3.13.
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
-ASSET_EXCLUDE = ["**/__pycache__", "**/*.pyc", "*.egg-info", "**/*.egg-info", ".mypy_cache", ".pytest_cache"]
+ASSET_EXCLUDE = [
+    "**/__pycache__",
+    "**/*.pyc",
+    "*.egg-info",
+    "**/*.egg-info",
+    ".mypy_cache",
+    ".pytest_cache",
+    "**/*.so",
+    "**/*.c",
+]
 
 NACL_ENTRY_ACTIONS = ["ec2:CreateNetworkAclEntry", "ec2:ReplaceNetworkAclEntry", "ec2:DeleteNetworkAclEntry"]
 POWERTOOLS_LAYER_ACCOUNT = "017000801446"  # the public Powertools for AWS Lambda (Python) layers

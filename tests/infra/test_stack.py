@@ -335,6 +335,9 @@ def test_function_code_is_the_functions_directory_without_debris(base: Synth) ->
     names = {p.name for p in staged.rglob("*")}
     assert "__pycache__" not in names
     assert not any(n.endswith(".egg-info") for n in names)
+    # The block scanner's C extension is built for the machine that installs (functions/ holds it after
+    # `make install`): an arm64 Lambda must never be handed it, nor its source.
+    assert not any(n.startswith("_blockscan") for n in names)
 
 
 def test_failure_queue_is_encrypted_and_tls_only(base: Synth) -> None:

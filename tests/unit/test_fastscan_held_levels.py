@@ -19,6 +19,9 @@ from floodgate.core.summary import Counter, TrafficSummary
 np = pytest.importorskip("numpy")
 fastscan = pytest.importorskip("floodgate.core.fastscan")
 
+# Every test runs with the compiled block scanner and with numpy only (tests/unit/conftest.py).
+pytestmark = pytest.mark.usefixtures("scan_engine")
+
 V2 = FlowLogFormat.parse(DEFAULT_FORMAT)
 RECORD = (
     "2 123456789012 eni-0abc {src} 10.0.1.10 40000 443 {proto} {packets} {octets} "

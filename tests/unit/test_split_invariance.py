@@ -12,6 +12,7 @@ import random
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +26,9 @@ from floodgate.core.networks import DenyPolicy
 from floodgate.core.summary import TrafficSummary
 from floodgate.core.window import merge_batches, open_batch, pack_summary, rate_window_s
 from tests.fleet_scenarios import Scenario, capture, scenarios
+
+# Every test runs with the compiled block scanner and with numpy only (tests/unit/conftest.py).
+pytestmark = pytest.mark.usefixtures("scan_engine")
 
 VPC = ("10.0.0.0/16", "2600:1f18:abcd:1200::/56")
 HOSTS = ("10.0.1.10", "10.0.2.11", "2600:1f18:abcd:1201::10")

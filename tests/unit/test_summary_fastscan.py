@@ -24,6 +24,9 @@ from floodgate.core.networks import DenyPolicy
 from floodgate.core.scanning import ReferenceScanner
 from floodgate.core.summary import TrafficSummary
 
+# Every test runs with the compiled block scanner and with numpy only (tests/unit/conftest.py).
+pytestmark = pytest.mark.usefixtures("scan_engine")
+
 V2 = FlowLogFormat.parse(DEFAULT_FORMAT)
 
 
