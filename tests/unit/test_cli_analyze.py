@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,24 @@ def test_truncated_gzip_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureF
     broken.write_bytes(SAMPLE.read_bytes()[:5000])
     assert main(["analyze", str(broken)]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: data[:10] + bytes(400) + data[410:], id="deflate-data-zeroed"),
+        pytest.param(lambda data: data[:-8] + bytes(4) + data[-4:], id="crc-wrong"),
+        pytest.param(lambda data: data + b"\x1f\x8bnot a second member", id="garbage-member"),
+    ],
+)
+def test_corrupt_gzip_is_a_clear_error_whichever_inflate_reads_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: Callable[[bytes], bytes]
+) -> None:
+    broken = tmp_path / "broken.log.gz"
+    broken.write_bytes(damage(SAMPLE.read_bytes()))
+    assert main(["analyze", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("floodgate: cannot read") and "Traceback" not in err
 
 
 def test_runs_as_a_module() -> None:
