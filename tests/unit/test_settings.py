@@ -60,6 +60,7 @@ def test_one_side_only_rows_say_so() -> None:
     set_by_the_stack = {row.env for row in SETTINGS if row.key is None}
     assert set_by_the_stack == {
         "FLOODGATE_STATE_TABLE",
+        "FLOODGATE_WINDOW_TABLE",
         "FLOODGATE_LOG_TABLE",
         "FLOODGATE_TOPIC_ARN",
         "FLOODGATE_ALARM_NAMES",
