@@ -463,8 +463,7 @@ class FastScanner:
                 np.frombuffer(spoofable, dtype=np.bool_, count=rows),
             )
         if first is not None:
-            batch.first_start = first if batch.first_start is None else min(first, batch.first_start)
-            batch.last_end = last if batch.last_end is None else max(last, batch.last_end)
+            batch.cover(first, last)
         return leftovers  # type: ignore[no-any-return]
 
     def _scan_block(self, data: bytes, by_text: dict[str, Tally], batch: SourceBatch) -> list[bytes]:
@@ -572,9 +571,7 @@ class FastScanner:
         if use.any():
             self._sums.add(src[use], packets[use], octets[use], rejected[use], spoofable[use])
             if self.start is not None and self.end is not None:
-                first, last = int(start[use].min()), int(end[use].max())
-                batch.first_start = first if batch.first_start is None else min(first, batch.first_start)
-                batch.last_end = last if batch.last_end is None else max(last, batch.last_end)
+                batch.cover(int(start[use].min()), int(end[use].max()))
         line_starts, line_ends = block.line_starts, block.line_ends
         return [data[line_starts[i] : line_ends[i]] for i in np.flatnonzero(~good).tolist()]
 

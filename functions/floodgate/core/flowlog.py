@@ -185,6 +185,11 @@ class SourceBatch:
             return 0
         return self.last_end - self.first_start
 
+    def cover(self, first: int, last: int) -> None:
+        """Widen the batch's time span to include records from `first` (start) to `last` (end)."""
+        self.first_start = first if self.first_start is None else min(first, self.first_start)
+        self.last_end = last if self.last_end is None else max(last, self.last_end)
+
 
 @dataclass(slots=True)
 class PendingBatch:
