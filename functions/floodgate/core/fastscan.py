@@ -18,6 +18,8 @@ without a compiler, and as the compiled scanner's second witness in the tests.
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import compress
+from operator import not_
 from typing import Any
 
 import numpy as np
@@ -111,6 +113,16 @@ def _all_digits(words: NDArray) -> NDArray:
     """Per row of two words: is every byte an ASCII digit?"""
     valid = _digit_words(words)
     return valid[:, 0] & valid[:, 1]
+
+
+def _candidate_lines(buf: np.ndarray, nf: int) -> np.ndarray:
+    """Per line of a block that ends with a newline: could it be regular (nf - 1 spaces, ASCII only)? The
+    lines that could are scanned again as a block of their own, the others go to the reference parser."""
+    ends = np.flatnonzero(buf == 10)
+    starts = np.concatenate(([0], ends[:-1] + 1))  # each line's segment ends with its newline: never empty
+    spaces = np.add.reduceat(buf == 32, starts, dtype=np.intp)
+    high = np.add.reduceat(buf >= 128, starts, dtype=np.intp)
+    return (spaces == nf - 1) & (high == 0)  # type: ignore[no-any-return]
 
 
 def _eight_digits(digits: NDArray) -> NDArray:
@@ -488,11 +500,11 @@ class FastScanner:
                     return self._scan_regular(block, data, by_text, batch)
         # Mixed block: route lines that cannot be regular to the reference, scan the rest in one go.
         lines = data.split(b"\n")[:-1]
-        spaces = nf - 1
-        plain = [line for line in lines if line.count(b" ") == spaces and line.isascii()]
+        candidates = _candidate_lines(buf, nf).tolist()
+        plain = list(compress(lines, candidates))
         if len(plain) == len(lines):
             return lines  # the structure is odd in a way a count cannot see: let the reference judge
-        odd = [line for line in lines if not (line.count(b" ") == spaces and line.isascii())]
+        odd = list(compress(lines, map(not_, candidates)))
         if plain:
             odd += self._scan_block(b"\n".join(plain) + b"\n", by_text, batch)
         return odd
