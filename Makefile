@@ -14,9 +14,26 @@ $(STAMP): pyproject.toml functions/floodgate/core/_blockscan.c
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,infra,mutate]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+# numpy for the detector's Lambda layer (arm64, Python 3.13, as the functions run): binary wheels only, so no
+# compiler and no Docker; fetched at install time, so that `cdk synth` stays offline. The wheel's tests and
+# scripts are left out (69 MB unzipped with them, as pip installs it). The same numpy as the tests run.
+LAMBDA_NUMPY := numpy==2.4.6
+NUMPY_LAYER := build/lambda-layers/numpy
+LAYER_STAMP := $(NUMPY_LAYER)/.installed-stamp
+$(LAYER_STAMP): $(STAMP) Makefile
+	rm -rf $(NUMPY_LAYER)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+		--platform manylinux_2_28_aarch64 --platform manylinux2014_aarch64 --implementation cp \
+		--python-version 3.13 --target $(NUMPY_LAYER)/python '$(LAMBDA_NUMPY)'
+	find $(NUMPY_LAYER)/python -depth -type d -name tests -exec rm -rf {} +
+	rm -rf $(NUMPY_LAYER)/python/bin
+	@touch $(LAYER_STAMP)
 
-lint: $(STAMP)
+INSTALLED := $(STAMP) $(LAYER_STAMP)
+
+install: $(INSTALLED)
+
+lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
@@ -33,7 +50,7 @@ test: lint
 # surviving mutant that tests/mutation/equivalent.toml does not explain; fails when one is left or a goal
 # is missed.
 MUTATE_DIR := .mutate
-mutate: $(STAMP)
+mutate: $(INSTALLED)
 	rm -rf $(MUTATE_DIR) && mkdir $(MUTATE_DIR)
 	for path in functions tests emulator infra samples bench app.py cdk.json pyproject.toml README.md; do ln -s ../$$path $(MUTATE_DIR)/$$path; done
 	ln -s ../functions $(MUTATE_DIR)/src
@@ -41,12 +58,12 @@ mutate: $(STAMP)
 		|| { tail -40 mutmut.log; exit 1; }
 	$(PY) -m tests.mutation.report $(MUTATE_DIR)
 
-unit: $(STAMP)
+unit: $(INSTALLED)
 	$(VENV)/bin/pytest -m "not integration"
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 
-$(BENCH_STAMP): $(STAMP)
+$(BENCH_STAMP): $(INSTALLED)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,infra,bench]'
 	@touch $(BENCH_STAMP)
 
@@ -55,19 +72,19 @@ bench: $(BENCH_STAMP)
 	$(PY) bench/run.py
 
 # The main job on the embedded emulator: deploy the stack into moto, play an attack, show the deny log.
-demo: $(STAMP)
+demo: $(INSTALLED)
 	$(PY) -m emulator.demo
 
 # The same, leaving the emulator running for the CLI (Ctrl-C stops it).
-demo-keep: $(STAMP)
+demo-keep: $(INSTALLED)
 	$(PY) -m emulator.demo --keep
 
 # Regenerates the bundled capture (deterministic).
-sample: $(STAMP)
+sample: $(INSTALLED)
 	$(PY) -m emulator.traffic samples/attack.log.gz
 
 # cdk.json's context and the README's settings table, from functions/floodgate/settings_table.py.
-docs: $(STAMP)
+docs: $(INSTALLED)
 	$(PY) -m infra.docs
 
 clean:

@@ -73,6 +73,7 @@ from infra.enforcement import (
     NACL_ENTRY_ACTIONS,
     STATE_TABLE_ACTIONS,
     function_role,
+    numpy_layer,
     powertools_layer_arn,
     retention,
 )
@@ -227,7 +228,8 @@ class SecurityStack(Stack):
             layers=[
                 lambda_.LayerVersion.from_layer_version_arn(
                     self, "Powertools", powertools_layer_arn(settings.powertools_layer_version)
-                )
+                ),
+                numpy_layer(self),
             ],
             environment=environment,
             memory_size=settings.detector.memory_mb,

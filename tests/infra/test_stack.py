@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy
 import pytest
 from aws_cdk import App
 from aws_cdk.assertions import Match, Template
@@ -326,11 +327,17 @@ def test_functions_runtime_code_and_failure_handling(
     )
 
 
-def test_function_code_is_the_functions_directory_without_debris(base: Synth) -> None:
+def _zip_assets(base: Synth) -> dict[str, Path]:
+    """The staged directory of each zip asset, by the path of the construct that uses it."""
     assets = json.loads((base.outdir / f"{base.stack.artifact_id}.assets.json").read_text())
     zips = [a for a in assets["files"].values() if a["source"].get("packaging") == "zip"]
-    assert len(zips) == 1  # both functions share one asset
-    staged = base.outdir / zips[0]["source"]["path"]
+    return {a["displayName"]: base.outdir / a["source"]["path"] for a in zips}
+
+
+def test_function_code_is_the_functions_directory_without_debris(base: Synth) -> None:
+    code = [path for name, path in _zip_assets(base).items() if name != "Enforcement/Numpy/Code"]
+    assert len(code) == 1  # both functions share one asset
+    staged = code[0]
     assert (staged / "floodgate" / "settings.py").is_file()
     names = {p.name for p in staged.rglob("*")}
     assert "__pycache__" not in names
@@ -338,6 +345,24 @@ def test_function_code_is_the_functions_directory_without_debris(base: Synth) ->
     # The block scanner's C extension is built for the machine that installs (functions/ holds it after
     # `make install`): an arm64 Lambda must never be handed it, nor its source.
     assert not any(n.startswith("_blockscan") for n in names)
+
+
+def test_detector_scans_with_numpy_for_arm64_python313_from_its_layer(base: Synth) -> None:
+    layers = base.resources("AWS::Lambda::LayerVersion")
+    assert len(layers) == 1
+    ((layer_id, layer),) = layers.items()
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    # Only the detector parses flow logs: the expirer loads no numpy.
+    assert {"Ref": layer_id} in base.function("Detector")[1]["Layers"]
+    assert {"Ref": layer_id} not in base.function("Expirer")[1]["Layers"]
+    staged = _zip_assets(base)["Enforcement/Numpy/Code"]
+    # Lambda adds the layer's python/ to sys.path; numpy's compiled core must be the arm64 CPython 3.13 build.
+    cores = [p.name for p in (staged / "python" / "numpy" / "_core").glob("_multiarray_umath*.so")]
+    assert cores == ["_multiarray_umath.cpython-313-aarch64-linux-gnu.so"]
+    # The version the tests run with (pyproject's dev extra and the Makefile pin the same one).
+    assert (staged / "python" / f"numpy-{numpy.__version__}.dist-info").is_dir()
+    assert not list(staged.rglob("tests"))  # pruned: 52 MB unzipped instead of 69
 
 
 def test_failure_queue_is_encrypted_and_tls_only(base: Synth) -> None:
