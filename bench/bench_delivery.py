@@ -13,12 +13,15 @@ reference parser: what its Lambda ran. Prints one JSON line
 per variant and delivery: medians over the rounds of each process's median per stage, the spread of the
 totals, and the ratio of its total to the first `--also` (measured in the same rounds).
 
-    .venv/bin/python bench/bench_delivery.py --also before=/tmp/old/functions --rounds 5
+    .venv/bin/python bench/bench_delivery.py --before 2b52671 --rounds 5
+
+`make bench` compares with 2b52671, main before issue 13's work began (the issue's "today").
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import gc
 import json
 import os
@@ -145,9 +148,23 @@ def _summariser(parser: Any, bounds: Any, *, numpy: bool) -> Callable[[Sequence[
     return lambda lines, summary: summarise_lines(scanner, lines, summary, bounds)
 
 
+def archived_functions(commit: str) -> Path:
+    """`functions/` as it was at `commit`, extracted under .bench and byte-compiled (as this tree's is)."""
+    target = WORK / f"functions-{commit}"
+    if not (target / "functions").is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "archive", commit, "functions"], cwd=ROOT, check=True, capture_output=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+        compileall.compile_dir(str(target / "functions"), quiet=1)
+    return target / "functions"
+
+
 def main() -> None:
     options = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     options.add_argument("--also", action="append", default=[], metavar="NAME=FUNCTIONS_DIR")
+    options.add_argument("--before", metavar="COMMIT", help="also that commit's functions (git archive)")
     options.add_argument("--rounds", type=int, default=5)
     options.add_argument("--deliveries", type=int, default=20, help="per process")
     options.add_argument("--reference", action="store_true", help="also this tree's reference parser")
@@ -159,6 +176,8 @@ def main() -> None:
         child(Path(args.child[0]), Path(args.child[1]), args.child[2], args.child[3] == "numpy")
         return
     sys.path.insert(0, str(ROOT))
+    if args.before:
+        args.also.insert(0, f"before={archived_functions(args.before)}")
     events = write_events(args.deliveries)
     variants = [
         (name, Path(path), "reference") for name, _, path in (also.partition("=") for also in args.also)

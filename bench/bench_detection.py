@@ -6,7 +6,6 @@ Prints JSON lines. Each process runs pinned to one core (taskset -c 1) when task
 from __future__ import annotations
 
 import compileall
-import gc
 import json
 import os
 import random
@@ -29,7 +28,7 @@ from emulator.traffic import (  # noqa: E402
     public_addresses,
 )
 from floodgate.core.detect import DetectionConfig, plan_denies  # noqa: E402
-from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat, FlowLogParser, TimeBounds  # noqa: E402
+from floodgate.core.flowlog import DEFAULT_FORMAT, FlowLogFormat, FlowLogParser  # noqa: E402
 from floodgate.core.networks import DenyPolicy  # noqa: E402
 from floodgate.core.summary import TrafficSummary  # noqa: E402
 
@@ -167,67 +166,9 @@ def bench_batch() -> None:
     )
 
 
-def bench_delivery_stages(runs: int = 40) -> None:
-    """The detector's per-record cost on one 10,000-record subscription delivery, in-process, no AWS: decode
-    (base64, gunzip, JSON, checks), parse and summarise, pack; through the reference parser (what runs
-    without numpy) and the vectorised scanner, alternating delivery by delivery."""
-    from emulator.lambda_runtime import encode_awslogs, subscription_document  # noqa: PLC0415
-    from floodgate.core.scanning import ReferenceScanner, block_scanner, summarise_lines  # noqa: PLC0415
-    from floodgate.core.window import pack_summary  # noqa: PLC0415
-    from floodgate.services.events import FlowLogDelivery, parse_detector_event  # noqa: PLC0415
-
-    rng = random.Random(7)
-    sources = background(rng, 4000, pps=8.0) + [Source(a, 12_000, flows=16) for a in public_addresses(rng, 3)]
-    lines = list(flow_lines(sources, intervals=2, seed=1))[:10_000]
-    events = [
-        encode_awslogs(
-            subscription_document(
-                lines, log_group="g", log_stream="eni-0-all", filter_name="f", timestamp_ms=0, batch=str(n)
-            )
-        )
-        for n in range(runs)
-    ]
-    parser = FlowLogParser(FlowLogFormat.parse(DEFAULT_FORMAT), [VPC_CIDR])
-    scanners = {"reference": ReferenceScanner(parser), "vectorised": block_scanner(parser)}
-    stages: dict[str, dict[str, list[float]]] = {name: {} for name in scanners}
-    bounds = TimeBounds(oldest_end=0, newest_start=2**40)  # checked as the detector does; every record inside
-    gc.freeze()  # as the handler does once initialised
-    for event in events:
-        for name, scanner in scanners.items():
-            began = time.process_time()
-            delivery = parse_detector_event(event)
-            decoded = time.process_time()
-            assert isinstance(delivery, FlowLogDelivery)
-            summary = TrafficSummary.for_share(0.01)
-            stats = summarise_lines(scanner, delivery.messages, summary, bounds).stats
-            summarised = time.process_time()
-            pack_summary(summary)
-            packed = time.process_time()
-            assert stats.parsed == len(lines)
-            for stage, ms in (
-                ("decode", decoded - began),
-                ("parse_summarise", summarised - decoded),
-                ("pack", packed - summarised),
-                ("total", packed - began),
-            ):
-                stages[name].setdefault(stage, []).append(ms * 1000)
-    for name, figures in stages.items():
-        total = figures["total"]
-        emit(
-            bench="delivery_stages",
-            scanner=name,
-            records=len(lines),
-            runs=runs,
-            **{f"{stage}_ms_p50": round(statistics.median(ms), 2) for stage, ms in figures.items()},
-            total_ms_p90=round(statistics.quantiles(total, n=10)[8], 2),
-            us_per_record_p50=round(statistics.median(total) * 1000 / len(lines), 2),
-        )
-
-
 if __name__ == "__main__":
     WORK.mkdir(exist_ok=True)
     compile_sources()
     bench_throughput()
     bench_memory()
     bench_batch()
-    bench_delivery_stages()

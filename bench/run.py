@@ -12,6 +12,12 @@ SCRIPTS = (
     ("bench_compare.py",),
     ("bench_compare.py", "--scaling"),
     ("bench_enforcement.py",),
+    (
+        "bench_delivery.py",
+        "--before",
+        "2b52671",
+        "--reference",
+    ),  # issue 13: the detector's per-record cost, then and now
     ("bench_handlers.py",),
     ("bench_window.py",),
     ("bench_chaos.py",),
